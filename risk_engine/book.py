@@ -1,0 +1,307 @@
+"""The book of one as-of date: row validation and resolution into frozen arrays.
+
+``validate_snapshot`` splits input rows into good rows and rejected rows (each rejection
+names table, key, column, value and reason); ``resolve_book`` turns the good rows into a
+:class:`ResolvedBook` whose contract terms (times, rates, today's values and Greeks) are
+resolved once, before any Monte Carlo work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from risk_engine.errors import DataError
+from risk_engine.pricing import black_scholes_greeks
+from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
+
+EQUITY, CALL, PUT = 0, 1, 2
+KINDS = {"equity": EQUITY, "call": CALL, "put": PUT}
+MAX_VOLATILITY = 5.0  # 500% annual: anything above is taken as a data error
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One input row set aside, and why."""
+
+    table: str
+    key: str
+    column: str
+    value: Any
+    reason: str
+
+    def as_row(self) -> dict[str, Any]:
+        """Plain dict with ``value`` as text (None stays None)."""
+        value = None if self.value is None or _isnan(self.value) else str(self.value)
+        return {"table": self.table, "key": self.key, "column": self.column, "value": value,
+                "reason": self.reason}
+
+
+def _isnan(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Validated input rows of one date (pandas frames, never mutated after creation)."""
+
+    positions: pd.DataFrame
+    market: pd.DataFrame
+    rejected: tuple[Rejection, ...] = field(default_factory=tuple)
+
+
+def validate_snapshot(
+    positions: pd.DataFrame, market: pd.DataFrame, as_of: dt.date
+) -> Snapshot:
+    """Set aside bad market and position rows; keep the good ones.
+
+    Market rows: duplicate underlying, spot not finite or <= 0 (every position on the
+    underlying is rejected), volatility not finite, <= 0 or > 500% and dividend yield not
+    finite (options on the underlying are rejected; stock positions go on).
+    Position rows: duplicate position_id, empty desk, unknown instrument_type, unknown
+    underlying, non-finite quantity, multiplier not finite or <= 0, option without a positive
+    strike or without expiry, expiry before the as-of date.
+    """
+    rej: list[Rejection] = []
+    mkt = market.copy()
+    mkt["underlying"] = mkt["underlying"].astype("string")
+    dup_u = mkt["underlying"].duplicated(keep=False) & mkt["underlying"].notna()
+    for u in mkt.loc[dup_u, "underlying"].unique():
+        rej.append(Rejection("market", str(u), "underlying", u, "duplicate underlying in market"))
+    mkt = mkt[~dup_u & mkt["underlying"].notna()]
+    spot = pd.to_numeric(mkt["spot"], errors="coerce").astype(float)
+    bad_spot = ~np.isfinite(spot) | (spot <= 0)
+    for u, s in zip(mkt.loc[bad_spot, "underlying"], spot[bad_spot], strict=True):
+        rej.append(Rejection("market", str(u), "spot", s, "spot must be finite and > 0"))
+    mkt = mkt[~bad_spot]
+    vol = pd.to_numeric(mkt["volatility"], errors="coerce").astype(float)
+    div = pd.to_numeric(mkt["dividend_yield"], errors="coerce").astype(float)
+    bad_vol = ~np.isfinite(vol) | (vol <= 0) | (vol > MAX_VOLATILITY)
+    bad_div = ~np.isfinite(div)
+    for u, v in zip(mkt.loc[bad_vol, "underlying"], vol[bad_vol], strict=True):
+        rej.append(Rejection("market", str(u), "volatility", v,
+                             f"volatility must be in (0, {MAX_VOLATILITY}]; options on it rejected"))
+    for u, v in zip(mkt.loc[bad_div & ~bad_vol, "underlying"], div[bad_div & ~bad_vol], strict=True):
+        rej.append(Rejection("market", str(u), "dividend_yield", v,
+                             "dividend_yield must be finite; options on it rejected"))
+    no_options = set(mkt.loc[bad_vol | bad_div, "underlying"])
+    all_market = set(market["underlying"].dropna().astype(str))
+    good_market = set(mkt["underlying"])
+    mkt = mkt.assign(sector=mkt["sector"].fillna("unknown")).reset_index(drop=True)
+
+    pos = positions.copy()
+    pid = pos["position_id"].astype("string")
+    keep = pd.Series(True, index=pos.index)
+
+    def reject(mask: pd.Series, column: str, reason: str) -> None:
+        for i in pos.index[mask & keep]:
+            rej.append(Rejection("positions", str(pid[i]), column, pos.at[i, column], reason))
+        keep[mask] = False
+
+    reject(pid.isna(), "position_id", "position_id is missing")
+    reject(pid.duplicated(keep=False), "position_id", "duplicate position_id for this date")
+    desk = pos["desk"].astype("string").str.strip()
+    reject(desk.isna() | (desk == ""), "desk", "desk is missing")
+    itype = pos["instrument_type"].astype("string").str.strip().str.lower()
+    reject(~itype.isin(list(KINDS)).fillna(False).astype(bool), "instrument_type",
+           "unknown instrument_type (expected equity, call or put)")
+    und = pos["underlying"].astype("string")
+    reject(~und.isin(list(all_market)).fillna(False).astype(bool), "underlying",
+           "underlying not in market for this date")
+    reject(und.isin(list(all_market - good_market)).fillna(False).astype(bool), "underlying",
+           "underlying rejected in market (bad or duplicate market row)")
+    qty = pd.to_numeric(pos["quantity"], errors="coerce").astype(float)
+    reject(~np.isfinite(qty), "quantity", "quantity must be finite")
+    mult = pd.to_numeric(pos["multiplier"], errors="coerce").astype(float)
+    reject(~np.isfinite(mult) | (mult <= 0), "multiplier", "multiplier must be finite and > 0")
+    is_opt = itype.isin(["call", "put"]).fillna(False).astype(bool)
+    strike = pd.to_numeric(pos["strike"], errors="coerce").astype(float)
+    reject(is_opt & ~(np.isfinite(strike) & (strike > 0)), "strike",
+           "option needs a finite strike > 0")
+    expiry = pd.to_datetime(pos["expiry"], errors="coerce")
+    reject(is_opt & expiry.isna(), "expiry", "option needs an expiry date")
+    reject(is_opt & (expiry < pd.Timestamp(as_of)).fillna(False).astype(bool), "expiry",
+           f"expiry before the as-of date {as_of}")
+    reject(is_opt & und.isin(list(no_options)).fillna(False).astype(bool), "underlying",
+           "option on an underlying whose volatility or dividend yield was rejected")
+
+    good = pos[keep].assign(
+        position_id=pid[keep].astype(str), desk=desk[keep].astype(str),
+        instrument_type=itype[keep].astype(str), underlying=und[keep].astype(str),
+        quantity=qty[keep], multiplier=mult[keep], strike=strike[keep],
+        expiry=expiry[keep],
+    ).reset_index(drop=True)
+    return Snapshot(positions=good, market=mkt, rejected=tuple(rej))
+
+
+def reject_positions_on(snapshot: Snapshot, underlyings: dict[str, str]) -> Snapshot:
+    """Set aside every position on the given underlyings (name -> reason)."""
+    if not underlyings:
+        return snapshot
+    pos = snapshot.positions
+    mask = pos["underlying"].isin(list(underlyings))
+    extra = [
+        Rejection("positions", pid, "underlying", u, underlyings[u])
+        for pid, u in zip(pos.loc[mask, "position_id"], pos.loc[mask, "underlying"], strict=True)
+    ]
+    return Snapshot(pos[~mask].reset_index(drop=True), snapshot.market,
+                    snapshot.rejected + tuple(extra))
+
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class ResolvedBook:
+    """A book with every contract term resolved, as arrays over positions ``P``.
+
+    Underlying-level arrays have length ``U`` (sorted underlying names), desk-level ``D``.
+    Quantities include the contract multiplier. Times are year fractions of the configured
+    day count; ``tau_h`` is the life left at the horizon (<= 0: expired by then, valued at
+    intrinsic on the horizon spot). ``rate_h`` is the zero rate at ``max(tau_h, 0)`` from the
+    same curve (no roll-down). NaN in option-only fields for equities.
+    """
+
+    as_of: dt.date
+    horizon_date: dt.date
+    horizon_years: float
+    position_id: NDArray[np.object_]
+    desks: tuple[str, ...]
+    desk_index: IntArray
+    underlyings: tuple[str, ...]
+    sectors: tuple[str, ...]
+    underlying_index: IntArray
+    kind: NDArray[np.int8]
+    quantity: FloatArray
+    strike: FloatArray
+    expiry_years: FloatArray
+    tau_h: FloatArray
+    volatility: FloatArray
+    dividend_yield: FloatArray
+    rate: FloatArray
+    rate_h: FloatArray
+    spot: FloatArray
+    unit_value: FloatArray
+    delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    theta: FloatArray
+    rho: FloatArray
+
+    @property
+    def n_positions(self) -> int:
+        """Number of positions ``P``."""
+        return int(self.quantity.size)
+
+    @property
+    def value(self) -> FloatArray:
+        """Market value of each position today, shape (P,)."""
+        return self.unit_value * self.quantity
+
+    def gross_value(self) -> FloatArray:
+        """Sum of |position values| per desk, shape (D,)."""
+        return np.bincount(self.desk_index, np.abs(self.value), minlength=len(self.desks))
+
+    def desk_mask(self, desk: str) -> NDArray[np.bool_]:
+        """Boolean mask of the positions of ``desk``."""
+        return self.desk_index == self.desks.index(desk)
+
+
+def resolve_book(
+    snapshot: Snapshot,
+    curve: ZeroCurve,
+    *,
+    as_of: dt.date,
+    horizon_days: int,
+    day_count: str = "trading_252",
+) -> ResolvedBook:
+    """Resolve validated rows into a :class:`ResolvedBook`; values and Greeks of today.
+
+    Raises
+    ------
+    DataError
+        If no position is left (an empty book cannot be risk-measured).
+    """
+    pos = snapshot.positions
+    if len(pos) == 0:
+        raise DataError(
+            f"positions: no valid position for as_of_date {as_of} "
+            f"({len(snapshot.rejected)} row(s) rejected)"
+        )
+    pos = pos.sort_values("position_id", kind="stable").reset_index(drop=True)
+    mkt = snapshot.market.set_index("underlying")
+    underlyings = tuple(sorted(pos["underlying"].unique()))
+    desks = tuple(sorted(pos["desk"].unique()))
+    u_idx = pd.Index(underlyings).get_indexer(pos["underlying"]).astype(np.int64)
+    d_idx = pd.Index(desks).get_indexer(pos["desk"]).astype(np.int64)
+    m = mkt.loc[list(underlyings)]
+    spot = m["spot"].to_numpy(float)
+    kind = pos["instrument_type"].map(KINDS).to_numpy(np.int8)
+    is_opt = kind != EQUITY
+    quantity = (pos["quantity"] * pos["multiplier"]).to_numpy(float)
+    hdate = horizon_date(as_of, horizon_days)
+    h = float(year_fraction(as_of, [hdate], day_count)[0])
+    expiry = pos["expiry"].to_numpy("datetime64[D]")
+    t = np.full(len(pos), np.nan)
+    if is_opt.any():
+        t[is_opt] = year_fraction(as_of, expiry[is_opt], day_count)
+    tau_h = np.where(is_opt, t - h, np.nan)
+    vol = np.where(is_opt, m["volatility"].to_numpy(float)[u_idx], np.nan)
+    div = np.where(is_opt, m["dividend_yield"].to_numpy(float)[u_idx], np.nan)
+    rate = np.where(is_opt, curve.zero_rate(np.nan_to_num(t)), np.nan)
+    rate_h = np.where(is_opt, curve.zero_rate(np.maximum(np.nan_to_num(tau_h), 0.0)), np.nan)
+    strike = np.where(is_opt, pos["strike"].to_numpy(float), np.nan)
+
+    s = spot[u_idx]
+    unit_value = s.copy()
+    delta = np.ones(len(pos))
+    gamma = np.zeros(len(pos))
+    vega = np.zeros(len(pos))
+    theta = np.zeros(len(pos))
+    rho = np.zeros(len(pos))
+    if is_opt.any():
+        g = black_scholes_greeks(
+            spots=s[is_opt], strikes=strike[is_opt], expiries=t[is_opt],
+            volatilities=vol[is_opt], rates=rate[is_opt], dividend_yields=div[is_opt],
+            is_call=kind[is_opt] == CALL,
+        )
+        unit_value[is_opt] = g.price
+        delta[is_opt], gamma[is_opt], vega[is_opt] = g.delta, g.gamma, g.vega
+        theta[is_opt], rho[is_opt] = g.theta, g.rho
+
+    return ResolvedBook(
+        as_of=as_of, horizon_date=hdate, horizon_years=h,
+        position_id=pos["position_id"].to_numpy(object), desks=desks, desk_index=d_idx,
+        underlyings=underlyings, sectors=tuple(m["sector"].astype(str)), underlying_index=u_idx,
+        kind=kind, quantity=quantity, strike=strike, expiry_years=t, tau_h=tau_h,
+        volatility=vol, dividend_yield=div, rate=rate, rate_h=rate_h, spot=spot,
+        unit_value=unit_value, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
+    )
+
+
+def greeks_table(book: ResolvedBook) -> pd.DataFrame:
+    """Greeks and market value per (desk, underlying), summed over positions.
+
+    Columns: desk, underlying, n_positions, market_value, delta, gamma, vega, theta, rho.
+    """
+    q = book.quantity
+    frame = pd.DataFrame({
+        "desk": np.asarray(book.desks, dtype=object)[book.desk_index],
+        "underlying": np.asarray(book.underlyings, dtype=object)[book.underlying_index],
+        "n_positions": 1,
+        "market_value": book.value,
+        "delta": book.delta * q, "gamma": book.gamma * q, "vega": book.vega * q,
+        "theta": book.theta * q, "rho": book.rho * q,
+    })
+    out = frame.groupby(["desk", "underlying"], sort=True, as_index=False).sum()
+    out["n_positions"] = out["n_positions"].astype(np.int64)
+    return out

@@ -1,0 +1,143 @@
+"""Command line: ``risk-engine run | demo-data | demo``.
+
+``risk-engine run`` and ``spark-submit jobs/nightly_risk.py`` share :func:`run_job`; the
+only difference is who chooses the Spark master (the config, or spark-submit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from risk_engine.config import Config, load_config
+from risk_engine.errors import RiskEngineError
+
+log = logging.getLogger("risk_engine")
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", required=True, metavar="YAML",
+                   help="config file; repeat to overlay several (later ones win)")
+    p.add_argument("--as-of", metavar="YYYY-MM-DD", help="as-of date (overrides the config)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set monte_carlo.n_scenarios=10000")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise RiskEngineError(f"--set needs KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value
+    if args.as_of:
+        overrides["as_of_date"] = args.as_of
+    return load_config(*args.config, overrides=overrides)
+
+
+def run_job(cfg: Config, *, master: str | None) -> int:
+    """Build the session, run the nightly job, print a summary; return the exit code."""
+    from risk_engine.spark.job import main
+    from risk_engine.spark.session import build_session
+
+    spark = build_session(cfg.spark, master=master)
+    try:
+        summary = main(spark, cfg)
+    finally:
+        spark.stop()
+    _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: Any) -> None:
+    measures = summary.tables["risk_measures"]
+    firm = measures[measures["scope"] == "firm"]
+    print(f"run {summary.run_id}: {summary.status}")
+    print(f"as of {summary.as_of_date}, {int(firm['n_scenarios'].iloc[0]):,} scenarios, "
+          f"horizon {int(firm['horizon_days'].iloc[0])} trading day(s)")
+    print("firm        level        VaR            ES")
+    for level, grp in firm.groupby("confidence_level"):
+        v = grp.set_index("measure")["value"]
+        print(f"            {level:<8.3f} {v['VaR']:>14,.0f} {v['ES']:>14,.0f}")
+    for w in summary.warnings:
+        print(f"warning: {w}")
+    print(f"timings (s): {summary.timings}")
+    print(f"results: {Path(summary.output_root).resolve() if '://' not in summary.output_root else summary.output_root}/"
+          f"<table>/as_of_date={summary.as_of_date}/  "
+          "(risk_measures, contributions, greeks, rejected_rows, run_manifest)")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    return run_job(cfg, master=args.master or cfg.spark.master)
+
+
+def _cmd_demo_data(args: argparse.Namespace) -> int:
+    from risk_engine.demo_data import DEFAULT_AS_OF, generate, write_tables
+
+    as_of = dt.date.fromisoformat(args.as_of) if args.as_of else DEFAULT_AS_OF
+    tables = generate(as_of, n_positions=args.positions, seed=args.seed)
+    paths = write_tables(tables, args.out)
+    print(f"wrote {len(paths)} Parquet file(s) for as_of_date {as_of} under "
+          f"{Path(args.out).resolve()}: {len(tables['positions'])} positions, "
+          f"{len(tables['market'])} underlyings, {tables['history']['date'].nunique()} days "
+          "of history")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.as_of = None
+    _cmd_demo_data(args)
+    cfg = load_config(args.config, overrides={"input.root": args.out})
+    return run_job(cfg, master=cfg.spark.master)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``risk-engine`` command."""
+    parser = argparse.ArgumentParser(prog="risk-engine", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the nightly job for one as-of date")
+    _add_run_args(run)
+    run.add_argument("--master", help="Spark master (default: spark.master of the config)")
+    run.set_defaults(func=_cmd_run)
+
+    demo_data = sub.add_parser("demo-data", help="write the synthetic demo snapshot")
+    demo_data.add_argument("--out", default="data/demo", help="output folder (data/demo)")
+    demo_data.add_argument("--as-of", help="as-of date (default 2026-11-20)")
+    demo_data.add_argument("--positions", type=int, default=2000)
+    demo_data.add_argument("--seed", type=int, default=7)
+    demo_data.set_defaults(func=_cmd_demo_data)
+
+    demo = sub.add_parser("demo", help="write the demo snapshot and run the job on it locally")
+    demo.add_argument("--config", default="conf/local.yaml")
+    demo.add_argument("--out", default="data/demo")
+    demo.add_argument("--positions", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, master_from_submit: bool = False) -> int:
+    """Entry point of the ``risk-engine`` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if master_from_submit:
+            return run_job(_config(args), master=None)
+        return int(args.func(args))
+    except RiskEngineError as exc:
+        print(f"risk-engine: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""A realistic synthetic snapshot of an option market maker's book, written as Parquet.
+
+Deterministic for a given seed: 50 underlyings in 10 sectors with a market + sector factor
+structure, two years of correlated daily closes ending on the as-of date, an upward zero
+curve, and 2,000 positions on 6 desks (stocks, calls and puts, long and short, weekly to
+one-year expiries, some expiring inside a 10-day horizon). It also writes a factor model
+(drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from risk_engine.schemas import INPUT_TABLES
+from risk_engine.timeaxis import horizon_date
+
+DEFAULT_AS_OF = dt.date(2026, 11, 20)
+SECTORS = ("technology", "financials", "healthcare", "energy", "industrials",
+           "consumer", "utilities", "materials", "communication", "real_estate")
+DESKS = ("index_vol", "tech_mm", "financials_mm", "energy_mm", "single_stock_vol", "delta_one")
+
+
+
+
+def generate(
+    as_of: dt.date = DEFAULT_AS_OF,
+    *,
+    n_underlyings: int = 50,
+    n_positions: int = 2000,
+    history_days: int = 504,
+    seed: int = 7,
+) -> dict[str, pd.DataFrame]:
+    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
+    if n_underlyings % len(SECTORS):
+        raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
+    rng = np.random.default_rng(seed)
+    sector_id = np.repeat(np.arange(len(SECTORS)), n_underlyings // len(SECTORS))
+    beta_m = rng.uniform(0.5, 0.8, n_underlyings)
+    beta_s = rng.uniform(0.3, 0.5, n_underlyings)
+    corr = np.outer(beta_m, beta_m) + np.outer(beta_s, beta_s) * (
+        sector_id[:, None] == sector_id[None, :])
+    np.fill_diagonal(corr, 1.0)
+    vol = rng.uniform(0.15, 0.55, n_underlyings)
+    drift = rng.uniform(0.02, 0.12, n_underlyings)
+    names = [f"{SECTORS[s][:4].upper()}{i % (n_underlyings // len(SECTORS)) + 1:02d}"
+             for i, s in enumerate(sector_id)]
+    spot = np.round(np.exp(rng.uniform(np.log(20), np.log(500), n_underlyings)), 2)
+
+    # History: GBM daily closes on trading days ending at as_of, last close = spot.
+    days = np.busday_offset(np.datetime64(as_of, "D"), -np.arange(history_days + 1)[::-1],
+                            roll="backward")
+    chol = np.linalg.cholesky(corr)
+    dt_y = 1 / 252
+    z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
+    rets = (drift - 0.5 * vol**2) * dt_y + vol * np.sqrt(dt_y) * z
+    log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
+    closes = spot * np.exp(log_path - log_path[-1])
+    history = pd.DataFrame({
+        "date": np.repeat(days.astype("datetime64[D]"), n_underlyings),
+        "underlying": np.tile(names, history_days + 1),
+        "close": np.round(closes.ravel(), 4),
+    })
+    history["date"] = pd.to_datetime(history["date"]).dt.date
+
+    implied = np.round(vol * rng.uniform(0.9, 1.25, n_underlyings), 4)
+    market = pd.DataFrame({
+        "as_of_date": as_of, "underlying": names, "spot": spot, "volatility": implied,
+        "dividend_yield": np.round(rng.uniform(0.0, 0.03, n_underlyings), 4),
+        "sector": [SECTORS[s] for s in sector_id],
+    })
+    rates = pd.DataFrame({
+        "as_of_date": as_of,
+        "tenor_years": [1 / 12, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
+        "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425],
+    })
+
+    # Expiries: two weeklies inside a 10-day horizon, monthlies and quarterlies beyond.
+    expiries = [horizon_date(as_of, 5), horizon_date(as_of, 10), horizon_date(as_of, 20),
+                horizon_date(as_of, 40), horizon_date(as_of, 85), horizon_date(as_of, 146),
+                horizon_date(as_of, 252)]
+    exp_p = np.array([0.08, 0.08, 0.2, 0.2, 0.18, 0.14, 0.12])
+    desk_sectors = {
+        "tech_mm": [0, 8], "financials_mm": [1, 9], "energy_mm": [3, 7],
+    }
+    rows = []
+    for i in range(n_positions):
+        desk = DESKS[i % len(DESKS)]
+        if desk in desk_sectors:
+            cands = np.flatnonzero(np.isin(sector_id, desk_sectors[desk]))
+        else:
+            cands = np.arange(n_underlyings)
+        u = int(rng.choice(cands))
+        if desk == "delta_one":
+            itype = "equity"
+        else:
+            itype = rng.choice(["equity", "call", "put"], p=[0.2, 0.42, 0.38])
+        long_short = 1 if rng.random() < 0.55 else -1
+        if itype == "equity":
+            qty = long_short * float(rng.integers(1, 50)) * 100
+            rows.append((f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", "equity", names[u], qty,
+                         None, None, 1.0))
+            continue
+        exp = expiries[int(rng.choice(len(expiries), p=exp_p))]
+        moneyness = float(np.exp(rng.normal(0.0, 0.12)))
+        step = 1.0 if spot[u] < 100 else 5.0
+        strike = max(step, round(spot[u] * moneyness / step) * step)
+        qty = long_short * float(rng.integers(1, 40))
+        rows.append((f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", str(itype), names[u], qty,
+                     strike, exp, 100.0))
+    positions = pd.DataFrame(rows, columns=["position_id", "desk", "book", "instrument_type",
+                                            "underlying", "quantity", "strike", "expiry",
+                                            "multiplier"])
+    positions.insert(0, "as_of_date", as_of)
+
+    factor_model = pd.DataFrame({"underlying": names, "drift": drift, "volatility": vol})
+    iu = np.triu_indices(n_underlyings, 1)
+    correlations = pd.DataFrame({
+        "underlying_a": np.asarray(names)[iu[0]], "underlying_b": np.asarray(names)[iu[1]],
+        "correlation": corr[iu],
+    })
+    return {"positions": positions, "market": market, "rates": rates, "history": history,
+            "factor_model": factor_model, "correlations": correlations}
+
+
+def write_tables(tables: dict[str, pd.DataFrame], root: str | Path) -> list[Path]:
+    """Write tables under ``root``: dated tables as hive-partitioned folders, others as files.
+
+    ``positions``, ``market`` and ``rates`` go to ``<root>/<table>/as_of_date=<date>/``
+    (replacing that date's folder); ``history``, ``factor_model`` and ``correlations`` to
+    ``<root>/<table>.parquet``. Columns are cast to the declared schemas.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, frame in tables.items():
+        schema = INPUT_TABLES[name].arrow_schema()
+        if "as_of_date" in frame.columns:
+            for day, part in frame.groupby("as_of_date"):
+                folder = root / name / f"as_of_date={day}"
+                if folder.exists():
+                    for old in folder.glob("*.parquet"):
+                        old.unlink()
+                folder.mkdir(parents=True, exist_ok=True)
+                body = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+                body = body.drop_columns(["as_of_date"])
+                path = folder / "part-00000.parquet"
+                pq.write_table(body, path)
+                written.append(path)
+        else:
+            path = root / f"{name}.parquet"
+            pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
+            written.append(path)
+    return written

@@ -1,0 +1,239 @@
+"""The nightly run's numerical steps, free of Spark.
+
+The Spark layer reads the tables, calls :func:`prepare` on the driver, fans
+:func:`simulate_block` out over scenario blocks, and hands the collected per-(scenario, desk)
+P&L to :func:`risk_tables`. :func:`run_in_process` chains the same steps in one process; it
+is the reference the Spark job must reproduce bit for bit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from risk_engine.book import (
+    ResolvedBook,
+    Snapshot,
+    greeks_table,
+    reject_positions_on,
+    resolve_book,
+    validate_snapshot,
+)
+from risk_engine.config import Config
+from risk_engine.errors import DataError
+from risk_engine.measures import euler_contributions, var_es
+from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
+from risk_engine.scenarios import (
+    ScenarioModel,
+    block_rng,
+    draw_log_returns,
+    estimate_from_history,
+    from_factor_model,
+)
+from risk_engine.timeaxis import ZeroCurve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InputTables:
+    """The input snapshot of one date as pandas frames (see :mod:`risk_engine.schemas`)."""
+
+    positions: pd.DataFrame
+    market: pd.DataFrame
+    rates: pd.DataFrame
+    history: pd.DataFrame | None = None
+    factor_model: pd.DataFrame | None = None
+    correlations: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    """Everything a scenario block needs; small and picklable, shipped to executors once."""
+
+    plan: RevaluationPlan
+    model: ScenarioModel
+    horizon_years: float
+    seed: int
+    antithetic: bool
+    chunk_size: int
+    block_size: int
+    n_scenarios: int
+
+    def block_length(self, block_id: int) -> int:
+        """Scenarios in block ``block_id``."""
+        start = block_id * self.block_size
+        return max(0, min(self.block_size, self.n_scenarios - start))
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The resolved book, scenario model and simulation spec of one run."""
+
+    book: ResolvedBook
+    model: ScenarioModel
+    spec: SimulationSpec
+    rejected: pd.DataFrame
+    warnings: tuple[str, ...] = ()
+    row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def prepare(cfg: Config, inputs: InputTables) -> Prepared:
+    """Validate rows, resolve the book and build the scenario model, on the driver.
+
+    Raises
+    ------
+    DataError
+        If no valid position remains, or the scenario model's inputs are missing.
+    """
+    as_of = cfg.as_of_date
+    warnings: list[str] = []
+    snap = validate_snapshot(inputs.positions, inputs.market, as_of)
+    underlyings = tuple(sorted(snap.positions["underlying"].unique()))
+    if cfg.scenario_model.source == "history":
+        if inputs.history is None:
+            raise DataError("history: table not found but scenario_model.source is history")
+        model, missing = estimate_from_history(
+            inputs.history, underlyings, as_of,
+            window_days=cfg.scenario_model.history_window_days,
+            min_days=cfg.scenario_model.min_history_days,
+        )
+    else:
+        if inputs.factor_model is None:
+            raise DataError("factor_model: table not found but scenario_model.source is "
+                            "factor_model")
+        corr = inputs.correlations
+        if corr is None:
+            corr = pd.DataFrame(columns=["underlying_a", "underlying_b", "correlation"])
+        model, missing = from_factor_model(inputs.factor_model, corr, underlyings)
+    snap = reject_positions_on(snap, missing)
+    if model.repair:
+        warnings.append(model.repair)
+    curve = ZeroCurve.from_points(inputs.rates["tenor_years"], inputs.rates["zero_rate"])
+    book = resolve_book(snap, curve, as_of=as_of, horizon_days=cfg.monte_carlo.horizon_days,
+                        day_count=cfg.time.day_count)
+    model = model.subset(book.underlyings)
+    mc = cfg.monte_carlo
+    spec = SimulationSpec(
+        plan=plan_revaluation(book), model=model, horizon_years=book.horizon_years,
+        seed=mc.seed, antithetic=mc.antithetic, chunk_size=mc.chunk_size,
+        block_size=mc.block_size, n_scenarios=mc.n_scenarios,
+    )
+    rejected = rejected_frame(snap)
+    counts = _row_counts(inputs, rejected)
+    if len(rejected):
+        warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
+    return Prepared(book, model, spec, rejected, tuple(warnings), counts)
+
+
+def rejected_frame(snap: Snapshot) -> pd.DataFrame:
+    """Rejected rows as a frame with columns table, key, column, value, reason."""
+    rows = [r.as_row() for r in snap.rejected]
+    return pd.DataFrame(rows, columns=["table", "key", "column", "value", "reason"])
+
+
+def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for name in ("positions", "market", "rates", "history", "factor_model", "correlations"):
+        frame = getattr(inputs, name)
+        if frame is None:
+            continue
+        n_rej = int(rejected.loc[rejected["table"] == name, "key"].nunique())
+        out[name] = {"in": int(len(frame)), "rejected": n_rej}
+    return out
+
+
+def simulate_block(spec: SimulationSpec, block_id: int) -> NDArray[np.float64]:
+    """Draw block ``block_id``'s scenarios from ``(seed, block_id)`` and revalue the book.
+
+    Returns
+    -------
+    ndarray, shape (n_b, D)
+        P&L per (scenario, desk) of the block's scenarios, in scenario order.
+    """
+    n = spec.block_length(block_id)
+    rng = block_rng(spec.seed, block_id)
+    x = draw_log_returns(spec.model, spec.horizon_years, n, rng, antithetic=spec.antithetic)
+    return desk_pnl(spec.plan, x, spec.chunk_size)
+
+
+def risk_tables(
+    pnl: NDArray[np.float64], book: ResolvedBook, cfg: Config
+) -> dict[str, pd.DataFrame]:
+    """Risk measures, desk contributions and Greeks from per-(scenario, desk) P&L.
+
+    Parameters
+    ----------
+    pnl : ndarray, shape (N, D)
+        P&L of each desk in each scenario, desks in ``book.desks`` order.
+    book
+        The resolved book (for gross values and Greeks).
+    cfg
+        The run config (levels, horizon).
+
+    Returns
+    -------
+    dict with frames ``risk_measures``, ``contributions``, ``greeks`` (without ``run_id`` and
+    ``as_of_date``, which the caller adds).
+    """
+    levels = cfg.risk.confidence_levels
+    n = pnl.shape[0]
+    losses = -pnl
+    gross = book.gross_value()
+    horizon = cfg.monte_carlo.horizon_days
+    rows = []
+
+    def add(scope: str, desk: str | None, loss: NDArray[np.float64], gv: float) -> None:
+        for est in var_es(loss, levels):
+            for measure, value, se in (("VaR", est.var, est.var_std_error),
+                                       ("ES", est.es, est.es_std_error)):
+                rows.append({
+                    "scope": scope, "desk": desk, "measure": measure,
+                    "confidence_level": est.confidence_level, "horizon_days": horizon,
+                    "value": value, "value_pct": value / gv if gv > 0 else np.nan,
+                    "std_error": se, "n_scenarios": n, "gross_value": gv,
+                })
+
+    for d, desk in enumerate(book.desks):
+        add("desk", desk, losses[:, d], float(gross[d]))
+    add("firm", None, losses.sum(axis=1), float(gross.sum()))
+    measures = pd.DataFrame(rows)
+    measures["horizon_days"] = measures["horizon_days"].astype(np.int32)
+    measures["n_scenarios"] = measures["n_scenarios"].astype(np.int64)
+
+    contrib_rows = []
+    firm = measures[measures["scope"] == "firm"].set_index(["measure", "confidence_level"])
+    for alpha, (var_c, es_c) in zip(levels, euler_contributions(losses, levels), strict=True):
+        for measure, contrib in (("VaR", var_c), ("ES", es_c)):
+            total = float(firm.loc[(measure, alpha), "value"])
+            for d, desk in enumerate(book.desks):
+                contrib_rows.append({
+                    "desk": desk, "position_id": None, "measure": measure,
+                    "confidence_level": alpha, "contribution": float(contrib[d]),
+                    "share": float(contrib[d]) / total if total != 0 else np.nan,
+                    "total": total,
+                })
+    return {
+        "risk_measures": measures,
+        "contributions": pd.DataFrame(contrib_rows),
+        "greeks": greeks_table(book),
+    }
+
+
+def run_in_process(cfg: Config, inputs: InputTables) -> tuple[Prepared, dict[str, pd.DataFrame],
+                                                              NDArray[np.float64]]:
+    """Run the whole Monte Carlo stage in this process (the reference for the Spark job)."""
+    prepared = prepare(cfg, inputs)
+    pnl = np.concatenate([simulate_block(prepared.spec, b) for b in range(cfg.n_blocks)])
+    return prepared, risk_tables(pnl, prepared.book, cfg), pnl
+
+
+def filter_date(frame: pd.DataFrame, as_of: dt.date, column: str = "as_of_date") -> pd.DataFrame:
+    """Rows of ``frame`` whose ``column`` equals ``as_of`` (dates or timestamps accepted)."""
+    values = pd.to_datetime(frame[column]).dt.date
+    return frame[values == as_of].reset_index(drop=True)

@@ -1,0 +1,183 @@
+"""Black-Scholes-Merton prices and Greeks of European options, vectorized.
+
+Conventions (DESIGN.md section 3): continuous rate ``r`` and dividend yield ``q``,
+time in years. Greeks are raw derivatives of the value of ONE unit:
+
+* delta ``dV/dS``, gamma ``d2V/dS2``,
+* vega ``dV/dsigma`` per 1.00 of volatility,
+* theta ``dV/dt`` per year of calendar time passing (``-dV/dT``; negative for decay),
+* rho ``dV/dr`` per 1.00 of rate.
+
+Expiry 0 gives intrinsic value ``max(S - K, 0)`` (call) / ``max(K - S, 0)`` (put); volatility 0
+with time left gives the discounted intrinsic value of the forward,
+``max(S e^{-qT} - K e^{-rT}, 0)``. In both limits gamma and vega are 0 and delta is the
+slope of that payoff (at the kink the right-hand derivative is taken).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import ndtr
+
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Greeks:
+    """Price and Greeks per unit, each an array of the broadcast shape of the inputs."""
+
+    price: FloatArray
+    delta: FloatArray
+    gamma: FloatArray
+    vega: FloatArray
+    theta: FloatArray
+    rho: FloatArray
+
+
+def _check(name: str, values: FloatArray, *, positive: bool) -> None:
+    bad = ~np.isfinite(values) | ((values <= 0.0) if positive else (values < 0.0))
+    if np.any(bad):
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        rule = "finite and > 0" if positive else "finite and >= 0"
+        raise ValueError(f"{name} must be {rule}; got {values[idx]!r} at index {idx}")
+
+
+def _prepare(
+    spots: ArrayLike,
+    strikes: ArrayLike,
+    expiries: ArrayLike,
+    volatilities: ArrayLike,
+    rates: ArrayLike,
+    dividend_yields: ArrayLike,
+    is_call: ArrayLike,
+) -> tuple[FloatArray, ...]:
+    arrays = np.broadcast_arrays(
+        np.asarray(spots, dtype=np.float64),
+        np.asarray(strikes, dtype=np.float64),
+        np.asarray(expiries, dtype=np.float64),
+        np.asarray(volatilities, dtype=np.float64),
+        np.asarray(rates, dtype=np.float64),
+        np.asarray(dividend_yields, dtype=np.float64),
+        np.asarray(is_call, dtype=np.float64),
+    )
+    s, k, t, v, r, q, c = arrays
+    _check("spots", s, positive=True)
+    _check("strikes", k, positive=True)
+    _check("expiries", t, positive=False)
+    _check("volatilities", v, positive=False)
+    for name, arr in (("rates", r), ("dividend_yields", q)):
+        if not np.all(np.isfinite(arr)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+            raise ValueError(f"{name} must be finite; got {arr[idx]!r} at index {idx}")
+    return s, k, t, v, r, q, c.astype(bool)
+
+
+def black_scholes_price(
+    *,
+    spots: ArrayLike,
+    strikes: ArrayLike,
+    expiries: ArrayLike,
+    volatilities: ArrayLike,
+    rates: ArrayLike,
+    dividend_yields: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+) -> FloatArray:
+    """Black-Scholes-Merton value of one European option.
+
+    Parameters
+    ----------
+    spots, strikes : array_like
+        Underlying price and strike, > 0.
+    expiries : array_like
+        Time to expiry in years, >= 0.
+    volatilities : array_like
+        Annual volatility, >= 0.
+    rates, dividend_yields : array_like
+        Continuously compounded annual rate and dividend yield.
+    is_call : array_like of bool
+        True for calls, False for puts.
+
+    Returns
+    -------
+    ndarray
+        Value per unit, of the broadcast shape of the inputs.
+
+    Raises
+    ------
+    ValueError
+        Naming the first offending argument, value and index (NaN is never accepted).
+    """
+    return black_scholes_greeks(
+        spots=spots,
+        strikes=strikes,
+        expiries=expiries,
+        volatilities=volatilities,
+        rates=rates,
+        dividend_yields=dividend_yields,
+        is_call=is_call,
+        price_only=True,
+    ).price
+
+
+def black_scholes_greeks(
+    *,
+    spots: ArrayLike,
+    strikes: ArrayLike,
+    expiries: ArrayLike,
+    volatilities: ArrayLike,
+    rates: ArrayLike,
+    dividend_yields: ArrayLike = 0.0,
+    is_call: ArrayLike = True,
+    price_only: bool = False,
+) -> Greeks:
+    """Price and Greeks of one European option; arguments as in :func:`black_scholes_price`.
+
+    With ``price_only=True`` the Greek arrays are left as zeros (cheaper).
+    """
+    s, k, t, v, r, q, call = _prepare(
+        spots, strikes, expiries, volatilities, rates, dividend_yields, is_call
+    )
+    sign = np.where(call, 1.0, -1.0)
+    df_r = np.exp(-r * t)
+    df_q = np.exp(-q * t)
+    fwd_s = s * df_q  # spot discounted at the dividend yield
+    pv_k = k * df_r
+    sd = v * np.sqrt(t)
+    regular = sd > 0.0
+
+    price = np.maximum(sign * (fwd_s - pv_k), 0.0)
+    # Degenerate limits: slope of the (discounted) intrinsic payoff, right-hand at the kink.
+    itm = sign * (fwd_s - pv_k) > 0.0
+    atm_call = (fwd_s == pv_k) & call
+    exercised = itm | atm_call
+    delta = np.where(exercised, sign * df_q, 0.0)
+    gamma = np.zeros_like(price)
+    vega = np.zeros_like(price)
+    theta = np.where(exercised, sign * (q * fwd_s - r * pv_k), 0.0)
+    rho = np.where(exercised, sign * t * pv_k, 0.0)
+
+    if np.any(regular):
+        sdr = np.where(regular, sd, 1.0)
+        d1 = (np.log(s / k) + (r - q) * t) / sdr + 0.5 * sdr
+        d2 = d1 - sdr
+        nd1 = ndtr(sign * d1)
+        nd2 = ndtr(sign * d2)
+        reg_price = sign * (fwd_s * nd1 - pv_k * nd2)
+        price = np.where(regular, reg_price, price)
+        if not price_only:
+            pdf1 = _INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)
+            sqrt_t = np.sqrt(np.where(regular, t, 1.0))
+            delta = np.where(regular, sign * df_q * nd1, delta)
+            gamma = np.where(regular, df_q * pdf1 / (s * sdr), gamma)
+            vega = np.where(regular, fwd_s * pdf1 * sqrt_t, vega)
+            reg_theta = (
+                -fwd_s * pdf1 * v / (2.0 * sqrt_t) + sign * (q * fwd_s * nd1 - r * pv_k * nd2)
+            )
+            theta = np.where(regular, reg_theta, theta)
+            rho = np.where(regular, sign * t * pv_k * nd2, rho)
+    return Greeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho)

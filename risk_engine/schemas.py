@@ -1,0 +1,322 @@
+"""Every Parquet table the engine reads or writes, declared once.
+
+Each column has a logical type (``string``, ``double``, ``long``, ``int``, ``boolean``,
+``date``, ``timestamp``), a nullability flag, a unit and a meaning. The Spark layer turns
+these into ``StructType`` for ``spark.read.schema(...)`` and ``mapInPandas(schema=...)``;
+the pure core turns them into pyarrow schemas and checks pandas frames against them.
+Input tables may carry extra columns; they are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+import pyarrow as pa
+
+from risk_engine.errors import SchemaError
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table."""
+
+    name: str
+    type: str
+    nullable: bool = False
+    unit: str = ""
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: name, key columns and columns in order."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+    doc: str = ""
+
+    @property
+    def names(self) -> list[str]:
+        """Column names in order."""
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        """The column called ``name``."""
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"table {self.name} has no column {name!r}")
+
+    def arrow_schema(self) -> pa.Schema:
+        """The pyarrow schema of the table."""
+        return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable) for c in self.columns])
+
+    def empty_frame(self) -> pd.DataFrame:
+        """An empty pandas frame with the table's columns and dtypes."""
+        return self.arrow_schema().empty_table().to_pandas()
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Select and order the table's columns from ``frame``, checking they are all there."""
+        missing = [n for n in self.names if n not in frame.columns]
+        if missing:
+            raise SchemaError(
+                f"table {self.name}: missing column(s) {missing}; got {list(frame.columns)}"
+            )
+        return frame[self.names]
+
+
+_ARROW: Mapping[str, pa.DataType] = {
+    "string": pa.string(),
+    "double": pa.float64(),
+    "long": pa.int64(),
+    "int": pa.int32(),
+    "boolean": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "array<double>": pa.list_(pa.float64()),
+}
+
+
+def _c(name: str, typ: str, unit: str = "", doc: str = "", nullable: bool = False) -> Column:
+    return Column(name=name, type=typ, nullable=nullable, unit=unit, doc=doc)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+POSITIONS = Table(
+    "positions",
+    (
+        _c("as_of_date", "date", doc="snapshot date"),
+        _c("position_id", "string", doc="unique per as_of_date"),
+        _c("desk", "string", doc="desk that owns the position"),
+        _c("book", "string", nullable=True, doc="book inside the desk (optional)"),
+        _c("instrument_type", "string", doc="equity, call or put"),
+        _c("underlying", "string", doc="underlying identifier, as in market"),
+        _c("quantity", "double", "units", "signed: long > 0, short < 0"),
+        _c("strike", "double", "currency", "option strike; null for equity", nullable=True),
+        _c("expiry", "date", doc="option expiry date; null for equity", nullable=True),
+        _c("multiplier", "double", "units per contract", "contract multiplier (1 for stock)"),
+    ),
+    key=("as_of_date", "position_id"),
+    doc="The book: one row per position.",
+)
+
+MARKET = Table(
+    "market",
+    (
+        _c("as_of_date", "date"),
+        _c("underlying", "string"),
+        _c("spot", "double", "currency", "closing price"),
+        _c("volatility", "double", "annual", "implied volatility used to price options"),
+        _c("dividend_yield", "double", "annual, continuous", "dividend yield"),
+        _c("sector", "string", doc="sector of the underlying"),
+    ),
+    key=("as_of_date", "underlying"),
+    doc="Market snapshot per underlying.",
+)
+
+RATES = Table(
+    "rates",
+    (
+        _c("as_of_date", "date"),
+        _c("tenor_years", "double", "years"),
+        _c("zero_rate", "double", "annual, continuous"),
+    ),
+    key=("as_of_date", "tenor_years"),
+    doc="Zero curve in the reporting currency.",
+)
+
+HISTORY = Table(
+    "history",
+    (
+        _c("date", "date"),
+        _c("underlying", "string"),
+        _c("close", "double", "currency", "daily closing price"),
+    ),
+    key=("date", "underlying"),
+    doc="Daily closes used to estimate drift and covariance.",
+)
+
+FACTOR_MODEL = Table(
+    "factor_model",
+    (
+        _c("underlying", "string"),
+        _c("drift", "double", "annual", "price drift mu"),
+        _c("volatility", "double", "annual", "volatility sigma of log returns"),
+    ),
+    key=("underlying",),
+    doc="Given scenario model (replaces history estimation).",
+)
+
+CORRELATIONS = Table(
+    "correlations",
+    (
+        _c("underlying_a", "string"),
+        _c("underlying_b", "string"),
+        _c("correlation", "double", "", "correlation of log returns; missing pairs are 0"),
+    ),
+    key=("underlying_a", "underlying_b"),
+    doc="Correlations for the factor model.",
+)
+
+INPUT_TABLES: Mapping[str, Table] = {
+    t.name: t for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS)
+}
+
+# ----------------------------------------------------------------------------- outputs
+
+_RUN = (_c("run_id", "string", doc="unique id of the run"),)
+_DATE = _c("as_of_date", "date", doc="partition column")
+
+RISK_MEASURES = Table(
+    "risk_measures",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("measure", "string", doc="VaR or ES"),
+        _c("confidence_level", "double", doc="alpha in (0, 1)"),
+        _c("horizon_days", "int", "trading days"),
+        _c("value", "double", "currency", "positive loss"),
+        _c("value_pct", "double", "fraction", "value / gross_value"),
+        _c("std_error", "double", "currency", "Monte Carlo standard error of value"),
+        _c("n_scenarios", "long"),
+        _c("gross_value", "double", "currency", "sum of |position values|"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "measure", "confidence_level"),
+    doc="VaR and ES per desk and for the firm.",
+)
+
+CONTRIBUTIONS = Table(
+    "contributions",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("position_id", "string", nullable=True, doc="null for a desk's contribution to firm"),
+        _c("measure", "string", doc="VaR or ES"),
+        _c("confidence_level", "double"),
+        _c("contribution", "double", "currency", "Euler contribution; rows add up to total"),
+        _c("share", "double", "fraction", "contribution / total"),
+        _c("total", "double", "currency", "the figure being decomposed"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "position_id", "measure", "confidence_level"),
+    doc="Euler contributions to firm (desk rows) or desk (position rows) VaR and ES.",
+)
+
+GREEKS = Table(
+    "greeks",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("underlying", "string"),
+        _c("n_positions", "long"),
+        _c("market_value", "double", "currency"),
+        _c("delta", "double", "currency per unit of spot", "dV/dS"),
+        _c("gamma", "double", "per unit of spot squared", "d2V/dS2"),
+        _c("vega", "double", "currency per 1.00 vol", "dV/dsigma"),
+        _c("theta", "double", "currency per year", "dV/dt"),
+        _c("rho", "double", "currency per 1.00 rate", "dV/dr"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying"),
+    doc="Greeks per desk and underlying (raw derivatives x quantity x multiplier).",
+)
+
+SCENARIO_PNL = Table(
+    "scenario_pnl",
+    (
+        *_RUN,
+        _c("block_id", "long"),
+        _c("desk", "string"),
+        _c("first_scenario", "long", doc="global index of the block's first scenario"),
+        _c("pnl", "array<double>", "currency", "P&L of each scenario of the block"),
+        _DATE,
+    ),
+    key=("run_id", "block_id", "desk"),
+    doc="Audit: P&L per (scenario, desk), one row per scenario block and desk.",
+)
+
+REJECTED_ROWS = Table(
+    "rejected_rows",
+    (
+        *_RUN,
+        _c("table", "string"),
+        _c("key", "string", doc="row key, e.g. the position_id"),
+        _c("column", "string"),
+        _c("value", "string", nullable=True),
+        _c("reason", "string"),
+        _DATE,
+    ),
+    key=("run_id", "table", "key", "column"),
+    doc="Input rows set aside, with the reason; good rows are processed.",
+)
+
+RUN_MANIFEST = Table(
+    "run_manifest",
+    (
+        *_RUN,
+        _c("status", "string", doc="running, completed, completed_with_warnings, failed"),
+        _c("started_at", "timestamp"),
+        _c("finished_at", "timestamp", nullable=True),
+        _c("config_hash", "string"),
+        _c("seed", "long"),
+        _c("n_scenarios", "long"),
+        _c("horizon_days", "int"),
+        _c("block_size", "long"),
+        _c("code_version", "string"),
+        _c("spark_version", "string"),
+        _c("spark_master", "string"),
+        _c("positions_in", "long"),
+        _c("positions_rejected", "long"),
+        _c("row_counts", "string", doc="JSON: rows read and rejected per input table"),
+        _c("stage_timings", "string", doc="JSON: seconds per stage"),
+        _c("warnings", "string", doc="JSON list of warnings"),
+        _c("message", "string", nullable=True, doc="error message of a failed run"),
+        _c("config", "string", doc="JSON of the resolved config"),
+        _DATE,
+    ),
+    key=("run_id",),
+    doc="One row per run: what ran, on what, and how it ended.",
+)
+
+OUTPUT_TABLES: Mapping[str, Table] = {
+    t.name: t
+    for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST)
+}
+
+
+def check_columns(table: Table, columns: Mapping[str, str]) -> None:
+    """Check that a table read from disk has every declared column with the declared type.
+
+    Parameters
+    ----------
+    table
+        The declared table.
+    columns
+        Actual column name -> logical type (as in :class:`Column`).
+
+    Raises
+    ------
+    SchemaError
+        Naming the table, the missing columns, and every column of the wrong type with its
+        expected and actual type, plus the full list of actual columns.
+    """
+    missing = [c.name for c in table.columns if c.name not in columns]
+    wrong = [
+        f"{c.name} (expected {c.type}, got {columns[c.name]})"
+        for c in table.columns
+        if c.name in columns and columns[c.name] != c.type
+    ]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s): {', '.join(missing)}")
+        if wrong:
+            parts.append(f"wrong type: {'; '.join(wrong)}")
+        actual = ", ".join(f"{k}:{v}" for k, v in columns.items())
+        raise SchemaError(f"table {table.name}: {'; '.join(parts)}. Actual columns: {actual}")

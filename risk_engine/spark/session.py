@@ -1,0 +1,48 @@
+"""Spark session construction from :class:`risk_engine.config.SparkConfig`."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pyspark.sql import SparkSession
+
+from risk_engine.config import SparkConfig
+
+_DEFAULTS = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.pythonUDF.arrow.enabled": "true",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "8",
+}
+
+
+def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkSession:
+    """Get or create the session.
+
+    Parameters
+    ----------
+    settings
+        ``spark`` section of the config: app name, extra ``conf``.
+    master
+        The master URL to set; ``None`` leaves it to ``spark-submit`` (or Spark's default).
+        For a ``local`` master the Python workers use this interpreter unless
+        ``PYSPARK_PYTHON`` says otherwise.
+    """
+    builder = SparkSession.builder.appName(settings.app_name)
+    if master is not None:
+        builder = builder.master(master)
+        if master.startswith("local"):
+            # The driver decides the workers' interpreter from PYSPARK_PYTHON when it is not
+            # launched by spark-submit; default to this very interpreter (same packages).
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+            builder = builder.config("spark.driver.host", "127.0.0.1")
+            builder = builder.config("spark.driver.bindAddress", "127.0.0.1")
+    for key, value in {**_DEFAULTS, **dict(settings.conf)}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
