@@ -90,7 +90,7 @@ def var_es(losses: ArrayLike, confidence_levels: Sequence[float]) -> list[TailEs
         lk = float(tail[k - lo_rank])
         above = tail[k - lo_rank + 1:]
         denom = n * (1.0 - alpha)
-        es = (float(above.sum()) + (k - alpha * n) * lk) / denom
+        es = (float(above.sum()) + max(k - alpha * n, 0.0) * lk) / denom
         hi = tail[min(k + m, n) - lo_rank]
         lo = tail[max(k - m, 1) - lo_rank]
         var_se = 0.5 * float(hi - lo)
@@ -113,7 +113,7 @@ def tail_weights(losses: ArrayLike, alpha: float) -> tuple[NDArray[np.int64], Fl
     order = np.argsort(arr, kind="stable")
     idx = order[k - 1:]
     w = np.full(idx.size, 1.0 / (n * (1.0 - alpha)))
-    w[0] = (k - alpha * n) / (n * (1.0 - alpha))
+    w[0] = max(k - alpha * n, 0.0) / (n * (1.0 - alpha))
     return idx, w
 
 

@@ -94,6 +94,9 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     as_of = cfg.as_of_date
     warnings: list[str] = []
     snap = validate_snapshot(inputs.positions, inputs.market, as_of)
+    if len(snap.positions) == 0:
+        raise DataError(f"positions: no valid position for as_of_date {as_of} "
+                        f"({len(inputs.positions)} row(s) read, {len(snap.rejected)} rejected)")
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
     if cfg.scenario_model.source == "history":
         if inputs.history is None:

@@ -26,29 +26,47 @@ FloatArray = NDArray[np.float64]
 
 
 @dataclass(frozen=True)
-class RevaluationPlan:
-    """Per-position constants of the revaluation kernel; shapes in the attribute names.
+class Segments:
+    """Columns ``start[i]:stop[i]`` of a group's value matrix belong to desk ``desk[i]``."""
 
-    Live options (``tau_h > 0``) are priced as ``A S N(a ln S + b) - B N(a ln S + b - c)``
-    with ``a = sign / (sigma sqrt tau)``, ``b = sign (-ln K + (r - q) tau) / (sigma sqrt tau)
-    + sign sigma sqrt(tau) / 2``, ``c = sign sigma sqrt tau``, ``A = sign e^{-q tau}`` and
-    ``B = sign K e^{-r tau}`` (``sign`` +1 call, -1 put), which is Black-Scholes exactly.
+    desk: NDArray[np.int64]
+    start: NDArray[np.int64]
+    stop: NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class RevaluationPlan:
+    """Per-position constants of the revaluation kernel, each group sorted by desk.
+
+    Stocks are netted per (desk, underlying). Live options (``tau_h > 0``) are priced as
+    ``A S N(a ln S + b) - B N(a ln S + b - c)`` with ``a = sign / (sigma sqrt tau)``,
+    ``b = sign (-ln K + (r - q) tau) / (sigma sqrt tau) + sign sigma sqrt(tau) / 2``,
+    ``c = sign sigma sqrt tau``, ``A = sign e^{-q tau}`` and ``B = sign K e^{-r tau}``
+    (``sign`` +1 call, -1 put), which is Black-Scholes exactly. Options expired by the horizon
+    are worth ``max(sign (S - K), 0)``.
+
+    Desk sums are fixed-order reductions over contiguous column segments, never BLAS
+    products, so results are bit-identical whatever the BLAS threading of the process.
     """
 
     n_desks: int
     ln_spot: FloatArray  # (U,)
-    equity_weights: FloatArray  # (U, D) stock quantity per underlying and desk
+    equity_underlying: NDArray[np.int64]  # (Q,) netted stock lines
+    equity_quantity: FloatArray
+    equity_segments: Segments
     live_underlying: NDArray[np.int64]  # (L,)
     live_a: FloatArray
     live_b: FloatArray
     live_c: FloatArray
     live_fwd: FloatArray  # A
     live_pvk: FloatArray  # B
-    live_weights: FloatArray  # (L, D) quantity at [position, desk]
+    live_quantity: FloatArray
+    live_segments: Segments
     expired_underlying: NDArray[np.int64]  # (E,)
     expired_sign: FloatArray
     expired_strike: FloatArray
-    expired_weights: FloatArray  # (E, D)
+    expired_quantity: FloatArray
+    expired_segments: Segments
     value_today: FloatArray  # (D,) desk value today
 
     @property
@@ -56,51 +74,71 @@ class RevaluationPlan:
         """Number of options still alive at the horizon."""
         return int(self.live_a.size)
 
+    @property
+    def n_positions(self) -> int:
+        """Number of lines revalued per scenario (netted stocks + options)."""
+        return int(self.equity_quantity.size + self.live_a.size + self.expired_strike.size)
 
-def _desk_weights(book: ResolvedBook, mask: NDArray[np.bool_]) -> FloatArray:
-    idx = np.flatnonzero(mask)
-    w = np.zeros((idx.size, len(book.desks)))
-    w[np.arange(idx.size), book.desk_index[idx]] = book.quantity[idx]
-    return w
+
+def _segments(desk_of_column: NDArray[np.int64]) -> Segments:
+    """Segments of a desk-sorted column list."""
+    if desk_of_column.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return Segments(empty, empty, empty)
+    cut = np.flatnonzero(np.diff(desk_of_column)) + 1
+    start = np.concatenate([[0], cut]).astype(np.int64)
+    stop = np.concatenate([cut, [desk_of_column.size]]).astype(np.int64)
+    return Segments(desk_of_column[start].astype(np.int64), start, stop)
 
 
 def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
     """Resolve the per-position constants of the revaluation kernel for ``book``."""
     n_u, n_d = len(book.underlyings), len(book.desks)
     eq = book.kind == EQUITY
-    equity_w = np.zeros((n_u, n_d))
-    np.add.at(equity_w, (book.underlying_index[eq], book.desk_index[eq]), book.quantity[eq])
-    live = (book.kind != EQUITY) & (book.tau_h > 0)
-    expired = (book.kind != EQUITY) & ~(book.tau_h > 0)
+    netted = np.zeros((n_d, n_u))
+    np.add.at(netted, (book.desk_index[eq], book.underlying_index[eq]), book.quantity[eq])
+    has = np.zeros((n_d, n_u), dtype=bool)
+    has[book.desk_index[eq], book.underlying_index[eq]] = True
+    eq_desk, eq_und = np.nonzero(has)  # row-major: sorted by desk, then underlying
 
+    def by_desk(mask: NDArray[np.bool_]) -> NDArray[np.int64]:
+        idx = np.flatnonzero(mask)
+        return idx[np.argsort(book.desk_index[idx], kind="stable")]
+
+    live = by_desk((book.kind != EQUITY) & (book.tau_h > 0))
+    expired = by_desk((book.kind != EQUITY) & ~(book.tau_h > 0))
     sign = np.where(book.kind == CALL, 1.0, -1.0)
     tau = book.tau_h[live]
-    sd = book.volatility[live] * np.sqrt(tau)
+    sd = book.volatility[live] * np.sqrt(tau)  # > 0: validated volatility > 0 and tau > 0
     s = sign[live]
     r, q, k = book.rate_h[live], book.dividend_yield[live], book.strike[live]
-    with np.errstate(divide="ignore"):
-        inv = np.where(sd > 0, 1.0 / sd, np.inf)
-    # sd > 0 always here: validated volatility > 0 and tau > 0.
-    a = s * inv
-    b = s * ((-np.log(k) + (r - q) * tau) * inv + 0.5 * sd)
-    value_today = np.bincount(book.desk_index, book.value, minlength=n_d)
+    inv = 1.0 / sd
     return RevaluationPlan(
         n_desks=n_d,
         ln_spot=np.log(book.spot),
-        equity_weights=equity_w,
+        equity_underlying=eq_und.astype(np.int64),
+        equity_quantity=netted[eq_desk, eq_und],
+        equity_segments=_segments(eq_desk.astype(np.int64)),
         live_underlying=book.underlying_index[live],
-        live_a=a,
-        live_b=b,
+        live_a=s * inv,
+        live_b=s * ((-np.log(k) + (r - q) * tau) * inv + 0.5 * sd),
         live_c=s * sd,
         live_fwd=s * np.exp(-q * tau),
         live_pvk=s * k * np.exp(-r * tau),
-        live_weights=_desk_weights(book, live),
+        live_quantity=book.quantity[live],
+        live_segments=_segments(book.desk_index[live]),
         expired_underlying=book.underlying_index[expired],
         expired_sign=sign[expired],
         expired_strike=book.strike[expired],
-        expired_weights=_desk_weights(book, expired),
-        value_today=value_today,
+        expired_quantity=book.quantity[expired],
+        expired_segments=_segments(book.desk_index[expired]),
+        value_today=np.bincount(book.desk_index, book.value, minlength=n_d),
     )
+
+
+def _add_segment_sums(out: FloatArray, values: FloatArray, seg: Segments) -> None:
+    for d, a, b in zip(seg.desk, seg.start, seg.stop, strict=True):
+        out[:, d] += values[:, a:b].sum(axis=1)
 
 
 def desk_values(plan: RevaluationPlan, log_returns: FloatArray) -> FloatArray:
@@ -119,21 +157,28 @@ def desk_values(plan: RevaluationPlan, log_returns: FloatArray) -> FloatArray:
     """
     ln_s = log_returns + plan.ln_spot
     s = np.exp(ln_s)
-    out = s @ plan.equity_weights
+    out = np.zeros((log_returns.shape[0], plan.n_desks))
+    if plan.equity_quantity.size:
+        _add_segment_sums(out, s[:, plan.equity_underlying] * plan.equity_quantity,
+                          plan.equity_segments)
     if plan.n_live:
-        ln_g = ln_s[:, plan.live_underlying]
-        z1 = ln_g * plan.live_a
+        z1 = ln_s[:, plan.live_underlying]
+        z1 *= plan.live_a
         z1 += plan.live_b
         z2 = z1 - plan.live_c
         v = ndtr(z1)
         v *= s[:, plan.live_underlying]
         v *= plan.live_fwd
         v -= ndtr(z2) * plan.live_pvk
-        out += v @ plan.live_weights
+        v *= plan.live_quantity
+        _add_segment_sums(out, v, plan.live_segments)
     if plan.expired_strike.size:
         sg = s[:, plan.expired_underlying]
-        intrinsic = np.maximum(plan.expired_sign * (sg - plan.expired_strike), 0.0)
-        out += intrinsic @ plan.expired_weights
+        sg -= plan.expired_strike
+        sg *= plan.expired_sign
+        np.maximum(sg, 0.0, out=sg)
+        sg *= plan.expired_quantity
+        _add_segment_sums(out, sg, plan.expired_segments)
     return out
 
 

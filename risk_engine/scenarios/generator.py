@@ -54,6 +54,11 @@ def draw_log_returns(
         z = np.concatenate([half, -half])
     else:
         z = rng.standard_normal((n, u))
-    x = z @ (model.factor.T * np.sqrt(horizon_years))
-    x += model.log_return_mean(horizon_years)
+    # x = mean + z F' sqrt(h), as a fixed-order sum over factors rather than a BLAS product:
+    # BLAS rounding depends on its thread count, which differs between driver and executors.
+    loading = model.factor.T * np.sqrt(horizon_years)  # (K, U)
+    x = np.empty((n, u))
+    x[:] = model.log_return_mean(horizon_years)
+    for k in range(loading.shape[0]):
+        x += z[:, k:k + 1] * loading[k]
     return x

@@ -67,6 +67,8 @@ def nearest_psd_correlation(corr: FloatArray) -> tuple[FloatArray, float]:
     already positive semidefinite (to 1e-12) is returned unchanged.
     """
     sym = 0.5 * (corr + corr.T)
+    if sym.size == 0:
+        return sym, 0.0
     vals, vecs = np.linalg.eigh(sym)
     min_eig = float(vals.min())
     if min_eig >= -_PSD_TOL:
@@ -119,7 +121,7 @@ def estimate_from_history(
     bad_close = closes.columns[(closes <= 0).any() | ~np.isfinite(closes.fillna(1.0)).all()]
     for u in bad_close:
         missing[str(u)] = "history has a non-positive or non-finite close"
-    rets = np.log(closes).diff().iloc[1:].tail(window_days)
+    rets = np.log(closes.where(closes > 0)).diff().iloc[1:].tail(window_days)
     counts = rets.notna().sum()
     for u in underlyings:
         n = int(counts.get(u, 0))
