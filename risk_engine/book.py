@@ -8,6 +8,7 @@ resolved once, before any Monte Carlo work.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -305,3 +306,15 @@ def greeks_table(book: ResolvedBook) -> pd.DataFrame:
     out = frame.groupby(["desk", "underlying"], sort=True, as_index=False).sum()
     out["n_positions"] = out["n_positions"].astype(np.int64)
     return out
+
+
+def select_positions(book: ResolvedBook, index: NDArray[np.int64]) -> ResolvedBook:
+    """The book restricted to the positions ``index`` (desk and underlying lists unchanged)."""
+    n = book.n_positions
+    changes = {
+        f: getattr(book, f)[index]
+        for f in book.__dataclass_fields__
+        if isinstance(getattr(book, f), np.ndarray) and getattr(book, f).shape[:1] == (n,)
+        and f != "spot"
+    }
+    return dataclasses.replace(book, **changes)

@@ -261,6 +261,9 @@ def validate(cfg: Config) -> Config:
              f"one of {DAY_COUNTS}")
     if cfg.spark.partitions is not None:
         _require(cfg.spark.partitions >= 1, "spark.partitions", cfg.spark.partitions, ">= 1")
+    from risk_engine.governance.settings import parse_governance
+
+    parse_governance(cfg.governance)  # raises ConfigError naming the bad key
     _require(bool(cfg.input.root), "input.root", cfg.input.root, "must be a non-empty path")
     _require(bool(cfg.output.root), "output.root", cfg.output.root, "must be a non-empty path")
     return cfg

@@ -30,8 +30,7 @@ from risk_engine.measures import euler_contributions, var_es
 from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
 from risk_engine.scenarios import (
     ScenarioModel,
-    block_rng,
-    draw_log_returns,
+    ScenarioSource,
     estimate_from_history,
     from_factor_model,
 )
@@ -50,6 +49,7 @@ class InputTables:
     history: pd.DataFrame | None = None
     factor_model: pd.DataFrame | None = None
     correlations: pd.DataFrame | None = None
+    pnl_history: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -57,18 +57,8 @@ class SimulationSpec:
     """Everything a scenario block needs; small and picklable, shipped to executors once."""
 
     plan: RevaluationPlan
-    model: ScenarioModel
-    horizon_years: float
-    seed: int
-    antithetic: bool
+    source: ScenarioSource
     chunk_size: int
-    block_size: int
-    n_scenarios: int
-
-    def block_length(self, block_id: int) -> int:
-        """Scenarios in block ``block_id``."""
-        start = block_id * self.block_size
-        return max(0, min(self.block_size, self.n_scenarios - start))
 
 
 @dataclass(frozen=True)
@@ -122,11 +112,10 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
-    spec = SimulationSpec(
-        plan=plan_revaluation(book), model=model, horizon_years=book.horizon_years,
-        seed=mc.seed, antithetic=mc.antithetic, chunk_size=mc.chunk_size,
-        block_size=mc.block_size, n_scenarios=mc.n_scenarios,
-    )
+    source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
+                            antithetic=mc.antithetic, block_size=mc.block_size,
+                            n_scenarios=mc.n_scenarios)
+    spec = SimulationSpec(plan=plan_revaluation(book), source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
     counts = _row_counts(inputs, rejected)
     if len(rejected):
@@ -142,7 +131,8 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
 
 def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for name in ("positions", "market", "rates", "history", "factor_model", "correlations"):
+    for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
+                 "pnl_history"):
         frame = getattr(inputs, name)
         if frame is None:
             continue
@@ -159,10 +149,7 @@ def simulate_block(spec: SimulationSpec, block_id: int) -> NDArray[np.float64]:
     ndarray, shape (n_b, D)
         P&L per (scenario, desk) of the block's scenarios, in scenario order.
     """
-    n = spec.block_length(block_id)
-    rng = block_rng(spec.seed, block_id)
-    x = draw_log_returns(spec.model, spec.horizon_years, n, rng, antithetic=spec.antithetic)
-    return desk_pnl(spec.plan, x, spec.chunk_size)
+    return desk_pnl(spec.plan, spec.source.block(block_id), spec.chunk_size)
 
 
 def risk_tables(

@@ -162,8 +162,20 @@ CORRELATIONS = Table(
     doc="Correlations for the factor model.",
 )
 
+PNL_HISTORY = Table(
+    "pnl_history",
+    (
+        _c("date", "date"),
+        _c("desk", "string"),
+        _c("pnl", "double", "currency", "realized daily P&L of the desk"),
+    ),
+    key=("date", "desk"),
+    doc="Optional realized daily P&L per desk, for performance monitoring.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
-    t.name: t for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS)
+    t.name: t
+    for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -284,9 +296,143 @@ RUN_MANIFEST = Table(
     doc="One row per run: what ran, on what, and how it ended.",
 )
 
+POSITION_RISK = Table(
+    "position_risk",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("position_id", "string"),
+        _c("confidence_level", "double"),
+        _c("market_value", "double", "currency"),
+        _c("var_contribution", "double", "currency", "Euler contribution to desk VaR"),
+        _c("es_contribution", "double", "currency", "Euler contribution to desk ES"),
+        _c("marginal_var", "double", "per unit of market value",
+           "dVaR/d(position value) = var_contribution / market_value"),
+        _c("incremental_var", "double", "currency",
+           "desk VaR minus desk VaR without the position (on the block-0 sample)"),
+        _c("correlation", "double", "", "correlation of the position's P&L with its desk's "
+                                        "(block-0 sample)"),
+        _c("sample_scenarios", "long", doc="scenarios behind incremental_var and correlation"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "position_id", "confidence_level"),
+    doc="Per-position risk: contributions, marginal and incremental VaR, correlation.",
+)
+
+LIMIT_CHECKS = Table(
+    "limit_checks",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("check", "string", doc="position_concentration, sector_concentration, leverage, "
+                                  "var_<level>, es_<level>, evaluation"),
+        _c("subject", "string", nullable=True, doc="position_id or sector checked"),
+        _c("value", "double"),
+        _c("limit", "double"),
+        _c("utilization", "double", "fraction", "value / limit"),
+        _c("breached", "boolean", doc="value > limit"),
+        _c("rank", "long", doc="1 for the worst offender of the check"),
+        _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "check", "subject"),
+    doc="Every limit check of every desk.",
+)
+
+ALERTS = Table(
+    "alerts",
+    (
+        *_RUN,
+        _c("severity", "string", doc="critical, warning, info"),
+        _c("source", "string", doc="limits, performance, notification, run"),
+        _c("desk", "string", nullable=True),
+        _c("check", "string", nullable=True),
+        _c("subject", "string", nullable=True),
+        _c("message", "string"),
+        _DATE,
+    ),
+    doc="Alerts raised by the run (also logged and optionally notified).",
+)
+
+MIN_VARIANCE = Table(
+    "min_variance",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("underlying", "string", nullable=True),
+        _c("weight", "double", nullable=True), _c("target_return", "double", nullable=True),
+        _c("target_mode", "string", nullable=True),
+        _c("expected_return", "double", nullable=True, unit="annual"),
+        _c("volatility", "double", nullable=True, unit="annual"),
+        _c("status", "string"), _c("message", "string", nullable=True),
+        _c("solver", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying"),
+    doc="Minimum-variance weights per desk over its underlyings.",
+)
+
+FRONTIER = Table(
+    "frontier",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("point", "long"), _c("underlying", "string", nullable=True),
+        _c("weight", "double", nullable=True), _c("target_return", "double", nullable=True),
+        _c("expected_return", "double", nullable=True, unit="annual"),
+        _c("volatility", "double", nullable=True, unit="annual"),
+        _c("sharpe", "double", nullable=True), _c("status", "string"),
+        _c("frontier_status", "string", nullable=True), _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "point", "underlying"),
+    doc="Efficient frontier per desk: one row per point and underlying.",
+)
+
+RISK_PARITY = Table(
+    "risk_parity",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("portfolio", "string", doc="risk_parity or current"),
+        _c("underlying", "string", nullable=True), _c("weight", "double", nullable=True),
+        _c("risk_budget", "double", nullable=True),
+        _c("risk_contribution", "double", nullable=True),
+        _c("risk_share", "double", nullable=True), _c("adjustment", "double", nullable=True),
+        _c("note", "string", nullable=True), _c("volatility", "double", nullable=True),
+        _c("status", "string"), _c("message", "string", nullable=True),
+        _c("solver", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "portfolio", "underlying"),
+    doc="Risk-parity weights and the current book's risk contributions per desk.",
+)
+
+PERFORMANCE = Table(
+    "performance",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("source", "string", doc="hypothetical or realized"),
+        _c("kind", "string"), _c("start_date", "date", nullable=True),
+        _c("end_date", "date", nullable=True), _c("n_days", "long"),
+        _c("capital", "double", nullable=True), _c("total_pnl", "double", nullable=True),
+        _c("total_return", "double", nullable=True),
+        _c("annualized_return", "double", nullable=True),
+        _c("annualized_volatility", "double", nullable=True),
+        _c("pnl_volatility", "double", nullable=True), _c("sharpe", "double", nullable=True),
+        _c("max_drawdown", "double", nullable=True), _c("peak_date", "date", nullable=True),
+        _c("trough_date", "date", nullable=True), _c("recovery_date", "date", nullable=True),
+        _c("current_drawdown", "double", nullable=True),
+        _c("hit_ratio", "double", nullable=True), _c("status", "string"),
+        _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "source"),
+    doc="Performance of each desk: hypothetical (current book over history) and realized.",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
-    for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST)
+    for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
+              POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
+              PERFORMANCE)
 }
 
 

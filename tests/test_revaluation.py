@@ -113,7 +113,8 @@ def test_option_book_var_matches_an_independent_revaluation(demo):
     cfg, prep = demo
     book = prep.book
     x = np.concatenate([draw_log_returns(prep.model, book.horizon_years,
-                                         prep.spec.block_length(b), block_rng(cfg.monte_carlo.seed, b))
+                                         prep.spec.source.block_length(b),
+                                         block_rng(cfg.monte_carlo.seed, b))
                         for b in range(cfg.n_blocks)])
     s = book.spot * np.exp(x)
     sg = s[:, book.underlying_index]

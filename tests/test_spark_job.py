@@ -162,3 +162,73 @@ def test_var_es_helpers_on_spark_output_are_consistent(run):
     got = rm[(rm["scope"] == "firm") & (rm["confidence_level"] == 0.99)
              & (rm["measure"] == "VaR")]["value"].iloc[0]
     assert got == pytest.approx(est.var, rel=1e-12)
+
+
+def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run):
+    from risk_engine.attribution import attribute_in_process, attribution_requests
+    from risk_engine.pipeline import prepare
+    from risk_engine.spark.stages import attribution
+
+    cfg, out, _ = run
+    prepared = prepare(cfg, read_inputs(spark, cfg))
+    audit = _read(out, "scenario_pnl", D2)
+    desks = list(prepared.book.desks)
+    pnl = np.zeros((cfg.monte_carlo.n_scenarios, len(desks)))
+    for row in audit.itertuples():
+        pnl[row.first_scenario:row.first_scenario + len(row.pnl), desks.index(row.desk)] = row.pnl
+    requests = attribution_requests(pnl, cfg.risk.confidence_levels)
+    got, got_sample = attribution(spark, prepared.book, prepared.spec.source, requests,
+                                  cfg.risk.confidence_levels, 3)
+    ref, ref_sample = attribute_in_process(prepared.book, prepared.spec.source, requests,
+                                           cfg.risk.confidence_levels)
+    np.testing.assert_array_equal(got, ref)
+    pd.testing.assert_frame_equal(got_sample.reset_index(drop=True),
+                                  ref_sample.reset_index(drop=True), check_dtype=False)
+    contrib = _read(out, "contributions", D2)
+    rm = _read(out, "risk_measures", D2)
+    pos = contrib[contrib["position_id"].notna()]
+    for (desk, measure, alpha), grp in pos.groupby(["desk", "measure", "confidence_level"]):
+        total = rm[(rm["desk"] == desk) & (rm["measure"] == measure)
+                   & (rm["confidence_level"] == alpha)]["value"].iloc[0]
+        assert grp["contribution"].sum() == pytest.approx(total, rel=1e-9)
+    risk = _read(out, "position_risk", D2)
+    assert len(risk) == 400 * len(cfg.risk.confidence_levels)
+
+
+def test_governance_tables_written(run):
+    _, out, _ = run
+    for table in ("limit_checks", "alerts", "min_variance", "frontier", "risk_parity",
+                  "performance"):
+        frame = _read(out, table, D2)
+        assert len(frame) > 0, table
+    checks = _read(out, "limit_checks", D2)
+    assert {"position_concentration", "sector_concentration", "leverage"} <= set(checks["check"])
+    perf = _read(out, "performance", D2)
+    assert set(perf["source"]) == {"hypothetical"}
+    assert (perf["n_days"] > 100).all()
+
+
+def test_breached_limits_raise_critical_alerts_and_notify_a_file(spark, snapshot_root, tmp_path):
+    import json
+
+    note = tmp_path / "alerts.jsonl"
+    cfg = config_from_dict({
+        "as_of_date": D2.isoformat(), "input": {"root": str(snapshot_root)},
+        "output": {"root": str(tmp_path / "out")},
+        "monte_carlo": {"n_scenarios": 2000, "block_size": 1000},
+        "governance": {
+            "attribution": False,
+            "limits": {"default": {"var_limits": {0.99: 1.0}, "max_leverage": 1000.0},
+                       "desks": {"delta_one": {"var_limits": {0.99: 1.0e12}}}},
+            "alerts": {"notification": {"kind": "file", "path": str(note)}},
+        },
+    })
+    main(spark, cfg)
+    alerts = _read(tmp_path / "out", "alerts", D2)
+    var_alerts = alerts[alerts["check"] == "var_0.99"]
+    assert set(var_alerts["severity"]) == {"critical"}
+    assert "delta_one" not in set(var_alerts["desk"])
+    assert len(var_alerts) == 5
+    lines = [json.loads(x) for x in note.read_text().splitlines()]
+    assert len(lines) == len(alerts)
+    assert not (tmp_path / "out" / "position_risk").exists()

@@ -1,6 +1,6 @@
 """Scenario model estimation and seeded scenario generation."""
 
-from risk_engine.scenarios.generator import block_rng, draw_log_returns
+from risk_engine.scenarios.generator import ScenarioSource, block_rng, draw_log_returns
 from risk_engine.scenarios.model import (
     ScenarioModel,
     estimate_from_history,
@@ -10,6 +10,7 @@ from risk_engine.scenarios.model import (
 
 __all__ = [
     "ScenarioModel",
+    "ScenarioSource",
     "block_rng",
     "draw_log_returns",
     "estimate_from_history",

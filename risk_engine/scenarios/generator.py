@@ -7,6 +7,8 @@ executors, ordering or task retries. There is no global random state.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -62,3 +64,33 @@ def draw_log_returns(
     for k in range(loading.shape[0]):
         x += z[:, k:k + 1] * loading[k]
     return x
+
+
+@dataclass(frozen=True)
+class ScenarioSource:
+    """How the Monte Carlo stage draws its scenarios, so any block can be regenerated.
+
+    Block ``b`` holds scenarios ``b * block_size`` up to ``min((b + 1) * block_size, N)``.
+    """
+
+    model: ScenarioModel
+    horizon_years: float
+    seed: int
+    antithetic: bool
+    block_size: int
+    n_scenarios: int
+
+    @property
+    def n_blocks(self) -> int:
+        """Number of blocks."""
+        return -(-self.n_scenarios // self.block_size)
+
+    def block_length(self, block_id: int) -> int:
+        """Scenarios in block ``block_id``."""
+        first = block_id * self.block_size
+        return max(0, min(self.block_size, self.n_scenarios - first))
+
+    def block(self, block_id: int) -> NDArray[np.float64]:
+        """Log returns of block ``block_id``, shape (n_b, U)."""
+        return draw_log_returns(self.model, self.horizon_years, self.block_length(block_id),
+                                block_rng(self.seed, block_id), antithetic=self.antithetic)

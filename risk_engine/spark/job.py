@@ -17,9 +17,12 @@ from pyspark.sql import SparkSession
 
 from risk_engine import __version__, schemas
 from risk_engine.config import Config
+from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.governance.settings import parse_governance
+from risk_engine.governance.stage import governance_tables
 from risk_engine.pipeline import InputTables, prepare, risk_tables
 from risk_engine.spark.io import read_dated, read_table, to_pandas, write_partition
-from risk_engine.spark.stages import block_pnl_frame, collect_pnl
+from risk_engine.spark.stages import attribution, block_pnl_frame, collect_pnl
 
 log = logging.getLogger("risk_engine.job")
 T_ = TypeVar("T_")
@@ -45,6 +48,11 @@ def new_run_id(as_of: dt.date) -> str:
     return f"{as_of.isoformat()}-{now}-{uuid.uuid4().hex[:8]}"
 
 
+def governance_settings(cfg: Config):  # noqa: ANN201 - GovernanceSettings
+    """The parsed ``governance`` section (validated when the config was loaded)."""
+    return parse_governance(cfg.governance)
+
+
 def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     """Read the snapshot of ``cfg.as_of_date`` with explicit schemas."""
     root, as_of = cfg.input.root, cfg.as_of_date
@@ -52,23 +60,31 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     market = read_dated(spark, root, schemas.MARKET, as_of)
     rates = read_dated(spark, root, schemas.RATES, as_of)
     assert positions is not None and market is not None and rates is not None
-    history = factor_model = correlations = None
-    if cfg.scenario_model.source == "history":
-        from pyspark.sql import functions as F
+    from pyspark.sql import functions as F
 
-        hist = read_table(spark, root, schemas.HISTORY)
-        assert hist is not None
+    factor_model = correlations = None
+    by_history = cfg.scenario_model.source == "history"
+    # History feeds the scenario model, and the governance stage's hypothetical P&L.
+    hist = read_table(spark, root, schemas.HISTORY, required=by_history)
+    history = None
+    if hist is not None:
+        days = cfg.scenario_model.history_window_days
+        lookback = governance_settings(cfg).performance.lookback_days
+        days = max(days, lookback or days)
         # Calendar days comfortably covering the window of trading days.
-        start = as_of - dt.timedelta(days=int(cfg.scenario_model.history_window_days * 1.6) + 14)
+        start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
         history = to_pandas(hist.where((F.col("date") <= F.lit(as_of))
                                        & (F.col("date") >= F.lit(start))))
-    else:
+    if not by_history:
         fm = read_table(spark, root, schemas.FACTOR_MODEL)
         assert fm is not None
         factor_model = to_pandas(fm)
         corr = read_table(spark, root, schemas.CORRELATIONS, required=False)
         correlations = to_pandas(corr) if corr is not None else None
-    return InputTables(positions, market, rates, history, factor_model, correlations)
+    pnl = read_table(spark, root, schemas.PNL_HISTORY, required=False)
+    pnl_history = to_pandas(pnl.where(F.col("date") <= F.lit(as_of))) if pnl is not None else None
+    return InputTables(positions, market, rates, history, factor_model, correlations,
+                       pnl_history)
 
 
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
@@ -102,6 +118,26 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     pnl = stage("monte_carlo", simulate)
     tables = stage("risk_measures", lambda: risk_tables(pnl, book, cfg))
     tables["rejected_rows"] = prepared.rejected
+    gov = governance_settings(cfg)
+    if gov.enabled and gov.attribution:
+        def attribute() -> None:
+            requests = attribution_requests(pnl, cfg.risk.confidence_levels)
+            contrib, sample = attribution(spark, book, prepared.spec.source, requests,
+                                          cfg.risk.confidence_levels, cfg.spark.partitions)
+            rows, position_risk = position_tables(book, requests, contrib, sample)
+            tables["contributions"] = pd.concat([tables["contributions"], rows],
+                                                ignore_index=True)
+            tables["position_risk"] = position_risk
+
+        stage("attribution", attribute)
+    if gov.enabled:
+        def govern() -> None:
+            out, _ = governance_tables(book, prepared.model, tables["risk_measures"], gov,
+                                       cfg.as_of_date, history=inputs.history,
+                                       pnl_history=inputs.pnl_history)
+            tables.update(out)
+
+        stage("governance", govern)
 
     def write() -> None:
         for name, frame in tables.items():

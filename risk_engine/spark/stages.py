@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -10,7 +10,10 @@ from numpy.typing import NDArray
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
+from risk_engine.attribution import Request, block_contributions, sample_statistics
+from risk_engine.book import ResolvedBook
 from risk_engine.pipeline import SimulationSpec, simulate_block
+from risk_engine.scenarios import ScenarioSource
 
 BLOCK_PNL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
@@ -38,7 +41,7 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                 yield pd.DataFrame({
                     "block_id": np.full(n_desks, b, dtype=np.int64),
                     "desk_index": np.arange(n_desks, dtype=np.int32),
-                    "first_scenario": np.full(n_desks, b * spec.block_size, dtype=np.int64),
+                    "first_scenario": np.full(n_desks, b * spec.source.block_size, dtype=np.int64),
                     "pnl": list(np.ascontiguousarray(pnl.T)),
                 })
 
@@ -64,3 +67,45 @@ def collect_pnl(df: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.flo
         raise RuntimeError(f"scenario P&L incomplete: {int(missing.sum())} scenario(s) missing "
                            "after the Monte Carlo stage")
     return out
+
+
+def attribution(
+    spark: SparkSession, book: ResolvedBook, source: ScenarioSource,
+    requests: Sequence[Request], levels: Sequence[float], partitions: int | None = None,
+) -> tuple[NDArray[np.float64], pd.DataFrame]:
+    """Position contributions (R, P) and block-0 sample statistics, computed on executors.
+
+    Every block that holds requested scenarios regenerates them from ``(seed, block)`` and
+    returns its weighted position losses; the driver adds the blocks up in block order so the
+    result does not depend on task scheduling.
+    """
+    n_blocks = source.n_blocks
+    n_req, n_pos = len(requests), book.n_positions
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            for block_id in batch["id"].to_numpy():
+                c = block_contributions(book, source, requests, int(block_id))
+                yield pd.DataFrame({"block_id": [int(block_id)], "values": [c.ravel()]})
+
+    ids = spark.range(0, n_blocks, 1, numPartitions=min(partitions or n_blocks, n_blocks))
+    schema = T.StructType([T.StructField("block_id", T.LongType(), False),
+                           T.StructField("values", T.ArrayType(T.DoubleType(), False), False)])
+    table = ids.mapInPandas(run, schema=schema).toArrow().sort_by("block_id")
+    total = np.zeros(n_req * n_pos)
+    for chunk in table.column("values").to_pylist():
+        total += np.asarray(chunk)
+
+    def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for _ in batches:
+            yield sample_statistics(book, source, levels)
+
+    sample_schema = T.StructType([
+        T.StructField("position_id", T.StringType(), False),
+        T.StructField("confidence_level", T.DoubleType(), False),
+        T.StructField("incremental_var", T.DoubleType(), True),
+        T.StructField("correlation", T.DoubleType(), True),
+        T.StructField("sample_scenarios", T.LongType(), False),
+    ])
+    stats = spark.range(0, 1, 1, numPartitions=1).mapInPandas(sample, schema=sample_schema)
+    return total.reshape(n_req, n_pos), stats.toPandas()

@@ -1,0 +1,150 @@
+"""The governance stage of the nightly run, per desk, on the driver.
+
+Limits and alerts, portfolio construction over each desk's underlyings (moments from the
+scenario model), and performance: hypothetical (the current book revalued at each
+historical close, with today's times to expiry and volatilities) and, when a
+``pnl_history`` table is given, realized. A desk's failure is a row, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import numpy as np
+import pandas as pd
+
+from risk_engine.book import ResolvedBook, select_positions
+from risk_engine.governance.alerts import (
+    Alert,
+    alerts_frame,
+    alerts_from_limit_checks,
+    alerts_from_performance,
+    dispatch_alerts,
+)
+from risk_engine.governance.limits import check_desk_limits
+from risk_engine.governance.performance import performance_table
+from risk_engine.governance.settings import GovernanceSettings
+from risk_engine.portfolio.tables import desk_portfolio_tables
+from risk_engine.scenarios import ScenarioModel
+from risk_engine.valuation import position_values
+
+log = logging.getLogger("risk_engine.governance")
+
+
+def hypothetical_values(
+    book: ResolvedBook, desk: str, history: pd.DataFrame, lookback_days: int | None = None
+) -> pd.Series:
+    """Value of ``desk``'s current positions at each historical date's closes.
+
+    Options are valued with today's times to expiry, implied volatilities and rates (the
+    current book under each day's prices). Only dates where every underlying of the desk
+    has a close are used.
+
+    Returns
+    -------
+    Series indexed by date (ascending), currency.
+    """
+    idx = np.flatnonzero(book.desk_mask(desk))
+    sub = select_positions(book, idx)
+    names = [book.underlyings[u] for u in np.unique(sub.underlying_index)]
+    closes = history[history["underlying"].isin(names)].pivot_table(
+        index="date", columns="underlying", values="close", aggfunc="last").sort_index()
+    closes = closes.reindex(columns=names).dropna()
+    closes = closes[(closes > 0).all(axis=1)]
+    if lookback_days is not None:
+        closes = closes.tail(lookback_days + 1)
+    full = np.ones((len(closes), len(book.underlyings)))
+    for j, name in enumerate(names):
+        full[:, book.underlyings.index(name)] = closes[name].to_numpy(float)
+    log_ret = np.log(full / np.where(full == 1.0, 1.0, book.spot))
+    log_ret[:, [u for u in range(len(book.underlyings)) if book.underlyings[u] not in names]] = 0
+    values = position_values(sub, log_ret, at_horizon=False).sum(axis=1)
+    return pd.Series(values, index=pd.Index(closes.index, name="date"))
+
+
+def _current_weights(book: ResolvedBook, desk: str, names: list[str]) -> np.ndarray | None:
+    """Delta-equivalent exposure per underlying over its sum; None unless all are >= 0."""
+    m = book.desk_mask(desk)
+    expo = np.zeros(len(names))
+    for j, name in enumerate(names):
+        u = book.underlyings.index(name)
+        sel = m & (book.underlying_index == u)
+        expo[j] = float((book.delta[sel] * book.quantity[sel]).sum() * book.spot[u])
+    total = expo.sum()
+    if total <= 0 or np.any(expo < 0):
+        return None
+    return expo / total
+
+
+def governance_tables(
+    book: ResolvedBook,
+    model: ScenarioModel,
+    risk_measures: pd.DataFrame,
+    settings: GovernanceSettings,
+    as_of: dt.date,
+    *,
+    history: pd.DataFrame | None = None,
+    pnl_history: pd.DataFrame | None = None,
+) -> tuple[dict[str, pd.DataFrame], list[Alert]]:
+    """Run limits, portfolio construction, performance and alerts for every desk.
+
+    Returns
+    -------
+    tables, alerts
+        Frames ``limit_checks``, ``min_variance``, ``frontier``, ``risk_parity``,
+        ``performance`` and ``alerts`` (without ``run_id``), and the dispatched alerts.
+    """
+    checks, minvar, frontier, parity, perf = [], [], [], [], []
+    desk_rm = risk_measures[risk_measures["scope"] == "desk"]
+    gross = dict(zip(book.desks, book.gross_value(), strict=True))
+    sector = np.asarray(book.sectors, dtype=object)[book.underlying_index]
+    for desk in book.desks:
+        m = book.desk_mask(desk)
+        limits = settings.limits.for_desk(desk)
+        positions = pd.DataFrame({"position_id": book.position_id[m], "sector": sector[m],
+                                  "market_value": book.value[m]})
+        checks.append(check_desk_limits(desk, positions, limits=limits,
+                                        risk_figures=desk_rm[desk_rm["desk"] == desk]))
+        names = sorted({book.underlyings[u] for u in book.underlying_index[m]})
+        sub = model.subset(tuple(names))
+        tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
+                                       current_weights=_current_weights(book, desk, names),
+                                       settings=settings.portfolio)
+        minvar.append(tables.min_variance)
+        frontier.append(tables.frontier)
+        parity.append(tables.risk_parity)
+        capital = limits.capital or gross[desk]
+        if history is not None:
+            try:
+                values = hypothetical_values(book, desk, history,
+                                             settings.performance.lookback_days)
+                row = performance_table(desk, values.diff().dropna(), kind="pnl",
+                                        capital=capital, settings=settings.performance)
+            except Exception as exc:  # noqa: BLE001 - a desk's failure is a row
+                row = performance_table(desk, pd.Series(dtype=float), kind="pnl",
+                                        capital=capital, settings=settings.performance)
+                row["status"], row["message"] = "error", f"hypothetical P&L failed: {exc}"
+            perf.append(row.assign(source="hypothetical"))
+        if pnl_history is not None:
+            realized = pnl_history[pnl_history["desk"] == desk]
+            series = realized.groupby("date")["pnl"].sum().sort_index()
+            perf.append(performance_table(desk, series, kind="pnl", capital=capital,
+                                          settings=settings.performance)
+                        .assign(source="realized"))
+    limit_checks = pd.concat(checks, ignore_index=True)
+    performance = pd.concat(perf, ignore_index=True) if perf else None
+    alerts = alerts_from_limit_checks(limit_checks, as_of, settings.alerts)
+    if performance is not None:
+        alerts += alerts_from_performance(performance, as_of, settings.alerts)
+    alerts = dispatch_alerts(alerts, as_of, settings.alerts, log=log)
+    out = {
+        "limit_checks": limit_checks,
+        "min_variance": pd.concat(minvar, ignore_index=True),
+        "frontier": pd.concat(frontier, ignore_index=True),
+        "risk_parity": pd.concat(parity, ignore_index=True),
+        "alerts": alerts_frame(alerts).drop(columns=["as_of_date"]),
+    }
+    if performance is not None:
+        out["performance"] = performance
+    return out, alerts

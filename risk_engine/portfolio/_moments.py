@@ -1,0 +1,109 @@
+"""Validation and factorization of the moments (mu, Sigma) shared by the portfolio modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from risk_engine.errors import DataError
+
+#: Relative tolerance on asymmetry ``max|Sigma - Sigma'| / max|Sigma|``.
+SYMMETRY_RTOL = 1e-10
+#: Eigenvalues down to ``-PSD_RTOL * max eigenvalue`` are rounding noise and clipped to 0.
+PSD_RTOL = 1e-10
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Validated annualized moments of the underlyings' returns.
+
+    Attributes
+    ----------
+    mu : ndarray, shape (U,)
+        Annualized mean returns (fraction per year).
+    sigma : ndarray, shape (U,U)
+        Annualized covariance matrix, symmetric positive semidefinite (symmetrized copy).
+    factor : ndarray, shape (U,U)
+        ``F`` with ``F.T @ F == sigma`` (from the eigendecomposition, so singular
+        ``sigma`` is allowed); ``||F w||^2 = w' Sigma w``.
+    min_eigenvalue : float
+        Smallest eigenvalue of ``sigma`` after clipping rounding noise (0 if singular).
+    """
+
+    mu: NDArray[np.float64]
+    sigma: NDArray[np.float64]
+    factor: NDArray[np.float64]
+    min_eigenvalue: float
+
+    @property
+    def n_assets(self) -> int:
+        """Number of underlyings U."""
+        return int(self.mu.shape[0])
+
+
+def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
+    """Check shapes, finiteness, symmetry and positive semidefiniteness of the moments.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,), or None
+        Annualized mean returns. ``None`` means zeros (only the covariance is needed).
+    sigma : array_like, shape (U,U)
+        Annualized covariance matrix.
+
+    Returns
+    -------
+    Moments
+        Copies of the inputs (never views of them) and a factor of ``sigma``.
+
+    Raises
+    ------
+    DataError
+        Empty, non-finite, non-square, asymmetric or indefinite input, naming the problem.
+    """
+    s = np.array(sigma, dtype=np.float64, copy=True)
+    if s.ndim != 2 or s.shape[0] != s.shape[1]:
+        raise DataError(f"covariance must be a square (U,U) matrix, got shape {s.shape}")
+    n = s.shape[0]
+    if n == 0:
+        raise DataError("covariance is empty: the desk has no underlyings")
+    m = np.zeros(n) if mu is None else np.array(mu, dtype=np.float64, copy=True)
+    if m.shape != (n,):
+        raise DataError(
+            f"mean vector must have shape ({n},) to match the covariance, got {m.shape}"
+        )
+    if not np.all(np.isfinite(m)):
+        bad = np.flatnonzero(~np.isfinite(m)).tolist()
+        raise DataError(f"mean vector has non-finite entries at positions {bad}")
+    if not np.all(np.isfinite(s)):
+        bad = np.argwhere(~np.isfinite(s))[:5].tolist()
+        raise DataError(f"covariance has non-finite entries, e.g. at {bad}")
+    scale = float(np.max(np.abs(s)))
+    if scale > 0 and float(np.max(np.abs(s - s.T))) > SYMMETRY_RTOL * scale:
+        raise DataError(
+            "covariance is not symmetric (max |Sigma - Sigma'| = "
+            f"{float(np.max(np.abs(s - s.T))):.3e}); symmetrize it upstream"
+        )
+    s = 0.5 * (s + s.T)
+    eigval, eigvec = np.linalg.eigh(s)
+    top = max(float(eigval[-1]), 0.0)
+    if float(eigval[0]) < -PSD_RTOL * max(top, 1e-300):
+        raise DataError(
+            f"covariance is not positive semidefinite (smallest eigenvalue {eigval[0]:.3e}, "
+            f"largest {eigval[-1]:.3e})"
+        )
+    eigval = np.clip(eigval, 0.0, None)
+    factor = np.sqrt(eigval)[:, None] * eigvec.T
+    return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=float(eigval[0]))
+
+
+def portfolio_return(weights: NDArray[np.float64], mu: NDArray[np.float64]) -> float:
+    """Return the expected return ``mu' w`` (annualized fraction)."""
+    return float(mu @ weights)
+
+
+def portfolio_volatility(weights: NDArray[np.float64], sigma: NDArray[np.float64]) -> float:
+    """Return the volatility ``sqrt(w' Sigma w)``; tiny negative rounding is clipped to 0."""
+    return float(np.sqrt(max(float(weights @ sigma @ weights), 0.0)))

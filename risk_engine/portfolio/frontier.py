@@ -1,0 +1,117 @@
+"""Efficient frontier between the minimum-variance return and the maximum achievable return."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from risk_engine.portfolio._moments import validate_moments
+from risk_engine.portfolio.min_variance import _check_solver, get_problem, max_return
+from risk_engine.portfolio.results import FrontierResult, PortfolioResult
+from risk_engine.portfolio.settings import LONG_ONLY, Bounds
+
+
+def efficient_frontier(
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    *,
+    n_points: int = 20,
+    risk_free_rate: float = 0.0,
+    bounds: Bounds = LONG_ONLY,
+    max_target_return: float | None = None,
+    solver: str = "CLARABEL",
+) -> FrontierResult:
+    """Minimum-variance portfolios for ``n_points`` target returns, evenly spaced.
+
+    Point 0 is the minimum-variance portfolio (solved without a target constraint); points
+    ``1..P-1`` minimize variance subject to ``mu' w = target`` for targets evenly spaced from
+    the min-variance return ``r_min`` to ``r_max``, the maximum achievable return under the
+    bounds (an LP), or ``max_target_return`` if that is lower. Only the efficient (upper) half
+    of the frontier is traced, so the volatility increases with the return.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,)
+        Annualized mean returns.
+    sigma : array_like, shape (U,U)
+        Annualized covariance.
+    n_points : int
+        Number of points P >= 2 (including the min-variance point).
+    risk_free_rate : float
+        Annual risk-free rate, for the Sharpe ratios of :class:`FrontierResult`.
+    bounds : Bounds
+        Weight bounds (long-only by default).
+    max_target_return : float, optional
+        Cap on the highest target; required when the maximum return is unbounded
+        (:meth:`Bounds.unbounded`), otherwise the frontier status is ``unbounded``.
+    solver : {"CLARABEL", "SCS"}
+        cvxpy solver.
+
+    Returns
+    -------
+    FrontierResult
+        ``P`` points when ``r_max > r_min``; a single point (the min-variance portfolio)
+        when the frontier degenerates (``r_max <= r_min``, e.g. all means equal); no point
+        and the failing status when the min-variance problem itself fails.
+
+    Raises
+    ------
+    DataError
+        Invalid moments.
+    ValueError
+        ``n_points < 2`` or unknown solver.
+    """
+    if isinstance(n_points, bool) or int(n_points) != n_points or n_points < 2:
+        raise ValueError(f"n_points={n_points!r} must be an integer >= 2")
+    solver = _check_solver(solver)
+    m = validate_moments(mu, sigma)
+    n = m.n_assets
+
+    def _result(status: str, message: str, r_min: float, r_max: float,
+                targets: list[float], points: list[PortfolioResult]) -> FrontierResult:
+        return FrontierResult(
+            status=status,  # type: ignore[arg-type]
+            message=message,
+            min_return=r_min,
+            max_return=r_max,
+            target_returns=np.array(targets, dtype=np.float64),
+            points=tuple(points),
+            risk_free_rate=float(risk_free_rate),
+        )
+
+    mv = get_problem(n, "variance", None, bounds).solve(m, bounds, None, solver)
+    if mv.status != "optimal":
+        return _result(mv.status, f"min-variance point: {mv.message}", float("nan"),
+                       float("nan"), [], [])
+    r_min = mv.expected_return
+
+    top = max_return(m.mu, bounds=bounds, sigma=m.sigma, solver=solver)
+    if top.status == "optimal":
+        r_max = top.expected_return
+        if max_target_return is not None:
+            r_max = min(r_max, float(max_target_return))
+    elif top.status == "unbounded" and max_target_return is not None:
+        r_max = float(max_target_return)
+    else:
+        msg = top.message
+        if top.status == "unbounded":
+            msg += "; set max_target_return to cap the frontier"
+        return _result(top.status, f"maximum return: {msg}", r_min, float("nan"),
+                       [r_min], [mv])
+
+    if not r_max > r_min + 1e-12 * max(1.0, abs(r_min)):
+        return _result("optimal", "frontier degenerates to the min-variance point "
+                       f"(max return {r_max:.6g} <= min-variance return {r_min:.6g})",
+                       r_min, r_min, [r_min], [mv])
+
+    targets = np.linspace(r_min, r_max, int(n_points))
+    points: list[PortfolioResult] = [mv]
+    prob = get_problem(n, "variance", "eq", bounds)
+    for t in targets[1:]:
+        points.append(prob.solve(m, bounds, float(t), solver))
+    bad = [(i, p) for i, p in enumerate(points) if p.status != "optimal"]
+    if bad:
+        i, p = bad[0]
+        return _result(p.status, f"{len(bad)} of {len(points)} points not optimal; first: "
+                       f"point {i}: {p.message}", r_min, r_max, list(targets), points)
+    return _result("optimal", "", r_min, r_max, list(targets), points)

@@ -1,0 +1,391 @@
+"""Minimum-variance allocations: closed forms and the bounded problem (cvxpy, with Parameters).
+
+Weights are capital weights of the desk's underlyings, fully invested (``sum w = 1``). The
+moments are annualized: ``mu`` (U,) mean simple returns, ``Sigma`` (U,U) covariance.
+
+Closed forms (no bounds, Sigma positive definite), with ``A = 1' S^-1 1``, ``B = 1' S^-1 mu``,
+``C = mu' S^-1 mu``, ``D = A C - B^2``:
+
+* global minimum variance: ``w = S^-1 1 / A``, return ``B / A``, variance ``1 / A``;
+* with target return ``r`` (two-fund theorem): ``w = S^-1 (lam 1 + gam mu)`` with
+  ``lam = (C - B r) / D`` and ``gam = (A r - B) / D``; variance ``(A r^2 - 2 B r + C) / D``.
+
+The bounded problem is solved by cvxpy, built once per shape with Parameters (DPP):
+``minimize ||F w||^2`` with ``F' F = Sigma`` subject to ``sum w = 1``, optional ``mu' w = r``
+or ``mu' w >= r``, optional ``lower <= w <= upper``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import cvxpy as cp
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from risk_engine.portfolio._moments import (
+    Moments,
+    portfolio_return,
+    portfolio_volatility,
+    validate_moments,
+)
+from risk_engine.portfolio.results import PortfolioResult, failed_result, map_cvxpy_status
+from risk_engine.portfolio.settings import LONG_ONLY, SOLVERS, Bounds, TargetMode
+
+#: Relative threshold below which the smallest eigenvalue makes Sigma "singular" for the
+#: closed forms (which need ``Sigma^-1``).
+SINGULAR_RTOL = 1e-12
+
+Objective = Literal["variance", "return"]
+
+
+# --------------------------------------------------------------------------- closed forms
+def _closed_form_scalars(
+    m: Moments,
+) -> tuple[float, float, float, NDArray[np.float64], NDArray[np.float64]]:
+    ones = np.ones(m.n_assets)
+    s_inv_1 = np.asarray(np.linalg.solve(m.sigma, ones), dtype=np.float64)
+    s_inv_mu = np.asarray(np.linalg.solve(m.sigma, m.mu), dtype=np.float64)
+    a = float(ones @ s_inv_1)
+    b = float(ones @ s_inv_mu)
+    c = float(m.mu @ s_inv_mu)
+    return a, b, c, s_inv_1, s_inv_mu
+
+
+def _singular(m: Moments) -> bool:
+    top = float(np.max(np.linalg.eigvalsh(m.sigma)))
+    return not (m.min_eigenvalue > SINGULAR_RTOL * top)
+
+
+def min_variance_closed_form(mu: ArrayLike | None, sigma: ArrayLike) -> PortfolioResult:
+    """Global minimum-variance weights without bounds: ``w = Sigma^-1 1 / (1' Sigma^-1 1)``.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,), or None
+        Annualized mean returns (only used to report the expected return; None = zeros).
+    sigma : array_like, shape (U,U)
+        Annualized covariance, must be positive definite.
+
+    Returns
+    -------
+    PortfolioResult
+        ``solver="closed_form"``; status ``not_applicable`` if Sigma is singular.
+
+    Raises
+    ------
+    DataError
+        Invalid moments (see :func:`validate_moments`).
+    """
+    m = validate_moments(mu, sigma)
+    if _singular(m):
+        return failed_result(
+            m.n_assets, "not_applicable", "covariance is singular: no unique closed form",
+            "closed_form",
+        )
+    a, _, _, s_inv_1, _ = _closed_form_scalars(m)
+    w = s_inv_1 / a
+    return PortfolioResult(
+        "optimal", "", w, portfolio_return(w, m.mu), portfolio_volatility(w, m.sigma),
+        "closed_form",
+    )
+
+
+def two_fund_closed_form(mu: ArrayLike, sigma: ArrayLike, target_return: float) -> PortfolioResult:
+    """Minimum-variance weights with ``mu' w = target_return`` and no bounds (two-fund form).
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,)
+        Annualized mean returns; not all equal (else ``D = 0``).
+    sigma : array_like, shape (U,U)
+        Annualized covariance, positive definite.
+    target_return : float
+        Annual target return (fraction).
+
+    Returns
+    -------
+    PortfolioResult
+        ``solver="closed_form"``; ``not_applicable`` if Sigma is singular or all means are
+        equal (any target other than that common mean is then infeasible).
+
+    Raises
+    ------
+    DataError
+        Invalid moments.
+    """
+    m = validate_moments(mu, sigma)
+    if _singular(m):
+        return failed_result(
+            m.n_assets, "not_applicable", "covariance is singular: no unique closed form",
+            "closed_form",
+        )
+    a, b, c, s_inv_1, s_inv_mu = _closed_form_scalars(m)
+    d = a * c - b * b
+    if not d > 1e-12 * max(a * c, 1e-300):
+        return failed_result(
+            m.n_assets, "not_applicable",
+            "expected returns are all equal (A C - B^2 = 0): a target return does not "
+            "define a two-fund portfolio", "closed_form",
+        )
+    lam = (c - b * target_return) / d
+    gam = (a * target_return - b) / d
+    w = lam * s_inv_1 + gam * s_inv_mu
+    return PortfolioResult(
+        "optimal", "", w, portfolio_return(w, m.mu), portfolio_volatility(w, m.sigma),
+        "closed_form",
+    )
+
+
+# --------------------------------------------------------------------------- cvxpy problems
+@dataclass(frozen=True)
+class _ProblemKey:
+    n: int
+    objective: Objective
+    target: TargetMode | None
+    has_lower: bool
+    has_upper: bool
+
+
+class AllocationProblem:
+    """A fully-invested allocation problem over U assets, built once with cvxpy Parameters.
+
+    ``objective="variance"``: minimize ``||F w||^2`` (= ``w' Sigma w``);
+    ``objective="return"``: maximize ``mu' w``. Constraints: ``sum w = 1``, and optionally a
+    target return (``"eq"`` or ``"ge"``), a lower and an upper bound on every weight.
+    Parameter values are assigned per desk by :meth:`solve`; the problem is DPP so cvxpy
+    re-uses its canonicalization. Instances are not thread-safe on their own; the module-level
+    cache serializes access with a lock.
+
+    Parameters
+    ----------
+    n : int
+        Number of assets U.
+    objective : {"variance", "return"}
+        What to optimize.
+    target : {"eq", "ge"} or None
+        Target return constraint, if any.
+    has_lower, has_upper : bool
+        Whether the weight bounds are present.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        objective: Objective = "variance",
+        target: TargetMode | None = None,
+        has_lower: bool = True,
+        has_upper: bool = False,
+    ) -> None:
+        self.key = _ProblemKey(n, objective, target, has_lower, has_upper)
+        self.w = cp.Variable(n, name="w")
+        self.factor = cp.Parameter((n, n), name="factor")
+        self.mu = cp.Parameter(n, name="mu")
+        self.target_return = cp.Parameter(name="target_return")
+        self.lower = cp.Parameter(n, name="lower")
+        self.upper = cp.Parameter(n, name="upper")
+        constraints: list[cp.Constraint] = [cp.sum(self.w) == 1]
+        if target == "eq":
+            constraints.append(self.mu @ self.w == self.target_return)
+        elif target == "ge":
+            constraints.append(self.mu @ self.w >= self.target_return)
+        if has_lower:
+            constraints.append(self.w >= self.lower)
+        if has_upper:
+            constraints.append(self.w <= self.upper)
+        obj: cp.Minimize | cp.Maximize
+        if objective == "variance":
+            obj = cp.Minimize(cp.sum_squares(self.factor @ self.w))
+        else:
+            obj = cp.Maximize(self.mu @ self.w)
+        self.problem = cp.Problem(obj, constraints)
+        # construction invariant: convex and DPP, so per-desk values reuse the compilation
+        if not (self.problem.is_dcp() and self.problem.is_dpp()):  # pragma: no cover
+            raise RuntimeError(f"allocation problem {self.key} is not DPP")
+        self.lock = threading.Lock()
+
+    def solve(
+        self, moments: Moments, bounds: Bounds, target_return: float | None, solver: str
+    ) -> PortfolioResult:
+        """Assign parameters from ``moments``/``bounds``/``target_return`` and solve.
+
+        Parameters
+        ----------
+        moments : Moments
+            Validated moments with U assets.
+        bounds : Bounds
+            Weight bounds; must match ``has_lower``/``has_upper`` of the problem.
+        target_return : float or None
+            Target return when the problem has one.
+        solver : str
+            cvxpy solver name.
+
+        Returns
+        -------
+        PortfolioResult
+            Typed outcome; exceptions from the solver become ``solver_error``.
+        """
+        n = self.key.n
+        solver = solver.upper()
+        with self.lock:
+            self.factor.value = moments.factor
+            self.mu.value = moments.mu
+            self.target_return.value = 0.0 if target_return is None else float(target_return)
+            self.lower.value = np.full(n, 0.0 if bounds.lower is None else bounds.lower)
+            self.upper.value = np.full(n, 1.0 if bounds.upper is None else bounds.upper)
+            try:
+                self.problem.solve(solver=solver)
+            except cp.error.SolverError as exc:
+                return failed_result(n, "solver_error", f"{solver}: {exc}", solver)
+            except Exception as exc:  # noqa: BLE001 - any solver crash is a typed result
+                return failed_result(
+                    n, "solver_error", f"{solver}: {type(exc).__name__}: {exc}", solver
+                )
+            cvx_status = self.problem.status
+            w_value = None if self.w.value is None else np.array(self.w.value, dtype=np.float64)
+        status = map_cvxpy_status(cvx_status)
+        if status not in ("optimal", "inaccurate") or w_value is None:
+            if status in ("optimal", "inaccurate"):
+                status = "solver_error"
+            return failed_result(n, status, f"{solver} returned status {cvx_status}", solver)
+        message = "" if status == "optimal" else f"{solver} returned status {cvx_status}"
+        return PortfolioResult(
+            status,
+            message,
+            w_value,
+            portfolio_return(w_value, moments.mu),
+            portfolio_volatility(w_value, moments.sigma),
+            solver,
+        )
+
+
+_CACHE: dict[_ProblemKey, AllocationProblem] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_problem(
+    n: int,
+    objective: Objective,
+    target: TargetMode | None,
+    bounds: Bounds,
+) -> AllocationProblem:
+    """Return the cached :class:`AllocationProblem` for this shape, building it once."""
+    key = _ProblemKey(n, objective, target, bounds.lower is not None, bounds.upper is not None)
+    with _CACHE_LOCK:
+        prob = _CACHE.get(key)
+        if prob is None:
+            prob = AllocationProblem(n, objective, target, key.has_lower, key.has_upper)
+            _CACHE[key] = prob
+    return prob
+
+
+def _check_solver(solver: str) -> str:
+    s = solver.upper()
+    if s not in SOLVERS:
+        raise ValueError(f"solver={solver!r} must be one of {SOLVERS}")
+    return s
+
+
+def min_variance(
+    mu: ArrayLike | None,
+    sigma: ArrayLike,
+    *,
+    target_return: float | None = None,
+    target_mode: TargetMode = "eq",
+    bounds: Bounds = LONG_ONLY,
+    solver: str = "CLARABEL",
+) -> PortfolioResult:
+    """Minimum-variance fully-invested weights, optionally with a target return and bounds.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,), or None
+        Annualized mean returns; required when ``target_return`` is given.
+    sigma : array_like, shape (U,U)
+        Annualized covariance (positive semidefinite).
+    target_return : float, optional
+        Annual target return (fraction).
+    target_mode : {"eq", "ge"}
+        ``"eq"``: ``mu' w == target_return``; ``"ge"``: ``mu' w >= target_return``.
+    bounds : Bounds
+        Per-weight bounds; long-only (``lower=0``) by default, :meth:`Bounds.unbounded` for
+        none (then the result matches :func:`min_variance_closed_form` /
+        :func:`two_fund_closed_form`).
+    solver : {"CLARABEL", "SCS"}
+        cvxpy solver.
+
+    Returns
+    -------
+    PortfolioResult
+        Weights (U,), expected return and volatility (annualized), status and message.
+        A target above the maximum achievable return under the bounds gives ``infeasible``.
+
+    Raises
+    ------
+    DataError
+        Invalid moments.
+    ValueError
+        Unknown ``target_mode`` or solver, or a target return without ``mu``.
+    """
+    if target_mode not in ("eq", "ge"):
+        raise ValueError(f"target_mode={target_mode!r} must be 'eq' or 'ge'")
+    if target_return is not None and mu is None:
+        raise ValueError("a target return needs the mean vector mu")
+    solver = _check_solver(solver)
+    m = validate_moments(mu, sigma)
+    target = None if target_return is None else target_mode
+    prob = get_problem(m.n_assets, "variance", target, bounds)
+    return prob.solve(m, bounds, target_return, solver)
+
+
+def max_return(
+    mu: ArrayLike,
+    *,
+    bounds: Bounds = LONG_ONLY,
+    sigma: ArrayLike | None = None,
+    solver: str = "CLARABEL",
+) -> PortfolioResult:
+    """Maximum achievable expected return of a fully-invested portfolio under the bounds.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,)
+        Annualized mean returns.
+    bounds : Bounds
+        Weight bounds. Without an upper bound and with short sales allowed the maximum is
+        unbounded (status ``unbounded``) unless all means are equal.
+    sigma : array_like, shape (U,U), optional
+        Covariance, only to report the volatility of the solution (zeros if omitted).
+    solver : {"CLARABEL", "SCS"}
+        cvxpy solver (an LP).
+
+    Returns
+    -------
+    PortfolioResult
+        The return-maximizing weights (one optimal vertex if several exist).
+
+    Raises
+    ------
+    DataError
+        Invalid inputs.
+    """
+    solver = _check_solver(solver)
+    mu_arr = np.asarray(mu, dtype=np.float64)
+    sig = np.zeros((mu_arr.size, mu_arr.size)) if sigma is None else sigma
+    m = validate_moments(mu_arr, sig)
+    if bounds.lower is None and bounds.upper is None:
+        if np.ptp(m.mu) == 0.0:
+            w = np.full(m.n_assets, 1.0 / m.n_assets)
+            return PortfolioResult(
+                "optimal", "all expected returns are equal", w,
+                portfolio_return(w, m.mu), portfolio_volatility(w, m.sigma), "closed_form",
+            )
+        return failed_result(
+            m.n_assets, "unbounded",
+            "maximum return is unbounded without weight bounds (short sales unlimited)",
+            "closed_form",
+        )
+    prob = get_problem(m.n_assets, "return", None, bounds)
+    return prob.solve(m, bounds, None, solver)

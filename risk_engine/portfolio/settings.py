@@ -1,0 +1,166 @@
+"""Settings of the per-desk portfolio analytics (the YAML ``portfolio:`` section maps onto them)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from risk_engine.errors import ConfigError
+
+TargetMode = Literal["eq", "ge"]
+SOLVERS = ("CLARABEL", "SCS")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Per-asset weight bounds ``lower <= w_i <= upper`` applied to every underlying.
+
+    Attributes
+    ----------
+    lower : float or None
+        Lower bound on each weight; ``0.0`` (long-only) by default, ``None`` for no bound
+        (short sales allowed without limit).
+    upper : float or None
+        Upper bound on each weight; ``None`` (no bound) by default.
+    """
+
+    lower: float | None = 0.0
+    upper: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("lower", "upper"):
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(v):
+                raise ConfigError(f"portfolio bound {name}={v!r} must be finite or null")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ConfigError(
+                f"portfolio bounds: lower={self.lower} exceeds upper={self.upper}"
+            )
+        if self.upper is not None and self.upper <= 0:
+            raise ConfigError(
+                f"portfolio bound upper={self.upper} must be > 0 (weights sum to 1)"
+            )
+
+    @property
+    def is_unbounded(self) -> bool:
+        """True when neither bound is set (the closed forms apply)."""
+        return self.lower is None and self.upper is None
+
+    @classmethod
+    def unbounded(cls) -> Bounds:
+        """No bounds at all (short sales allowed), the setting of the closed forms."""
+        return cls(lower=None, upper=None)
+
+
+#: Long-only bounds, the default of every function taking ``bounds``.
+LONG_ONLY = Bounds()
+
+
+@dataclass(frozen=True)
+class PortfolioSettings:
+    """Portfolio analytics settings, with defaults.
+
+    Attributes
+    ----------
+    bounds : Bounds
+        Weight bounds for min-variance and the frontier (long-only by default). Risk parity
+        is long-only by construction.
+    target_return : float or None
+        Optional annual target return of the min-variance portfolio (None: none).
+    target_mode : {"eq", "ge"}
+        ``"eq"``: the portfolio's expected return equals ``target_return``; ``"ge"``: it is
+        at least ``target_return`` (then a target below the min-variance return is inactive
+        and the result is the min-variance portfolio).
+    n_frontier_points : int
+        Points on the efficient frontier, >= 2, including the min-variance point.
+    max_frontier_return : float or None
+        Cap on the frontier's highest target return. Needed when the maximum achievable
+        return is unbounded (no upper bound and short sales allowed); when set it replaces the
+        maximum achievable return only if it is lower.
+    risk_free_rate : float
+        Annual risk-free rate (simple fraction, 0.02 for 2%) for Sharpe ratios.
+    risk_budgets : tuple of (str, float) pairs, or None
+        Relative risk parity budgets by underlying name (a mapping is accepted and stored as
+        sorted pairs). Underlyings not listed get budget 1.0; a desk's budgets are normalized
+        to sum 1 over its own underlyings. None: equal budgets.
+    solver : {"CLARABEL", "SCS"}
+        cvxpy solver for min-variance and the frontier.
+    risk_parity_tol : float
+        Convergence tolerance of the risk parity Newton method on the risk shares.
+    risk_parity_max_iter : int
+        Iteration cap of the Newton method.
+    """
+
+    bounds: Bounds = LONG_ONLY
+    target_return: float | None = None
+    target_mode: TargetMode = "eq"
+    n_frontier_points: int = 20
+    max_frontier_return: float | None = None
+    risk_free_rate: float = 0.0
+    risk_budgets: tuple[tuple[str, float], ...] | None = None
+    solver: str = "CLARABEL"
+    risk_parity_tol: float = 1e-10
+    risk_parity_max_iter: int = 100
+
+    def __post_init__(self) -> None:
+        if self.target_mode not in ("eq", "ge"):
+            raise ConfigError(
+                f"portfolio.target_mode={self.target_mode!r} must be 'eq' or 'ge'"
+            )
+        if self.target_return is not None and not math.isfinite(self.target_return):
+            raise ConfigError(f"portfolio.target_return={self.target_return!r} must be finite")
+        if isinstance(self.n_frontier_points, bool) or not isinstance(
+            self.n_frontier_points, int
+        ) or self.n_frontier_points < 2:
+            raise ConfigError(
+                f"portfolio.n_frontier_points={self.n_frontier_points!r} must be an integer >= 2"
+            )
+        if self.max_frontier_return is not None and not math.isfinite(self.max_frontier_return):
+            raise ConfigError(
+                f"portfolio.max_frontier_return={self.max_frontier_return!r} must be finite"
+            )
+        if not math.isfinite(self.risk_free_rate):
+            raise ConfigError(f"portfolio.risk_free_rate={self.risk_free_rate!r} must be finite")
+        if abs(self.risk_free_rate) >= 1.0:
+            raise ConfigError(
+                f"portfolio.risk_free_rate={self.risk_free_rate!r} looks like a percentage; "
+                "give a fraction (0.02 for 2%)"
+            )
+        if self.risk_budgets is not None:
+            raw = self.risk_budgets
+            pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw)
+            try:
+                clean = tuple(sorted((str(k), float(v)) for k, v in pairs))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"portfolio.risk_budgets={raw!r} must map underlying names to numbers"
+                ) from exc
+            bad = [k for k, v in clean if not (math.isfinite(v) and v > 0)]
+            if bad:
+                raise ConfigError(
+                    f"portfolio.risk_budgets for {bad} must be positive finite numbers"
+                )
+            object.__setattr__(self, "risk_budgets", clean)
+        if self.solver.upper() not in SOLVERS:
+            raise ConfigError(f"portfolio.solver={self.solver!r} must be one of {SOLVERS}")
+        if not (0 < self.risk_parity_tol < 1e-3):
+            raise ConfigError(
+                f"portfolio.risk_parity_tol={self.risk_parity_tol!r} must be in (0, 1e-3)"
+            )
+        if self.risk_parity_max_iter < 1:
+            raise ConfigError(
+                f"portfolio.risk_parity_max_iter={self.risk_parity_max_iter!r} must be >= 1"
+            )
+
+    def budgets_for(self, underlyings: Sequence[str]) -> tuple[float, ...] | None:
+        """Relative risk budgets for a desk's underlyings (None: equal budgets)."""
+        if self.risk_budgets is None:
+            return None
+        table = dict(self.risk_budgets)
+        return tuple(table.get(u, 1.0) for u in underlyings)
+
+
+#: Default settings instance.
+DEFAULT_PORTFOLIO_SETTINGS = PortfolioSettings()
