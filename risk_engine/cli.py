@@ -51,7 +51,7 @@ def run_job(cfg: Config, *, master: str | None) -> int:
     finally:
         spark.stop()
     _print_summary(summary)
-    return 0
+    return 0 if summary.status in ("completed", "completed_with_warnings") else 1
 
 
 def _print_summary(summary: Any) -> None:
@@ -67,9 +67,10 @@ def _print_summary(summary: Any) -> None:
     for w in summary.warnings:
         print(f"warning: {w}")
     print(f"timings (s): {summary.timings}")
-    print(f"results: {Path(summary.output_root).resolve() if '://' not in summary.output_root else summary.output_root}/"
-          f"<table>/as_of_date={summary.as_of_date}/  "
-          "(risk_measures, contributions, greeks, rejected_rows, run_manifest)")
+    root = summary.output_root
+    where = root if "://" in root else str(Path(root).resolve())
+    print(f"results: {where}/<table>/as_of_date={summary.as_of_date}/ for tables "
+          f"{', '.join(sorted(summary.tables))}, run_manifest")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -137,6 +138,15 @@ def main(argv: Sequence[str] | None = None, *, master_from_submit: bool = False)
     except RiskEngineError as exc:
         print(f"risk-engine: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - one clear line, the traceback only with -v
+        from risk_engine.spark.job import error_line
+
+        if args.verbose:
+            raise
+        print(f"risk-engine: run failed: {type(exc).__name__}: {error_line(exc)} "
+              "(rerun with -v for the traceback; the run manifest records the failure)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,6 +87,32 @@ class SparkConfig:
 
 
 @dataclass(frozen=True)
+class ValidationConfig:
+    """Ceilings on rejected positions; above either, the run fails and publishes nothing.
+
+    ``max_rejected_share`` is the rejected positions' share of the book's gross notional
+    (``|quantity x multiplier x spot|``; positions without a usable spot count in
+    ``max_rejected_positions`` only). ``None`` disables a ceiling.
+    """
+
+    max_rejected_positions: int | None = None
+    max_rejected_share: float | None = 0.05
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    """Test-only fault injection; off by default. Never set this in production.
+
+    Tasks revaluing a block in ``fail_blocks`` raise on attempts below ``fail_attempts``;
+    ``block_delay_seconds`` slows every block (to kill processes mid-stage in tests).
+    """
+
+    fail_blocks: tuple[int, ...] = ()
+    fail_attempts: int = 0
+    block_delay_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole run configuration."""
 
@@ -98,8 +124,10 @@ class Config:
     scenario_model: ScenarioModelConfig = field(default_factory=ScenarioModelConfig)
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     worst_case: Mapping[str, Any] = field(default_factory=dict)
     governance: Mapping[str, Any] = field(default_factory=dict)
+    testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property
     def n_blocks(self) -> int:
@@ -172,7 +200,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
         return _build(typ, value, key + ".")
     if origin is tuple:
-        if not isinstance(value, list | tuple) or len(value) == 0:
+        if not isinstance(value, list | tuple) or (len(value) == 0 and key.startswith("risk.")):
             raise ConfigError(f"config key '{key}' must be a non-empty list, got {value!r}")
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if origin is Mapping or typ is Mapping:
@@ -261,6 +289,17 @@ def validate(cfg: Config) -> Config:
              f"one of {DAY_COUNTS}")
     if cfg.spark.partitions is not None:
         _require(cfg.spark.partitions >= 1, "spark.partitions", cfg.spark.partitions, ">= 1")
+    v = cfg.validation
+    if v.max_rejected_positions is not None:
+        _require(v.max_rejected_positions >= 0, "validation.max_rejected_positions",
+                 v.max_rejected_positions, "must be >= 0 or null")
+    if v.max_rejected_share is not None:
+        _require(0.0 <= v.max_rejected_share <= 1.0, "validation.max_rejected_share",
+                 v.max_rejected_share, "a fraction in [0, 1] (0.05 for 5%) or null")
+    _require(cfg.testing.fail_attempts >= 0, "testing.fail_attempts", cfg.testing.fail_attempts,
+             ">= 0")
+    _require(cfg.testing.block_delay_seconds >= 0, "testing.block_delay_seconds",
+             cfg.testing.block_delay_seconds, ">= 0")
     from risk_engine.governance.settings import parse_governance
 
     parse_governance(cfg.governance)  # raises ConfigError naming the bad key

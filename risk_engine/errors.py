@@ -21,3 +21,7 @@ class DataError(RiskEngineError):
 
 class ModelError(RiskEngineError):
     """A scenario model cannot be built from the data (too little history, ...)."""
+
+
+class RejectionCeilingError(DataError):
+    """Too many input rows were rejected for the results to be published."""

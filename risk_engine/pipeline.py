@@ -25,7 +25,7 @@ from risk_engine.book import (
     validate_snapshot,
 )
 from risk_engine.config import Config
-from risk_engine.errors import DataError
+from risk_engine.errors import DataError, RejectionCeilingError
 from risk_engine.measures import euler_contributions, var_es
 from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
 from risk_engine.scenarios import (
@@ -123,6 +123,49 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
 
 
+def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame) -> float:
+    """Rejected positions' share of the book's gross notional ``|qty x multiplier x spot|``.
+
+    Positions without a usable spot, quantity or multiplier are left out of both sums.
+    """
+    pos = inputs.positions
+    spot = inputs.market.drop_duplicates("underlying").set_index("underlying")["spot"]
+    notional = (pd.to_numeric(pos["quantity"], errors="coerce")
+                * pd.to_numeric(pos["multiplier"], errors="coerce")
+                * pos["underlying"].map(spot).astype(float)).abs()
+    notional = notional.where(np.isfinite(notional) & (notional > 0), 0.0)
+    total = float(notional.sum())
+    if total <= 0:
+        return 0.0
+    bad_ids = set(rejected.loc[rejected["table"] == "positions", "key"])
+    bad = pos["position_id"].astype(str).isin(bad_ids)
+    return float(notional[bad].sum()) / total
+
+
+def check_rejection_ceiling(cfg: Config, inputs: InputTables, prepared: Prepared) -> None:
+    """Fail the run if rejected positions exceed ``validation`` ceilings.
+
+    Raises
+    ------
+    RejectionCeilingError
+        Naming the count or share, the ceiling and where the rejected rows are described.
+    """
+    v = cfg.validation
+    rej = prepared.rejected
+    count = int(rej.loc[rej["table"] == "positions", "key"].nunique())
+    if v.max_rejected_positions is not None and count > v.max_rejected_positions:
+        raise RejectionCeilingError(
+            f"positions: {count} rejected position(s) exceed validation.max_rejected_positions "
+            f"= {v.max_rejected_positions}; nothing published for {cfg.as_of_date}")
+    if v.max_rejected_share is not None:
+        share = rejected_notional_share(inputs, rej)
+        if share > v.max_rejected_share:
+            raise RejectionCeilingError(
+                f"positions: rejected positions are {share:.2%} of gross notional, above "
+                f"validation.max_rejected_share = {v.max_rejected_share:.2%}; nothing "
+                f"published for {cfg.as_of_date}")
+
+
 def rejected_frame(snap: Snapshot) -> pd.DataFrame:
     """Rejected rows as a frame with columns table, key, column, value, reason."""
     rows = [r.as_row() for r in snap.rejected]
@@ -185,7 +228,8 @@ def risk_tables(
                 rows.append({
                     "scope": scope, "desk": desk, "measure": measure,
                     "confidence_level": est.confidence_level, "horizon_days": horizon,
-                    "value": value, "value_pct": value / gv if gv > 0 else np.nan,
+                    # An all-zero desk has gross value 0 and VaR 0: stated as 0, not NaN.
+                    "value": value, "value_pct": value / gv if gv > 0 else 0.0,
                     "std_error": se, "n_scenarios": n, "gross_value": gv,
                 })
 

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from risk_engine.errors import DataError, SchemaError
-from risk_engine.schemas import Table, check_columns
+from risk_engine.schemas import RUN_MANIFEST, Table, check_columns
+from risk_engine.storage import publish, write_atomic
 
 _SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
@@ -50,18 +58,76 @@ def table_path(root: str, name: str) -> str | None:
     return None
 
 
+def _arrow_logical(t: pa.DataType) -> str:
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_floating(t):
+        return "double"
+    if pa.types.is_integer(t):
+        return "long"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_null(t):
+        return "null"
+    return str(t)
+
+
+def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
+    """Integral columns are accepted where a double is declared (widened on read), and an
+    all-null column (Arrow type null) wherever the column is declared."""
+    out = {}
+    for k, v in actual.items():
+        declared = table.column(k).type if k in table.names else None
+        if declared is not None and (v == "null" or (v in ("int", "long")
+                                                     and declared == "double")):
+            v = declared
+        out[k] = v
+    return out
+
+
+def _check_local_files(table: Table, path: Path, as_of: dt.date | None) -> None:
+    """Check the footer of every Parquet file that the run will read (pyarrow, no data)."""
+    if path.is_file():
+        files = [path]
+    else:
+        part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
+        base = part if part is not None and part.is_dir() else path
+        files = sorted(f for f in base.rglob("*.parquet") if not f.name.startswith((".", "_")))
+    for f in files:
+        try:
+            schema = pq.read_schema(f)
+        except Exception as exc:  # noqa: BLE001 - any unreadable footer
+            raise DataError(f"input table {table.name}: file {f} is not readable Parquet: "
+                            f"{exc}") from exc
+        actual = {name: _arrow_logical(schema.field(name).type) for name in schema.names}
+        if "as_of_date" not in actual and "as_of_date=" in str(f):
+            actual["as_of_date"] = "date"  # hive partition column
+        try:
+            check_columns(table, _widen(table, actual))
+        except SchemaError as exc:
+            raise SchemaError(f"{exc} (file {f})") from None
+
+
 def read_table(
-    spark: SparkSession, root: str, table: Table, *, required: bool = True
+    spark: SparkSession, root: str, table: Table, *, required: bool = True,
+    as_of: dt.date | None = None,
 ) -> DataFrame | None:
-    """Read a declared input table with its explicit schema, after checking the file's own.
+    """Read a declared input table with its explicit schema, after checking the files' own.
+
+    Local tables have every file's footer checked (the as-of partition's files only, for a
+    hive-partitioned table); remote ones the schema Spark infers.
 
     Raises
     ------
     DataError
-        If a required table is missing (naming the paths tried).
+        If a required table is missing (naming the paths tried) or a file is unreadable.
     SchemaError
         If a declared column is missing or has another type (naming table, column, expected
-        and actual type). Extra columns are allowed and dropped.
+        and actual type, and the file). Extra columns are allowed and dropped.
     """
     path = table_path(root, table.name)
     if path is None:
@@ -70,19 +136,21 @@ def read_table(
                             f"{os.path.join(root, table.name + '.parquet')} and "
                             f"{os.path.join(root, table.name)}/")
         return None
+    local = _local(path)
+    if local is not None:
+        _check_local_files(table, local, as_of)
     try:
         found = spark.read.parquet(path).schema
     except Exception as exc:  # noqa: BLE001 - Spark raises several JVM-backed types here
         raise DataError(f"input table {table.name} at {path} cannot be read as Parquet: "
                         f"{str(exc).splitlines()[0]}") from exc
-    actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
-              for f in found.fields}
-    # Integral quantities/strikes written as integers are accepted and widened to double.
-    widened = {k: ("double" if v in ("int", "long", "float") and table.column(k).type == "double"
-                   else v) for k, v in actual.items() if k in table.names}
-    widened.update({k: v for k, v in actual.items() if k not in table.names})
-    check_columns(table, widened)
+    if local is None:
+        actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
+                  for f in found.fields}
+        check_columns(table, _widen(table, actual))
     df = spark.read.parquet(path)
+    if as_of is not None and "as_of_date" in found.fieldNames():
+        df = df.where(F.col("as_of_date") == F.lit(as_of))
     return df.select([F.col(c.name).cast(_SPARK_TYPES[c.type]).alias(c.name)
                       for c in table.columns])
 
@@ -95,10 +163,24 @@ def to_pandas(df: DataFrame) -> pd.DataFrame:
 def read_dated(spark: SparkSession, root: str, table: Table, as_of: dt.date,
                *, required: bool = True) -> pd.DataFrame | None:
     """Rows of a dated input table for one as-of date, as pandas."""
-    df = read_table(spark, root, table, required=required)
+    df = read_table(spark, root, table, required=required, as_of=as_of)
     if df is None:
         return None
-    return to_pandas(df.where(F.col("as_of_date") == F.lit(as_of)))
+    return to_pandas(df)
+
+
+def _arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    """Frame to Arrow with the declared schema; NaN in a double column stays NaN (a value,
+    e.g. a check that could not be evaluated), only None is null."""
+    arrays = []
+    for f in schema:
+        col = frame[f.name]
+        if pa.types.is_floating(f.type):
+            arrays.append(pa.array(col.to_numpy(dtype=float, na_value=np.nan), type=f.type,
+                                   from_pandas=False))
+        else:
+            arrays.append(pa.Array.from_pandas(col, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def write_partition(
@@ -113,9 +195,129 @@ def write_partition(
     missing = [c for c in cols if c not in frame.columns]
     if missing:
         raise SchemaError(f"output {table.name}: missing column(s) {missing}")
+    local = _local(root)
+    if local is not None:
+        # Small driver-side frames: pyarrow writes them in milliseconds, Spark in seconds.
+        arrow = table.arrow_schema()
+        arrow = arrow.remove(arrow.get_field_index("as_of_date"))
+        folder = local / _part(table.name, as_of)
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(_arrow_table(frame[cols], arrow), folder / "part-00000.parquet")
+        return str(folder)
     body = frame[cols].assign(as_of_date=as_of)
     df = spark.createDataFrame(body, schema=spark_schema(table))
     path = f"{root.rstrip('/')}/{table.name}"
     (df.coalesce(1).write.mode("overwrite").partitionBy("as_of_date")
        .option("partitionOverwriteMode", "dynamic").parquet(path))
     return path
+
+
+# ----------------------------------------------------------------------------- publication
+
+
+def _local(root: str) -> Path | None:
+    """The local path of ``root``, or None for a remote URI (hdfs://, s3a://, ...)."""
+    if _is_remote(root):
+        return None
+    return Path(root.removeprefix("file://"))
+
+
+def _hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    jpath = jvm.org.apache.hadoop.fs.Path(path)
+    return jpath.getFileSystem(conf), jvm
+
+
+def _part(table: str, as_of: dt.date) -> str:
+    return f"{table}/as_of_date={as_of.isoformat()}"
+
+
+def publish_partitions(
+    spark: SparkSession, staging: str, root: str, as_of: dt.date, produced: list[str],
+    tables: list[str],
+) -> None:
+    """Move every staged ``<table>/as_of_date=<date>`` into ``root``, replacing the old one.
+
+    Tables in ``tables`` that this run did not produce lose their old partition for the
+    date, so a date never mixes two runs. Local roots swap folders atomically (see
+    :mod:`risk_engine.storage`); remote roots use Hadoop FileSystem delete and rename
+    (atomic per folder on HDFS, not on object stores).
+    """
+    local_root, local_staging = _local(root), _local(staging)
+    for table in tables:
+        if local_root is not None and local_staging is not None:
+            publish(local_staging / _part(table, as_of), local_root / _part(table, as_of))
+            continue
+        fs, jvm = _hadoop_fs(spark, root)
+        src = jvm.org.apache.hadoop.fs.Path(f"{staging}/{_part(table, as_of)}")
+        dst = jvm.org.apache.hadoop.fs.Path(f"{root.rstrip('/')}/{_part(table, as_of)}")
+        if fs.exists(dst):
+            fs.delete(dst, True)
+        if table in produced and fs.exists(src):
+            fs.mkdirs(dst.getParent())
+            fs.rename(src, dst)
+    discard_staging(staging, spark)
+
+
+def discard_staging(staging: str, spark: SparkSession | None = None) -> None:
+    """Delete a run's staging folder (best effort)."""
+    local = _local(staging)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        try:
+            local.parent.rmdir()  # the _staging folder, once no run uses it
+        except OSError:
+            pass
+    elif spark is not None:
+        fs, jvm = _hadoop_fs(spark, staging)
+        fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
+
+
+def write_manifest(
+    spark: SparkSession, row: pd.DataFrame, root: str, as_of: dt.date, run_id: str
+) -> None:
+    """Write one run's manifest as ``run_manifest/as_of_date=<date>/<run_id>.parquet``.
+
+    Each run has its own file (replaced atomically as the run progresses), so the manifest
+    table holds one row per run and a reader can tell complete runs from the rest.
+    """
+    table = pa.Table.from_pandas(row, schema=RUN_MANIFEST.arrow_schema().remove(
+        RUN_MANIFEST.arrow_schema().get_field_index("as_of_date")), preserve_index=False)
+    name = f"{_part(RUN_MANIFEST.name, as_of)}/{run_id}.parquet"
+    local = _local(root)
+    if local is not None:
+        write_atomic(local / name, lambda tmp: pq.write_table(table, tmp))
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{run_id}.parquet"
+        pq.write_table(table, path)
+        fs, jvm = _hadoop_fs(spark, root)
+        fs.copyFromLocalFile(False, True, jvm.org.apache.hadoop.fs.Path(str(path)),
+                             jvm.org.apache.hadoop.fs.Path(f"{root.rstrip('/')}/{name}"))
+
+
+def mark_interrupted(spark: SparkSession, root: str, as_of: dt.date) -> list[str]:
+    """Mark manifests of ``as_of`` still ``running`` as ``interrupted``; return their run ids.
+
+    A run's manifest says ``running`` until the run ends; if a new run of the same date finds
+    one, that run died without finishing (killed driver, lost machine). Runs of one date are
+    assumed not to overlap. Local roots only (remote manifests are left as they are).
+    """
+    local = _local(root)
+    if local is None:
+        return []
+    folder = local / _part(RUN_MANIFEST.name, as_of)
+    marked = []
+    for path in sorted(folder.glob("*.parquet")) if folder.exists() else []:
+        frame = pq.read_table(path).to_pandas()
+        if len(frame) and (frame["status"] == "running").all():
+            stage = json.loads(frame["stage_timings"].iloc[0] or "{}").get("current", "?")
+            frame["status"] = "interrupted"
+            frame["message"] = (f"the run ended without recording completion during stage "
+                                f"{stage} (process killed?); its results were not published")
+            table = pa.Table.from_pandas(frame, schema=pq.read_schema(path),
+                                         preserve_index=False)
+            write_atomic(path, lambda tmp, t=table: pq.write_table(t, tmp))
+            marked.append(str(frame["run_id"].iloc[0]))
+    return marked

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -20,8 +21,18 @@ from risk_engine.config import Config
 from risk_engine.attribution import attribution_requests, position_tables
 from risk_engine.governance.settings import parse_governance
 from risk_engine.governance.stage import governance_tables
-from risk_engine.pipeline import InputTables, prepare, risk_tables
-from risk_engine.spark.io import read_dated, read_table, to_pandas, write_partition
+from risk_engine.errors import RiskEngineError
+from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
+from risk_engine.spark.io import (
+    discard_staging,
+    mark_interrupted,
+    publish_partitions,
+    read_dated,
+    read_table,
+    to_pandas,
+    write_manifest,
+    write_partition,
+)
 from risk_engine.spark.stages import attribution, block_pnl_frame, collect_pnl
 
 log = logging.getLogger("risk_engine.job")
@@ -40,6 +51,16 @@ class RunSummary:
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     message: str | None = None
+
+
+def error_line(exc: BaseException) -> str:
+    """The informative line of an exception: for a Python worker's traceback, its last
+    ``SomeError: message`` line, else the first line."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b.*", line):
+            return line
+    return lines[0] if lines else type(exc).__name__
 
 
 def new_run_id(as_of: dt.date) -> str:
@@ -87,36 +108,120 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
                        pnl_history)
 
 
-def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
-    """Run the nightly risk job for ``cfg.as_of_date`` and write its Parquet results."""
-    run_id = run_id or new_run_id(cfg.as_of_date)
-    summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root)
-    started = dt.datetime.now(dt.timezone.utc)
+class Run:
+    """One run's lifecycle: manifest while running, staged tables, atomic publication."""
 
-    def stage(name: str, fn: Callable[[], T_]) -> T_:
+    def __init__(self, spark: SparkSession, cfg: Config, run_id: str) -> None:
+        self.spark, self.cfg, self.run_id = spark, cfg, run_id
+        self.started = dt.datetime.now(dt.timezone.utc)
+        self.summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root)
+        self.stage_name = "start"
+        self.row_counts: dict[str, dict[str, int]] = {}
+        self.staging = f"{cfg.output.root.rstrip('/')}/_staging/{run_id}"
+
+    # -- manifest ---------------------------------------------------------------------
+    def manifest_row(self, finished: bool) -> pd.DataFrame:
+        """The manifest row as of now."""
+        cfg, counts = self.cfg, self.row_counts
+        return pd.DataFrame([{
+            "run_id": self.run_id, "status": self.summary.status, "started_at": self.started,
+            "finished_at": dt.datetime.now(dt.timezone.utc) if finished else None,
+            "config_hash": cfg.hash(), "seed": cfg.monte_carlo.seed,
+            "n_scenarios": cfg.monte_carlo.n_scenarios,
+            "horizon_days": np.int32(cfg.monte_carlo.horizon_days),
+            "block_size": cfg.monte_carlo.block_size, "code_version": __version__,
+            "spark_version": self.spark.version, "spark_master": self.spark.sparkContext.master,
+            "positions_in": counts.get("positions", {}).get("in", 0),
+            "positions_rejected": counts.get("positions", {}).get("rejected", 0),
+            "row_counts": json.dumps(counts), "stage_timings": json.dumps(
+                {**self.summary.timings, **({} if finished else {"current": self.stage_name})}),
+            "warnings": json.dumps(self.summary.warnings), "message": self.summary.message,
+            "config": json.dumps(cfg.to_dict(), sort_keys=True),
+        }])
+
+    def write_manifest(self, finished: bool = False) -> None:
+        """Write (or replace) this run's manifest file; every run keeps its own row."""
+        write_manifest(self.spark, self.manifest_row(finished), self.cfg.output.root,
+                       self.cfg.as_of_date, self.run_id)
+
+    def stage(self, name: str, fn: Callable[[], T_]) -> T_:
+        """Run one stage, recording it in the manifest before and its time after."""
+        self.stage_name = name
+        self.write_manifest()
         t0 = time.perf_counter()
         out = fn()
-        summary.timings[name] = round(time.perf_counter() - t0, 3)
-        log.info("stage %s: %.2fs", name, summary.timings[name])
+        self.summary.timings[name] = round(time.perf_counter() - t0, 3)
+        log.info("run %s stage %s: %.2fs", self.run_id, name, self.summary.timings[name])
         return out
 
-    inputs = stage("read_inputs", lambda: read_inputs(spark, cfg))
-    prepared = stage("prepare", lambda: prepare(cfg, inputs))
+    # -- results ----------------------------------------------------------------------
+    def publish(self, tables: dict[str, pd.DataFrame], extra: list[str]) -> None:
+        """Stage every table, then publish them all for the date (old results replaced)."""
+        for name, frame in tables.items():
+            write_partition(self.spark, frame.assign(run_id=self.run_id),
+                            schemas.OUTPUT_TABLES[name], self.staging, self.cfg.as_of_date)
+        produced = list(tables) + extra
+        publish_partitions(self.spark, self.staging, self.cfg.output.root, self.cfg.as_of_date,
+                           produced, [t for t in schemas.OUTPUT_TABLES if t != "run_manifest"])
+
+
+def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
+    """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
+
+    Results are staged under ``<output>/_staging/<run_id>`` and published together at the
+    end; a run that fails or is killed leaves the date's previous results in place. Every
+    run writes its own manifest row (status ``running`` until it ends); runs of the date
+    still marked ``running`` when a new run starts are marked ``interrupted``.
+
+    Raises
+    ------
+    RiskEngineError
+        For bad config, schema or data (the manifest says ``failed`` with the message).
+    """
+    run = Run(spark, cfg, run_id or new_run_id(cfg.as_of_date))
+    summary = run.summary
+    mark_interrupted(spark, cfg.output.root, cfg.as_of_date)
+    try:
+        tables, extra = _compute(run)
+        run.stage("publish", lambda: run.publish(tables, extra))
+        summary.status = "completed_with_warnings" if summary.warnings else "completed"
+        summary.tables = tables
+    except BaseException as exc:
+        summary.status = "failed"
+        summary.message = (str(exc) if isinstance(exc, RiskEngineError)
+                           else f"{type(exc).__name__} in stage {run.stage_name}: "
+                                f"{error_line(exc)}")
+        discard_staging(run.staging)
+        raise
+    finally:
+        run.write_manifest(finished=True)
+    return summary
+
+
+def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    spark, cfg, summary = run.spark, run.cfg, run.summary
+    inputs = run.stage("read_inputs", lambda: read_inputs(spark, cfg))
+    prepared = run.stage("prepare", lambda: prepare(cfg, inputs))
+    run.row_counts = prepared.row_counts
     summary.warnings.extend(prepared.warnings)
+    check_rejection_ceiling(cfg, inputs, prepared)
     book = prepared.book
+    extra: list[str] = []
 
     def simulate() -> np.ndarray:
-        df = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions)
+        df = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
+                             faults=cfg.testing)
         if cfg.output.write_scenario_pnl:
             df = df.persist()
         pnl = collect_pnl(df, cfg.monte_carlo.n_scenarios, len(book.desks))
         if cfg.output.write_scenario_pnl:
-            _write_scenario_pnl(spark, df, cfg, run_id, book.desks)
+            _write_scenario_pnl(spark, df, cfg, run.run_id, book.desks, run.staging)
+            extra.append(schemas.SCENARIO_PNL.name)
             df.unpersist()
         return pnl
 
-    pnl = stage("monte_carlo", simulate)
-    tables = stage("risk_measures", lambda: risk_tables(pnl, book, cfg))
+    pnl = run.stage("monte_carlo", simulate)
+    tables = run.stage("risk_measures", lambda: risk_tables(pnl, book, cfg))
     tables["rejected_rows"] = prepared.rejected
     gov = governance_settings(cfg)
     if gov.enabled and gov.attribution:
@@ -129,7 +234,7 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
                                                 ignore_index=True)
             tables["position_risk"] = position_risk
 
-        stage("attribution", attribute)
+        run.stage("attribution", attribute)
     if gov.enabled:
         def govern() -> None:
             out, _ = governance_tables(book, prepared.model, tables["risk_measures"], gov,
@@ -137,46 +242,18 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
                                        pnl_history=inputs.pnl_history)
             tables.update(out)
 
-        stage("governance", govern)
-
-    def write() -> None:
-        for name, frame in tables.items():
-            out = frame.assign(run_id=run_id)
-            write_partition(spark, out, schemas.OUTPUT_TABLES[name], cfg.output.root,
-                            cfg.as_of_date)
-
-    stage("write", write)
-    summary.status = "completed_with_warnings" if summary.warnings else "completed"
-    summary.tables = tables
-    counts = prepared.row_counts
-    manifest = pd.DataFrame([{
-        "run_id": run_id, "status": summary.status, "started_at": started,
-        "finished_at": dt.datetime.now(dt.timezone.utc), "config_hash": cfg.hash(),
-        "seed": cfg.monte_carlo.seed, "n_scenarios": cfg.monte_carlo.n_scenarios,
-        "horizon_days": cfg.monte_carlo.horizon_days, "block_size": cfg.monte_carlo.block_size,
-        "code_version": __version__, "spark_version": spark.version,
-        "spark_master": spark.sparkContext.master,
-        "positions_in": counts.get("positions", {}).get("in", 0),
-        "positions_rejected": counts.get("positions", {}).get("rejected", 0),
-        "row_counts": json.dumps(counts), "stage_timings": json.dumps(summary.timings),
-        "warnings": json.dumps(summary.warnings), "message": None,
-        "config": json.dumps(cfg.to_dict(), sort_keys=True),
-    }])
-    manifest["horizon_days"] = manifest["horizon_days"].astype(np.int32)
-    write_partition(spark, manifest, schemas.RUN_MANIFEST, cfg.output.root, cfg.as_of_date)
-    tables["run_manifest"] = manifest
-    return summary
+        run.stage("governance", govern)
+    return tables, extra
 
 
 def _write_scenario_pnl(spark: SparkSession, df: Any, cfg: Config, run_id: str,
-                        desks: tuple[str, ...]) -> None:
+                        desks: tuple[str, ...], root: str) -> None:
     from pyspark.sql import functions as F
 
     desk_col = F.element_at(F.array(*[F.lit(d) for d in desks]), F.col("desk_index") + 1)
     out = df.select(
         F.lit(run_id).alias("run_id"), F.col("block_id"), desk_col.alias("desk"),
-        F.col("first_scenario"), F.col("pnl"), F.lit(cfg.as_of_date).alias("as_of_date"),
+        F.col("first_scenario"), F.col("pnl"),
     )
-    (out.write.mode("overwrite").partitionBy("as_of_date")
-        .option("partitionOverwriteMode", "dynamic")
-        .parquet(f"{cfg.output.root.rstrip('/')}/{schemas.SCENARIO_PNL.name}"))
+    out.write.mode("overwrite").parquet(
+        f"{root}/{schemas.SCENARIO_PNL.name}/as_of_date={cfg.as_of_date.isoformat()}")

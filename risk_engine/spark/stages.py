@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+from pyspark import TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from risk_engine.attribution import Request, block_contributions, sample_statistics
 from risk_engine.book import ResolvedBook
+from risk_engine.config import TestingConfig
 from risk_engine.pipeline import SimulationSpec, simulate_block
 from risk_engine.scenarios import ScenarioSource
 
@@ -24,7 +27,8 @@ BLOCK_PNL_SCHEMA = T.StructType([
 
 
 def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
-                    partitions: int | None = None) -> DataFrame:
+                    partitions: int | None = None,
+                    faults: TestingConfig | None = None) -> DataFrame:
     """One row per (scenario block, desk) holding that block's P&L vector for the desk.
 
     ``spark.range(n_blocks)`` is split into ``partitions`` slices (default one per block);
@@ -32,11 +36,13 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     depend on the slicing. Only per-(scenario, desk) P&L leaves a task.
     """
     n_desks = spec.plan.n_desks
+    faults = faults or TestingConfig()
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for block_id in batch["id"].to_numpy():
                 b = int(block_id)
+                _inject_faults(faults, b)
                 pnl = simulate_block(spec, b)
                 yield pd.DataFrame({
                     "block_id": np.full(n_desks, b, dtype=np.int64),
@@ -48,6 +54,16 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     slices = partitions or n_blocks
     ids = spark.range(0, n_blocks, 1, numPartitions=min(slices, n_blocks))
     return ids.mapInPandas(run_blocks, schema=BLOCK_PNL_SCHEMA)
+
+
+def _inject_faults(faults: TestingConfig, block_id: int) -> None:
+    """Test-only: delay every block, fail chosen blocks on early task attempts."""
+    if faults.block_delay_seconds:
+        time.sleep(faults.block_delay_seconds)
+    if block_id in faults.fail_blocks:
+        attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+        if attempt < faults.fail_attempts:
+            raise RuntimeError(f"injected fault: block {block_id}, task attempt {attempt}")
 
 
 def collect_pnl(df: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.float64]:

@@ -1,0 +1,231 @@
+"""Failure handling: bad input, ceilings, clean errors, atomic reruns, killed drivers,
+task retries. Each test provokes the failure it is named after."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from risk_engine.config import config_from_dict
+from risk_engine.errors import DataError, RejectionCeilingError, SchemaError
+from risk_engine.spark.job import main
+
+from .conftest import D2
+
+pytestmark = pytest.mark.spark
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(inp, out, **extra):
+    data = {"as_of_date": D2.isoformat(), "input": {"root": str(inp)},
+            "output": {"root": str(out)},
+            "monte_carlo": {"n_scenarios": 4000, "block_size": 1000},
+            "governance": {"attribution": False}}
+    for k, v in extra.items():
+        data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
+    return config_from_dict(data)
+
+
+def _copy(snapshot_root, tmp_path):
+    root = tmp_path / "in"
+    shutil.copytree(snapshot_root, root)
+    return root
+
+
+def _positions_path(root):
+    return root / "positions" / f"as_of_date={D2}" / "part-00000.parquet"
+
+
+def _manifests(out):
+    return pd.read_parquet(out / "run_manifest" / f"as_of_date={D2}")
+
+
+def _cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "risk_engine.cli", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_wrong_column_type_names_table_column_expected_and_actual(spark, snapshot_root,
+                                                                  tmp_path):
+    root = _copy(snapshot_root, tmp_path)
+    path = _positions_path(root)
+    table = pq.read_table(path)
+    i = table.schema.get_field_index("quantity")
+    table = table.set_column(i, "quantity", pa.array([str(q) for q in
+                                                      table.column("quantity").to_pylist()]))
+    pq.write_table(table, path)
+    with pytest.raises(SchemaError, match=r"table positions: wrong type: quantity "
+                                          r"\(expected double, got string\)"):
+        main(spark, _cfg(root, tmp_path / "out"))
+    assert _manifests(tmp_path / "out")["status"].tolist() == ["failed"]
+
+
+def test_rejection_ceiling_fails_the_run_and_keeps_previous_results(spark, snapshot_root,
+                                                                    tmp_path):
+    root = _copy(snapshot_root, tmp_path)
+    out = tmp_path / "out"
+    first = main(spark, _cfg(root, out))
+    before = pd.read_parquet(out / "risk_measures" / f"as_of_date={D2}")
+    path = _positions_path(root)
+    pos = pq.read_table(path).to_pandas()
+    pos.loc[:59, "underlying"] = "NOSUCH"  # 60 of 400 positions
+    pq.write_table(pa.Table.from_pandas(pos, preserve_index=False), path)
+    with pytest.raises(RejectionCeilingError, match="exceed validation.max_rejected_positions"):
+        main(spark, _cfg(root, out, validation={"max_rejected_positions": 50}))
+    after = pd.read_parquet(out / "risk_measures" / f"as_of_date={D2}")
+    pd.testing.assert_frame_equal(before, after)
+    assert set(after["run_id"]) == {first.run_id}
+    man = _manifests(out).set_index("status")
+    assert "failed" in man.index and "exceed" in man.loc["failed", "message"]
+    # Under the ceiling the good rows go on and the bad ones are kept with their reason.
+    ok = main(spark, _cfg(root, out, validation={"max_rejected_positions": 100,
+                                                  "max_rejected_share": 0.5}))
+    assert ok.status == "completed_with_warnings"
+    rejected = pd.read_parquet(out / "rejected_rows" / f"as_of_date={D2}")
+    assert len(rejected) == 60 and set(rejected["column"]) == {"underlying"}
+    greeks = pd.read_parquet(out / "greeks" / f"as_of_date={D2}")
+    assert greeks["n_positions"].sum() == 340
+
+
+def test_empty_book_single_position_desk_and_zero_desk(spark, snapshot_root, tmp_path):
+    root = _copy(snapshot_root, tmp_path)
+    path = _positions_path(root)
+    pos = pq.read_table(path).to_pandas()
+    pq.write_table(pa.Table.from_pandas(pos.iloc[:0], preserve_index=False), path)
+    with pytest.raises(DataError, match="no valid position for as_of_date 2026-11-20"):
+        main(spark, _cfg(root, tmp_path / "o1"))
+    single = pos.iloc[:3].copy()
+    single["desk"] = ["solo", "zero", "zero"]
+    single.loc[single.index[1:], "quantity"] = 0.0
+    pq.write_table(pa.Table.from_pandas(single, preserve_index=False), path)
+    summary = main(spark, _cfg(root, tmp_path / "o2"))
+    rm = summary.tables["risk_measures"]
+    assert rm["value"].notna().all() and rm["value_pct"].notna().all()
+    zero = rm[rm["desk"] == "zero"]
+    assert (zero["value"] == 0).all() and (zero["value_pct"] == 0).all()
+
+
+def test_cli_gives_one_clear_message_and_non_zero_exit(snapshot_root, tmp_path):
+    conf = ROOT / "conf" / "local.yaml"
+    bad = _cli("run", "--config", str(conf), "--set", "risk.confidence_levels=[99]")
+    assert bad.returncode == 2
+    assert "risk.confidence_levels[0]" in bad.stderr and "Traceback" not in bad.stderr
+    neg = _cli("run", "--config", str(conf), "--set", "monte_carlo.horizon_days=-1")
+    assert neg.returncode == 2 and "monte_carlo.horizon_days" in neg.stderr
+    unknown = _cli("run", "--config", str(conf), "--set", "montecarlo.n_scenarios=5")
+    assert unknown.returncode == 2 and "unknown config key" in unknown.stderr
+    nodate = _cli("run", "--config", str(conf), "--as-of", "2026-11-18",
+                  "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}",
+                  "--set", "spark.master=local[1]")
+    assert nodate.returncode == 2, nodate.stderr
+    assert "no valid position for as_of_date 2026-11-18 (0 row(s) read" in nodate.stderr
+    assert "Traceback" not in nodate.stderr
+
+
+def test_rerun_is_atomic_for_a_concurrent_reader(spark, snapshot_root, tmp_path):
+    out = tmp_path / "out"
+    main(spark, _cfg(snapshot_root, out))
+    part = out / "risk_measures" / f"as_of_date={D2}"
+    n_rows = len(pd.read_parquet(part))
+    seen, errors, stop = [], [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                frame = pq.read_table(part).to_pandas()
+                seen.append((frozenset(frame["run_id"]), len(frame)))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(repr(exc))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for seed in (1, 2, 3):
+            main(spark, _cfg(snapshot_root, out, monte_carlo={"seed": seed}))
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+    assert len(seen) > 10
+    assert all(len(ids) == 1 and n == n_rows for ids, n in seen)
+    assert len({ids for ids, _ in seen}) >= 2  # the reader saw old and new results
+
+
+def test_killed_driver_leaves_previous_results_and_the_next_run_completes(spark, snapshot_root,
+                                                                          tmp_path):
+    out = tmp_path / "out"
+    first = main(spark, _cfg(snapshot_root, out))
+    before = pd.read_parquet(out / "risk_measures" / f"as_of_date={D2}")
+    args = ["run", "--config", str(ROOT / "conf" / "local.yaml"),
+            "--set", f"input.root={snapshot_root}", "--set", f"output.root={out}",
+            "--set", "monte_carlo.n_scenarios=8000", "--set", "monte_carlo.block_size=1000",
+            "--set", "testing.block_delay_seconds=3", "--set", "spark.master=local[1]"]
+    proc = subprocess.Popen([sys.executable, "-m", "risk_engine.cli", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            man = _manifests(out)
+            running = man[man["status"] == "running"]
+            if len(running) and json.loads(running["stage_timings"].iloc[0]).get(
+                    "current") == "monte_carlo":
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the run never reached the Monte Carlo stage")
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    after = pd.read_parquet(out / "risk_measures" / f"as_of_date={D2}")
+    pd.testing.assert_frame_equal(before, after)
+    man = _manifests(out)
+    assert sorted(man["status"]) == ["completed", "running"]
+    nxt = main(spark, _cfg(snapshot_root, out))
+    man = _manifests(out).set_index("run_id")
+    killed = man.drop(index=[first.run_id, nxt.run_id])
+    assert killed["status"].tolist() == ["interrupted"]
+    assert "during stage monte_carlo" in killed["message"].iloc[0]
+    assert man.loc[nxt.run_id, "status"] == "completed"
+    final = pd.read_parquet(out / "risk_measures" / f"as_of_date={D2}")
+    assert set(final["run_id"]) == {nxt.run_id}
+
+
+def test_task_retries_give_bit_identical_results(spark, snapshot_root, tmp_path):
+    clean = main(spark, _cfg(snapshot_root, tmp_path / "clean"))
+    res = _cli("run", "--config", str(ROOT / "conf" / "local.yaml"), "--master", "local[2,4]",
+               "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}/faulty",
+               "--set", "monte_carlo.n_scenarios=4000", "--set", "monte_carlo.block_size=1000",
+               "--set", "governance.attribution=false",
+               "--set", "testing.fail_blocks=[0,2]", "--set", "testing.fail_attempts=2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = pd.read_parquet(tmp_path / "faulty" / "risk_measures" / f"as_of_date={D2}")
+    exp = clean.tables["risk_measures"]
+    key = ["scope", "desk", "measure", "confidence_level"]
+    got, exp = got.sort_values(key).reset_index(drop=True), exp.sort_values(key).reset_index(
+        drop=True)
+    np.testing.assert_array_equal(got["value"].to_numpy(), exp["value"].to_numpy())
+    np.testing.assert_array_equal(got["std_error"].to_numpy(), exp["std_error"].to_numpy())
+    # and the faults really happened: without retries the same run fails
+    res1 = _cli("run", "--config", str(ROOT / "conf" / "local.yaml"), "--master", "local[2,1]",
+                "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}/f1",
+                "--set", "monte_carlo.n_scenarios=4000", "--set", "monte_carlo.block_size=1000",
+                "--set", "testing.fail_blocks=[0]", "--set", "testing.fail_attempts=1")
+    assert res1.returncode == 1 and "injected fault" in res1.stderr
