@@ -155,8 +155,14 @@ def position_tables(
 
     Parameters
     ----------
+    book
+        The resolved book.
+    requests
+        From :func:`attribution_requests`.
     contributions : ndarray, shape (R, P)
         Sum over blocks of :func:`block_contributions`.
+    sample
+        From :func:`sample_statistics`.
     """
     desks = np.asarray(book.desks, dtype=object)
     contrib_rows = []

@@ -88,9 +88,11 @@ def validate_snapshot(
     bad_vol = ~np.isfinite(vol) | (vol <= 0) | (vol > MAX_VOLATILITY)
     bad_div = ~np.isfinite(div)
     for u, v in zip(mkt.loc[bad_vol, "underlying"], vol[bad_vol], strict=True):
-        rej.append(Rejection("market", str(u), "volatility", v,
-                             f"volatility must be in (0, {MAX_VOLATILITY}]; options on it rejected"))
-    for u, v in zip(mkt.loc[bad_div & ~bad_vol, "underlying"], div[bad_div & ~bad_vol], strict=True):
+        rej.append(Rejection(
+            "market", str(u), "volatility", v,
+            f"volatility must be in (0, {MAX_VOLATILITY}]; options on it rejected"))
+    only_div = bad_div & ~bad_vol
+    for u, v in zip(mkt.loc[only_div, "underlying"], div[only_div], strict=True):
         rej.append(Rejection("market", str(u), "dividend_yield", v,
                              "dividend_yield must be finite; options on it rejected"))
     no_options = set(mkt.loc[bad_vol | bad_div, "underlying"])
@@ -210,7 +212,8 @@ class ResolvedBook:
 
     def gross_value(self) -> FloatArray:
         """Sum of |position values| per desk, shape (D,)."""
-        return np.bincount(self.desk_index, np.abs(self.value), minlength=len(self.desks))
+        return np.bincount(self.desk_index, np.abs(self.value),
+                           minlength=len(self.desks)).astype(np.float64)
 
     def desk_mask(self, desk: str) -> NDArray[np.bool_]:
         """Boolean mask of the positions of ``desk``."""
@@ -250,7 +253,7 @@ def resolve_book(
     is_opt = kind != EQUITY
     quantity = (pos["quantity"] * pos["multiplier"]).to_numpy(float)
     hdate = horizon_date(as_of, horizon_days)
-    h = float(year_fraction(as_of, [hdate], day_count)[0])
+    h = float(year_fraction(as_of, np.array([hdate], dtype="datetime64[D]"), day_count)[0])
     expiry = pos["expiry"].to_numpy("datetime64[D]")
     t = np.full(len(pos), np.nan)
     if is_opt.any():

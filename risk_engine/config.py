@@ -233,7 +233,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         try:
             return dt.date.fromisoformat(str(value))
         except ValueError as exc:
-            raise ConfigError(f"config key '{key}' must be a date YYYY-MM-DD, got {value!r}") from exc
+            raise ConfigError(
+                f"config key '{key}' must be a date YYYY-MM-DD, got {value!r}") from exc
     raise ConfigError(f"config key '{key}': unsupported type {typ}")  # pragma: no cover
 
 
@@ -246,7 +247,8 @@ def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
             f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
             f"known keys here: {', '.join(names)}"
         )
-    kwargs = {name: _coerce(prefix + name, data[name], hints[name]) for name in names if name in data}
+    kwargs = {name: _coerce(prefix + name, data[name], hints[name])
+              for name in names if name in data}
     try:
         return cls(**kwargs)
     except TypeError as exc:

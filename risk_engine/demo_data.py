@@ -88,7 +88,7 @@ def generate(
     desk_sectors = {
         "tech_mm": [0, 8], "financials_mm": [1, 9], "energy_mm": [3, 7],
     }
-    rows = []
+    rows: list[tuple[object, ...]] = []
     for i in range(n_positions):
         desk = DESKS[i % len(DESKS)]
         if desk in desk_sectors:

@@ -52,7 +52,8 @@ class Table:
 
     def arrow_schema(self) -> pa.Schema:
         """The pyarrow schema of the table."""
-        return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable) for c in self.columns])
+        return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable)
+                          for c in self.columns])
 
     def empty_frame(self) -> pd.DataFrame:
         """An empty pandas frame with the table's columns and dtypes."""

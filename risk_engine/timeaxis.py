@@ -28,7 +28,9 @@ def horizon_date(as_of: dt.date, horizon_days: int) -> dt.date:
     return dt.date.fromisoformat(str(day))
 
 
-def year_fraction(as_of: dt.date, dates: ArrayLike, day_count: str = "trading_252") -> NDArray[np.float64]:
+def year_fraction(
+    as_of: dt.date, dates: ArrayLike, day_count: str = "trading_252"
+) -> NDArray[np.float64]:
     """Year fraction from ``as_of`` to each date.
 
     ``trading_252``: trading days after ``as_of`` / 252; ``act_365``: calendar days / 365.

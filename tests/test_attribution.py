@@ -38,10 +38,10 @@ def case():
 def test_contributions_equal_brute_force_euler_and_add_up(case):
     prep, tables, pnl, requests, contrib, _, pos_loss = case
     book = prep.book
-    for d, desk in enumerate(book.desks):
+    for d, _desk in enumerate(book.desks):
         cols = np.flatnonzero(book.desk_index == d)
         brute = euler_contributions(pos_loss[:, cols], LEVELS)
-        for alpha, (var_c, es_c) in zip(LEVELS, brute):
+        for alpha, (var_c, es_c) in zip(LEVELS, brute, strict=False):
             es_req = [i for i, r in enumerate(requests)
                       if r.desk_index == d and r.measure == "ES" and r.confidence_level == alpha]
             var_req = [i for i, r in enumerate(requests)
@@ -82,7 +82,7 @@ def test_position_tables(case):
     prep, _, _, requests, contrib, sample, _ = case
     rows, risk = position_tables(prep.book, requests, contrib, sample)
     assert len(rows) == prep.book.n_positions * len(LEVELS) * 2
-    for (desk, measure, alpha), grp in rows.groupby(["desk", "measure", "confidence_level"]):
+    for (_desk, _measure, _alpha), grp in rows.groupby(["desk", "measure", "confidence_level"]):
         assert grp["share"].sum() == pytest.approx(1.0, rel=1e-9)
     ok = risk["market_value"] != 0
     np.testing.assert_allclose(risk.loc[ok, "marginal_var"] * risk.loc[ok, "market_value"],

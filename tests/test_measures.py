@@ -43,11 +43,11 @@ def test_metamorphic_properties():
     assert [e.es for e in ests] == sorted(e.es for e in ests)
     for c in (0.5, 3.0):  # positive homogeneity
         scaled = var_es(c * losses, LEVELS)
-        for a, b in zip(ests, scaled):
+        for a, b in zip(ests, scaled, strict=False):
             assert b.var == pytest.approx(c * a.var, rel=1e-12)
             assert b.es == pytest.approx(c * a.es, rel=1e-12)
     shifted = var_es(losses + 7.0, LEVELS)  # translation equivariance
-    for a, b in zip(ests, shifted):
+    for a, b in zip(ests, shifted, strict=False):
         assert b.var == pytest.approx(a.var + 7.0, rel=1e-12)
         assert b.es == pytest.approx(a.es + 7.0, rel=1e-12)
 
@@ -87,7 +87,7 @@ def test_euler_contributions_add_up_and_firm_is_subadditive_in_es():
     cov = np.array([[1.0, 0.3, -0.2], [0.3, 2.0, 0.5], [-0.2, 0.5, 0.5]])
     comp = rng.multivariate_normal(np.zeros(3), cov, 100_000)
     total = comp.sum(axis=1)
-    for alpha, (var_c, es_c) in zip(LEVELS, euler_contributions(comp, LEVELS)):
+    for alpha, (var_c, es_c) in zip(LEVELS, euler_contributions(comp, LEVELS), strict=False):
         t = var_es(total, [alpha])[0]
         assert var_c.sum() == pytest.approx(t.var, rel=1e-12)
         assert es_c.sum() == pytest.approx(t.es, rel=1e-12)

@@ -75,7 +75,8 @@ def test_history_estimation_recovers_the_generating_model():
     rets = draw_log_returns(m, 1 / 252, n_days, block_rng(2, 0))
     dates = pd.bdate_range(end=pd.Timestamp(AS_OF), periods=n_days + 1).date
     closes = 100 * np.exp(np.vstack([np.zeros(3), np.cumsum(rets, axis=0)]))
-    hist = pd.DataFrame({"date": np.repeat(dates, 3), "underlying": np.tile(list("ABC"), n_days + 1),
+    hist = pd.DataFrame({"date": np.repeat(dates, 3),
+                         "underlying": np.tile(list("ABC"), n_days + 1),
                          "close": closes.ravel()})
     est, missing = estimate_from_history(hist, ("A", "B", "C"), AS_OF, window_days=n_days,
                                          min_days=60)

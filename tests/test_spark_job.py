@@ -83,7 +83,7 @@ def test_firm_es_at_most_sum_of_desk_es_and_contributions_add_up(run):
     _, out, _ = run
     rm = _read(out, "risk_measures", D2)
     contrib = _read(out, "contributions", D2)
-    for alpha, grp in rm[rm["measure"] == "ES"].groupby("confidence_level"):
+    for _, grp in rm[rm["measure"] == "ES"].groupby("confidence_level"):
         firm = grp.loc[grp["scope"] == "firm", "value"].iloc[0]
         assert firm <= grp.loc[grp["scope"] == "desk", "value"].sum()
     for (measure, alpha), grp in contrib.groupby(["measure", "confidence_level"]):

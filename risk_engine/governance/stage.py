@@ -55,7 +55,7 @@ def hypothetical_values(
     if lookback_days is not None:
         closes = closes.tail(lookback_days + 1)
     full = np.ones((len(closes), len(book.underlyings)))
-    for j, name in enumerate(names):
+    for name in names:
         full[:, book.underlyings.index(name)] = closes[name].to_numpy(float)
     log_ret = np.log(full / np.where(full == 1.0, 1.0, book.spot))
     log_ret[:, [u for u in range(len(book.underlyings)) if book.underlyings[u] not in names]] = 0

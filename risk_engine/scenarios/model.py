@@ -129,7 +129,8 @@ def estimate_from_history(
             missing[u] = f"only {n} daily returns in history (need {min_days})"
     kept = tuple(u for u in underlyings if u not in missing)
     if not kept:
-        return ScenarioModel((), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "history"), missing
+        empty = ScenarioModel((), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "history")
+        return empty, missing
     r = rets[list(kept)]
     cov_d = r.cov(min_periods=2).to_numpy(float)
     if not np.all(np.isfinite(cov_d)):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,10 @@ def _arrow_logical(t: pa.DataType) -> str:
 
 
 def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
-    """Integral columns are accepted where a double is declared (widened on read), and an
-    all-null column (Arrow type null) wherever the column is declared."""
+    """Accept integral columns where a double is declared, and all-null columns anywhere.
+
+    Integers are widened on read; an all-null column has Arrow type null.
+    """
     out = {}
     for k, v in actual.items():
         declared = table.column(k).type if k in table.names else None
@@ -170,8 +173,11 @@ def read_dated(spark: SparkSession, root: str, table: Table, as_of: dt.date,
 
 
 def _arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
-    """Frame to Arrow with the declared schema; NaN in a double column stays NaN (a value,
-    e.g. a check that could not be evaluated), only None is null."""
+    """Convert a frame to Arrow with the declared schema.
+
+    NaN in a double column stays NaN (a value, e.g. a check that could not be evaluated);
+    only None is null.
+    """
     arrays = []
     for f in schema:
         col = frame[f.name]
@@ -223,8 +229,8 @@ def _local(root: str) -> Path | None:
 
 
 def _hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm  # type: ignore[attr-defined]
-    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[attr-defined]
+    jvm: Any = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
     jpath = jvm.org.apache.hadoop.fs.Path(path)
     return jpath.getFileSystem(conf), jvm
 
@@ -318,6 +324,6 @@ def mark_interrupted(spark: SparkSession, root: str, as_of: dt.date) -> list[str
                                 f"{stage} (process killed?); its results were not published")
             table = pa.Table.from_pandas(frame, schema=pq.read_schema(path),
                                          preserve_index=False)
-            write_atomic(path, lambda tmp, t=table: pq.write_table(t, tmp))
+            write_atomic(path, partial(pq.write_table, table))
             marked.append(str(frame["run_id"].iloc[0]))
     return marked

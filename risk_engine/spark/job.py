@@ -17,11 +17,11 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from risk_engine import __version__, schemas
-from risk_engine.config import Config
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.config import Config
+from risk_engine.errors import RiskEngineError
 from risk_engine.governance.settings import parse_governance
 from risk_engine.governance.stage import governance_tables
-from risk_engine.errors import RiskEngineError
 from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
 from risk_engine.spark.io import (
     discard_staging,
@@ -54,8 +54,10 @@ class RunSummary:
 
 
 def error_line(exc: BaseException) -> str:
-    """The informative line of an exception: for a Python worker's traceback, its last
-    ``SomeError: message`` line, else the first line."""
+    """The informative line of an exception.
+
+    For a Python worker's traceback, its last ``SomeError: message`` line, else the first.
+    """
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     for line in reversed(lines):
         if re.match(r"^[\w.]+(Error|Exception|Exit|Interrupt)\b.*", line):

@@ -61,7 +61,8 @@ def _inject_faults(faults: TestingConfig, block_id: int) -> None:
     if faults.block_delay_seconds:
         time.sleep(faults.block_delay_seconds)
     if block_id in faults.fail_blocks:
-        attempt = TaskContext.get().attemptNumber() if TaskContext.get() else 0
+        ctx = TaskContext.get()
+        attempt = ctx.attemptNumber() if ctx is not None else 0
         if attempt < faults.fail_attempts:
             raise RuntimeError(f"injected fault: block {block_id}, task attempt {attempt}")
 
