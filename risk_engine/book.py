@@ -186,6 +186,7 @@ class ResolvedBook:
     kind: NDArray[np.int8]
     quantity: FloatArray
     strike: FloatArray
+    expiry_date: NDArray[np.datetime64]
     expiry_years: FloatArray
     tau_h: FloatArray
     volatility: FloatArray
@@ -286,7 +287,8 @@ def resolve_book(
         as_of=as_of, horizon_date=hdate, horizon_years=h,
         position_id=pos["position_id"].to_numpy(object), desks=desks, desk_index=d_idx,
         underlyings=underlyings, sectors=tuple(m["sector"].astype(str)), underlying_index=u_idx,
-        kind=kind, quantity=quantity, strike=strike, expiry_years=t, tau_h=tau_h,
+        kind=kind, quantity=quantity, strike=strike, expiry_date=expiry, expiry_years=t,
+        tau_h=tau_h,
         volatility=vol, dividend_yield=div, rate=rate, rate_h=rate_h, spot=spot,
         unit_value=unit_value, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
     )

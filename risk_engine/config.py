@@ -304,7 +304,10 @@ def validate(cfg: Config) -> Config:
              cfg.testing.block_delay_seconds, ">= 0")
     from risk_engine.governance.settings import parse_governance
 
+    from risk_engine.worst_case.stage import parse_worst_case
+
     parse_governance(cfg.governance)  # raises ConfigError naming the bad key
+    parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
     _require(bool(cfg.input.root), "input.root", cfg.input.root, "must be a non-empty path")
     _require(bool(cfg.output.root), "output.root", cfg.output.root, "must be a non-empty path")
     return cfg

@@ -429,11 +429,51 @@ PERFORMANCE = Table(
     doc="Performance of each desk: hypothetical (current book over history) and realized.",
 )
 
+WORST_CASE_VAR = Table(
+    "worst_case_var",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("model", "string", doc="WCVaR, WCPVaR or WCQVaR"),
+        _c("portfolio", "string", doc="current or optimized"),
+        _c("confidence_level", "double"),
+        _c("horizon_days", "int", "trading days"),
+        _c("moments", "string", doc="exact or sample (underlyings' moments)"),
+        _c("value", "double", "currency", "worst-case VaR, positive loss", nullable=True),
+        _c("value_pct", "double", "fraction", "value / the portfolio's gross value",
+           nullable=True),
+        _c("mc_var", "double", "currency", "Monte Carlo VaR of the desk at the level"),
+        _c("status", "string", doc="optimal, inaccurate, not_applicable, infeasible, "
+                                   "unbounded, solver_error"),
+        _c("solver", "string", nullable=True),
+        _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "model", "portfolio", "confidence_level"),
+    doc="Worst-case VaR of each desk (Zymler, Kuhn & Rustem), current and optimized.",
+)
+
+OPTIMAL_ALLOCATIONS = Table(
+    "optimal_allocations",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("model", "string"),
+        _c("confidence_level", "double"),
+        _c("instrument", "string", doc="underlying, or 'U C|P strike expiry'"),
+        _c("current_weight", "double", "fraction of net capital"),
+        _c("optimal_weight", "double", "fraction of net capital"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "model", "confidence_level", "instrument"),
+    doc="Allocation over each desk's instruments minimizing its worst-case VaR.",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
-              PERFORMANCE)
+              PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS)
 }
 
 

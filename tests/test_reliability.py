@@ -33,7 +33,7 @@ def _cfg(inp, out, **extra):
     data = {"as_of_date": D2.isoformat(), "input": {"root": str(inp)},
             "output": {"root": str(out)},
             "monte_carlo": {"n_scenarios": 4000, "block_size": 1000},
-            "governance": {"attribution": False}}
+            "governance": {"attribution": False}, "worst_case": {"enabled": False}}
     for k, v in extra.items():
         data[k] = {**data.get(k, {}), **v} if isinstance(v, dict) else v
     return config_from_dict(data)
@@ -172,7 +172,8 @@ def test_killed_driver_leaves_previous_results_and_the_next_run_completes(spark,
     args = ["run", "--config", str(ROOT / "conf" / "local.yaml"),
             "--set", f"input.root={snapshot_root}", "--set", f"output.root={out}",
             "--set", "monte_carlo.n_scenarios=8000", "--set", "monte_carlo.block_size=1000",
-            "--set", "testing.block_delay_seconds=3", "--set", "spark.master=local[1]"]
+            "--set", "testing.block_delay_seconds=3", "--set", "spark.master=local[1]",
+            "--set", "worst_case.enabled=false"]
     proc = subprocess.Popen([sys.executable, "-m", "risk_engine.cli", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -213,7 +214,7 @@ def test_task_retries_give_bit_identical_results(spark, snapshot_root, tmp_path)
     res = _cli("run", "--config", str(ROOT / "conf" / "local.yaml"), "--master", "local[2,4]",
                "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}/faulty",
                "--set", "monte_carlo.n_scenarios=4000", "--set", "monte_carlo.block_size=1000",
-               "--set", "governance.attribution=false",
+               "--set", "governance.attribution=false", "--set", "worst_case.enabled=false",
                "--set", "testing.fail_blocks=[0,2]", "--set", "testing.fail_attempts=2")
     assert res.returncode == 0, res.stderr[-2000:]
     got = pd.read_parquet(tmp_path / "faulty" / "risk_measures" / f"as_of_date={D2}")
@@ -227,5 +228,6 @@ def test_task_retries_give_bit_identical_results(spark, snapshot_root, tmp_path)
     res1 = _cli("run", "--config", str(ROOT / "conf" / "local.yaml"), "--master", "local[2,1]",
                 "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}/f1",
                 "--set", "monte_carlo.n_scenarios=4000", "--set", "monte_carlo.block_size=1000",
-                "--set", "testing.fail_blocks=[0]", "--set", "testing.fail_attempts=1")
+                "--set", "testing.fail_blocks=[0]", "--set", "testing.fail_attempts=1",
+                "--set", "worst_case.enabled=false")
     assert res1.returncode == 1 and "injected fault" in res1.stderr

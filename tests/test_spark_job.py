@@ -26,6 +26,7 @@ def _cfg(root, out, day=D2, **mc):
         "output": {"root": str(out), "write_scenario_pnl": True},
         "monte_carlo": {"n_scenarios": 12_000, "block_size": 1_500, "horizon_days": 10, **mc},
         "scenario_model": {"history_window_days": 250},
+        "worst_case": {"confidence_levels": [0.99], "optimize": False},
     })
 
 
@@ -83,6 +84,7 @@ def test_firm_es_at_most_sum_of_desk_es_and_contributions_add_up(run):
     _, out, _ = run
     rm = _read(out, "risk_measures", D2)
     contrib = _read(out, "contributions", D2)
+    contrib = contrib[contrib["position_id"].isna()]  # desk-to-firm rows
     for _, grp in rm[rm["measure"] == "ES"].groupby("confidence_level"):
         firm = grp.loc[grp["scope"] == "firm", "value"].iloc[0]
         assert firm <= grp.loc[grp["scope"] == "desk", "value"].sum()
@@ -216,6 +218,7 @@ def test_breached_limits_raise_critical_alerts_and_notify_a_file(spark, snapshot
         "as_of_date": D2.isoformat(), "input": {"root": str(snapshot_root)},
         "output": {"root": str(tmp_path / "out")},
         "monte_carlo": {"n_scenarios": 2000, "block_size": 1000},
+        "worst_case": {"enabled": False},
         "governance": {
             "attribution": False,
             "limits": {"default": {"var_limits": {0.99: 1.0}, "max_leverage": 1000.0},
@@ -232,3 +235,16 @@ def test_breached_limits_raise_critical_alerts_and_notify_a_file(spark, snapshot
     lines = [json.loads(x) for x in note.read_text().splitlines()]
     assert len(lines) == len(alerts)
     assert not (tmp_path / "out" / "position_risk").exists()
+
+
+def test_worst_case_at_least_monte_carlo_var_on_every_desk(run):
+    _, out, _ = run
+    wc = _read(out, "worst_case_var", D2)
+    cur = wc[(wc["portfolio"] == "current") & (wc["status"] == "optimal")]
+    assert set(cur["desk"]) == set(_read(out, "risk_measures", D2)["desk"].dropna())
+    for model in ("WCVaR", "WCQVaR"):
+        rows = cur[cur["model"] == model]
+        assert len(rows) == 6
+        assert (rows["value"] >= rows["mc_var"]).all(), rows[["desk", "value", "mc_var"]]
+    na = wc[wc["status"] == "not_applicable"]
+    assert na["message"].str.len().gt(0).all()

@@ -54,7 +54,7 @@ def from_mapping(cls: Any, data: Any, key: str, **nested: Any) -> Any:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"config key '{key}' must be a mapping, got {data!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.init]
     unknown = sorted(set(map(str, data)) - set(names))
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "

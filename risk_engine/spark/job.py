@@ -22,6 +22,7 @@ from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.settings import parse_governance
 from risk_engine.governance.stage import governance_tables
+from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
 from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
 from risk_engine.spark.io import (
     discard_staging,
@@ -225,6 +226,18 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     pnl = run.stage("monte_carlo", simulate)
     tables = run.stage("risk_measures", lambda: risk_tables(pnl, book, cfg))
     tables["rejected_rows"] = prepared.rejected
+    wc = parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
+    if wc.enabled:
+        def worst_case() -> None:
+            frame, alloc, warnings = worst_case_tables(book, prepared.model,
+                                                       prepared.spec.source,
+                                                       tables["risk_measures"], wc)
+            tables["worst_case_var"] = frame.assign(
+                horizon_days=np.int32(cfg.monte_carlo.horizon_days))
+            tables["optimal_allocations"] = alloc
+            summary.warnings.extend(warnings)
+
+        run.stage("worst_case", worst_case)
     gov = governance_settings(cfg)
     if gov.enabled and gov.attribution:
         def attribute() -> None:
