@@ -303,7 +303,6 @@ def validate(cfg: Config) -> Config:
     _require(cfg.testing.block_delay_seconds >= 0, "testing.block_delay_seconds",
              cfg.testing.block_delay_seconds, ">= 0")
     from risk_engine.governance.settings import parse_governance
-
     from risk_engine.worst_case.stage import parse_worst_case
 
     parse_governance(cfg.governance)  # raises ConfigError naming the bad key

@@ -22,7 +22,6 @@ from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.settings import parse_governance
 from risk_engine.governance.stage import governance_tables
-from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
 from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
 from risk_engine.spark.io import (
     discard_staging,
@@ -35,6 +34,7 @@ from risk_engine.spark.io import (
     write_partition,
 )
 from risk_engine.spark.stages import attribution, block_pnl_frame, collect_pnl
+from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
 
 log = logging.getLogger("risk_engine.job")
 T_ = TypeVar("T_")
