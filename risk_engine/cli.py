@@ -1,4 +1,4 @@
-"""Command line: ``risk-engine run | demo-data | demo``.
+"""Command line: ``risk-engine run | demo-data | demo | bench | bench-worst-case``.
 
 ``risk-engine run`` and ``spark-submit jobs/nightly_risk.py`` share :func:`run_job`; the
 only difference is who chooses the Spark master (the config, or spark-submit).
@@ -98,6 +98,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_job(cfg, master=cfg.spark.master)
 
 
+def _cmd_bench_worst_case(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from risk_engine.worst_case.bench import benchmark_worst_case
+
+    sizes = [tuple(int(x) for x in item.split("x")) for item in args.sizes]
+    table = benchmark_worst_case(sizes=sizes, horizon_days=args.horizon_days)
+    with pd.option_context("display.width", 200, "display.max_columns", 30,
+                           "display.max_rows", 500):
+        print(table.to_string(index=False))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``risk-engine`` command."""
     parser = argparse.ArgumentParser(prog="risk-engine", description=__doc__.splitlines()[0])
@@ -122,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--positions", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_cmd_demo)
+    bench_wc = sub.add_parser("bench-worst-case",
+                              help="time worst-case VaR solves against desk size")
+    bench_wc.add_argument("--sizes", nargs="+", default=["10x20", "50x100", "100x200"],
+                          metavar="UxO", help="underlyings x options (10x20 50x100 100x200)")
+    bench_wc.add_argument("--horizon-days", type=int, default=21)
+    bench_wc.set_defaults(func=_cmd_bench_worst_case)
     return parser
 
 

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
+
+from risk_engine.pricing import black_scholes_greeks
 
 from .containers import (
     CALL,
@@ -43,28 +44,10 @@ TRADING_DAYS = 252.0
 def _black_scholes(
     spot: np.ndarray, strike: np.ndarray, tau: np.ndarray, vol: np.ndarray, is_call: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Benchmark fixture only: zero-rate Black-Scholes value, delta, gamma, theta per year.
-
-    ``tau <= 0`` gives intrinsic value (greeks 0). Not the engine's pricer.
-    """
-    live = tau > 0
-    t = np.where(live, tau, 1.0)
-    root = vol * np.sqrt(t)
-    d1 = (np.log(spot / strike) + 0.5 * vol**2 * t) / root
-    d2 = d1 - root
-    call = spot * norm.cdf(d1) - strike * norm.cdf(d2)
-    value = np.where(is_call, call, call - spot + strike)
-    delta = np.where(is_call, norm.cdf(d1), norm.cdf(d1) - 1.0)
-    gamma = norm.pdf(d1) / (spot * root)
-    theta = -spot * norm.pdf(d1) * vol / (2.0 * np.sqrt(t))
-    intrinsic = np.where(is_call, np.maximum(spot - strike, 0.0), np.maximum(strike - spot, 0.0))
-    zero = np.zeros_like(value)
-    return (
-        np.where(live, value, intrinsic),
-        np.where(live, delta, zero),
-        np.where(live, gamma, zero),
-        np.where(live, theta, zero),
-    )
+    """Zero-rate value, delta, gamma and theta per year from the engine's pricer."""
+    g = black_scholes_greeks(spots=spot, strikes=strike, expiries=np.maximum(tau, 0.0),
+                             volatilities=vol, rates=0.0, is_call=is_call)
+    return g.price, g.delta, g.gamma, g.theta
 
 
 def random_book(
