@@ -45,7 +45,8 @@ def parse_worst_case(data: Mapping[str, Any] | None,
 
     raw = dict(data or {})
     stage = {k: raw.pop(k) for k in ("enabled", "moment_blocks", "min_premium") if k in raw}
-    raw.setdefault("confidence_levels", list(confidence_levels))
+    if raw.get("confidence_levels") is None:
+        raw["confidence_levels"] = list(confidence_levels)
     for key in ("confidence_levels", "models"):
         if isinstance(raw.get(key), list):
             raw[key] = tuple(raw[key])
