@@ -103,7 +103,10 @@ def _cmd_bench_worst_case(args: argparse.Namespace) -> int:
 
     from risk_engine.worst_case.bench import benchmark_worst_case
 
-    sizes = [tuple(int(x) for x in item.split("x")) for item in args.sizes]
+    sizes = []
+    for item in args.sizes:
+        u, _, o = item.partition("x")
+        sizes.append((int(u), int(o)))
     table = benchmark_worst_case(sizes=sizes, horizon_days=args.horizon_days)
     with pd.option_context("display.width", 200, "display.max_columns", 30,
                            "display.max_rows", 500):
@@ -135,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--positions", type=int, default=2000)
     demo.add_argument("--seed", type=int, default=7)
     demo.set_defaults(func=_cmd_demo)
+    sub.add_parser("bench", add_help=False,
+                   help="benchmark the Monte Carlo stage (risk-engine bench --help)")
+
     bench_wc = sub.add_parser("bench-worst-case",
                               help="time worst-case VaR solves against desk size")
     bench_wc.add_argument("--sizes", nargs="+", default=["10x20", "50x100", "100x200"],
@@ -146,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, master_from_submit: bool = False) -> int:
     """Entry point of the ``risk-engine`` command; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own options: risk-engine bench --help
+        from risk_engine.bench import bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

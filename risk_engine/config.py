@@ -24,6 +24,7 @@ from risk_engine.errors import ConfigError
 
 DAY_COUNTS = ("trading_252", "act_365")
 SCENARIO_SOURCES = ("history", "factor_model")
+REVALUATION_METHODS = ("full", "grid")
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class MonteCarloConfig:
     block_size: int = 10_000
     antithetic: bool = False
     chunk_size: int = 1_024
+    revaluation: str = "full"
+    grid_resolution: float = 12.0
+    grid_range_sd: float = 9.0
 
 
 @dataclass(frozen=True)
@@ -270,6 +274,12 @@ def validate(cfg: Config) -> Config:
     _require(mc.block_size >= 1, "monte_carlo.block_size", mc.block_size, "must be >= 1")
     _require(mc.chunk_size >= 1, "monte_carlo.chunk_size", mc.chunk_size, "must be >= 1")
     _require(mc.seed >= 0, "monte_carlo.seed", mc.seed, "must be a non-negative integer")
+    _require(mc.revaluation in REVALUATION_METHODS, "monte_carlo.revaluation", mc.revaluation,
+             f"one of {REVALUATION_METHODS}")
+    _require(mc.grid_resolution >= 2, "monte_carlo.grid_resolution", mc.grid_resolution,
+             "cells per sigma sqrt(tau), >= 2")
+    _require(mc.grid_range_sd >= 4, "monte_carlo.grid_range_sd", mc.grid_range_sd,
+             "standard deviations of the horizon return covered, >= 4")
     if mc.antithetic:
         _require(mc.block_size % 2 == 0, "monte_carlo.block_size", mc.block_size,
                  "must be even with antithetic: true")

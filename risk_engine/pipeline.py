@@ -27,7 +27,8 @@ from risk_engine.book import (
 from risk_engine.config import Config
 from risk_engine.errors import DataError, RejectionCeilingError
 from risk_engine.measures import euler_contributions, var_es
-from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
+from risk_engine.revaluation import RevaluationPlan, desk_pnl
+from risk_engine.revaluation_grid import GridPlan, build_plan
 from risk_engine.scenarios import (
     ScenarioModel,
     ScenarioSource,
@@ -56,7 +57,7 @@ class InputTables:
 class SimulationSpec:
     """Everything a scenario block needs; small and picklable, shipped to executors once."""
 
-    plan: RevaluationPlan
+    plan: RevaluationPlan | GridPlan
     source: ScenarioSource
     chunk_size: int
 
@@ -115,7 +116,9 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
                             antithetic=mc.antithetic, block_size=mc.block_size,
                             n_scenarios=mc.n_scenarios)
-    spec = SimulationSpec(plan=plan_revaluation(book), source=source, chunk_size=mc.chunk_size)
+    plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
+                      range_sd=mc.grid_range_sd)
+    spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
     counts = _row_counts(inputs, rejected)
     if len(rejected):

@@ -61,8 +61,14 @@ def draw_log_returns(
     loading = model.factor.T * np.sqrt(horizon_years)  # (K, U)
     x = np.empty((n, u))
     x[:] = model.log_return_mean(horizon_years)
-    for k in range(loading.shape[0]):
-        x += z[:, k:k + 1] * loading[k]
+    rows = 512  # cache-sized row blocks; the order of the sum over k is unchanged
+    tmp = np.empty((min(rows, n), u))
+    for a in range(0, n, rows):
+        b = min(a + rows, n)
+        xa, t = x[a:b], tmp[: b - a]
+        for k in range(loading.shape[0]):
+            np.multiply(z[a:b, k:k + 1], loading[k], out=t)
+            xa += t
     return x
 
 
