@@ -84,6 +84,13 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     """
     as_of = cfg.as_of_date
     warnings: list[str] = []
+    if len(inputs.positions) == 0:
+        raise DataError(f"positions: no rows for as_of_date {as_of} under {cfg.input.root} "
+                        "(no snapshot for that date?)")
+    if len(inputs.market) == 0:
+        raise DataError(f"market: no rows for as_of_date {as_of} under {cfg.input.root}")
+    if len(inputs.rates) == 0:
+        raise DataError(f"rates: no zero curve for as_of_date {as_of} under {cfg.input.root}")
     snap = validate_snapshot(inputs.positions, inputs.market, as_of)
     if len(snap.positions) == 0:
         raise DataError(f"positions: no valid position for as_of_date {as_of} "

@@ -105,7 +105,12 @@ def test_empty_book_single_position_desk_and_zero_desk(spark, snapshot_root, tmp
     path = _positions_path(root)
     pos = pq.read_table(path).to_pandas()
     pq.write_table(pa.Table.from_pandas(pos.iloc[:0], preserve_index=False), path)
-    with pytest.raises(DataError, match="no valid position for as_of_date 2026-11-20"):
+    with pytest.raises(DataError, match="positions: no rows for as_of_date 2026-11-20"):
+        main(spark, _cfg(root, tmp_path / "o1"))
+    bad = pos.iloc[:2].assign(underlying="NOSUCH")  # rows, but none valid
+    pq.write_table(pa.Table.from_pandas(bad, preserve_index=False), path)
+    with pytest.raises(DataError, match="no valid position for as_of_date 2026-11-20 "
+                                        r"\(2 row\(s\) read, 2 rejected\)"):
         main(spark, _cfg(root, tmp_path / "o1"))
     single = pos.iloc[:3].copy()
     single["desk"] = ["solo", "zero", "zero"]
@@ -131,7 +136,7 @@ def test_cli_gives_one_clear_message_and_non_zero_exit(snapshot_root, tmp_path):
                   "--set", f"input.root={snapshot_root}", "--set", f"output.root={tmp_path}",
                   "--set", "spark.master=local[1]")
     assert nodate.returncode == 2, nodate.stderr
-    assert "no valid position for as_of_date 2026-11-18 (0 row(s) read" in nodate.stderr
+    assert "positions: no rows for as_of_date 2026-11-18" in nodate.stderr
     assert "Traceback" not in nodate.stderr
 
 
@@ -231,3 +236,24 @@ def test_task_retries_give_bit_identical_results(spark, snapshot_root, tmp_path)
                 "--set", "testing.fail_blocks=[0]", "--set", "testing.fail_attempts=1",
                 "--set", "worst_case.enabled=false")
     assert res1.returncode == 1 and "injected fault" in res1.stderr
+
+
+def test_non_psd_correlations_are_repaired_and_recorded_in_the_manifest(spark, snapshot_root,
+                                                                        tmp_path):
+    root = _copy(snapshot_root, tmp_path)
+    corr = pd.read_parquet(root / "correlations.parquet")
+    names = sorted(set(corr["underlying_a"]) | set(corr["underlying_b"]))[:3]
+    bad = {(names[0], names[1]): 0.99, (names[1], names[2]): 0.99, (names[0], names[2]): -0.99}
+    for (a, b), rho in bad.items():
+        hit = ((corr["underlying_a"] == a) & (corr["underlying_b"] == b)) | (
+            (corr["underlying_a"] == b) & (corr["underlying_b"] == a))
+        corr.loc[hit, "correlation"] = rho
+    pq.write_table(pa.Table.from_pandas(corr, preserve_index=False),
+                   root / "correlations.parquet")
+    summary = main(spark, _cfg(root, tmp_path / "out",
+                               scenario_model={"source": "factor_model"}))
+    assert summary.status == "completed_with_warnings"
+    man = _manifests(tmp_path / "out").iloc[0]
+    assert man["status"] == "completed_with_warnings"
+    assert any("not positive semidefinite" in w for w in json.loads(man["warnings"]))
+    assert np.isfinite(summary.tables["risk_measures"]["value"]).all()

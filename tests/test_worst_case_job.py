@@ -157,3 +157,24 @@ def test_two_day_horizon_wcqvar_about_a_third_of_wcvar(spark, tmp_path):
     assert q["status"] == "optimal" and q["value"] >= q["mc_var"]
     ratio = wc.loc[("WCVaR", "current", 0.99), "value"] / q["value"]
     assert 2.6 < ratio < 3.4
+
+
+def test_infeasible_minimization_is_a_row_and_the_run_completes_with_warnings(spark, tmp_path):
+    _write_inputs(tmp_path / "in")
+    cfg = config_from_dict({
+        "as_of_date": D2.isoformat(), "input": {"root": str(tmp_path / "in")},
+        "output": {"root": str(tmp_path / "out")},
+        "monte_carlo": {"n_scenarios": 20_000, "block_size": 10_000, "horizon_days": 21},
+        "scenario_model": {"source": "factor_model"},
+        # four instruments capped at 10% each cannot hold 100% of the capital
+        "worst_case": {"confidence_levels": [0.99], "weight_upper": 0.1},
+        "governance": {"enabled": False},
+    })
+    summary = main(spark, cfg)
+    assert summary.status == "completed_with_warnings"
+    wc = summary.tables["worst_case_var"].set_index(["model", "portfolio"])
+    for model in ("WCVaR", "WCPVaR"):
+        assert wc.loc[(model, "optimized"), "status"] == "infeasible"
+        assert wc.loc[(model, "current"), "status"] == "optimal"
+    man = pd.read_parquet(tmp_path / "out" / "run_manifest").iloc[0]
+    assert man["status"] == "completed_with_warnings" and "infeasible" in man["warnings"]
