@@ -20,7 +20,7 @@ from risk_engine import __version__, schemas
 from risk_engine.attribution import attribution_requests, position_tables
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
-from risk_engine.governance.settings import parse_governance
+from risk_engine.governance.settings import GovernanceSettings, parse_governance
 from risk_engine.governance.stage import governance_tables
 from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
 from risk_engine.spark.io import (
@@ -72,7 +72,7 @@ def new_run_id(as_of: dt.date) -> str:
     return f"{as_of.isoformat()}-{now}-{uuid.uuid4().hex[:8]}"
 
 
-def governance_settings(cfg: Config):  # noqa: ANN201 - GovernanceSettings
+def governance_settings(cfg: Config) -> GovernanceSettings:
     """The parsed ``governance`` section (validated when the config was loaded)."""
     return parse_governance(cfg.governance)
 

@@ -31,7 +31,7 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     faults: TestingConfig | None = None) -> DataFrame:
     """One row per (scenario block, desk) holding that block's P&L vector for the desk.
 
-    ``spark.range(n_blocks)`` is split into ``partitions`` slices (default one per block);
+    ``spark.range(n_blocks)`` is split into ``partitions`` slices (default one per core);
     each task draws its blocks' scenarios from ``(seed, block_id)``, so the result does not
     depend on the slicing. Only per-(scenario, desk) P&L leaves a task.
     """
