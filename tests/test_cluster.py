@@ -228,7 +228,10 @@ def job_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "input": {"root": str(base / "input")},
         "output": {"root": str(base / "out_cluster")},
         "monte_carlo": {"n_scenarios": N_SCENARIOS, "block_size": BLOCK_SIZE},
-        "spark": {"conf": {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}},
+        # One block per task, so a lost worker interrupts a running task mid-stage (results
+        # never depend on the slicing; the local reference uses the same config).
+        "spark": {"partitions": N_SCENARIOS // BLOCK_SIZE,
+                  "conf": {"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false"}},
     }
     path = base / "cluster_test.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
