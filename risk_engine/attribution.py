@@ -1,12 +1,16 @@
 """Position-level attribution of desk VaR and ES, recomputed from the seeded scenario blocks.
 
-The driver knows every desk's P&L per scenario. From it, :func:`attribution_requests` picks,
-for each desk and level, the scenarios and weights whose weighted position losses are the
-Euler contributions (ES: the estimator's tail weights; VaR: a window of ranks around the
-quantile, rescaled to the desk's VaR). Each scenario block then regenerates its scenarios
-from ``(seed, block)``, revalues the desk's positions on the requested scenarios only, and
-returns weighted sums (:func:`block_contributions`); the driver adds the blocks up in block
-order. No scenario-by-position matrix is kept beyond one block's requested rows.
+From the exact tail summary (:mod:`risk_engine.tails`), :func:`attribution_requests` states,
+for each desk and level, which scenarios carry which weight in the Euler contributions.
+ES: every scenario ranked above the desk's VaR scenario (loss, then scenario index, as a
+stable sort ranks them) weighs ``1 / (N (1 - alpha))`` and the VaR scenario
+``(k - alpha N) / (N (1 - alpha))``; the request holds only that threshold, not the tail's
+indices. VaR: a window of ranks around the quantile, rescaled to the desk's VaR (explicit
+indices; the window grows like the square root of N). Each scenario block then takes its
+desk losses, regenerates its scenarios from ``(seed, block)``, revalues the desk's positions
+on the requested scenarios only, and returns weighted sums (:func:`block_contributions`);
+the driver adds the blocks up in block order. No scenario-by-position matrix is kept beyond
+one block's requested rows.
 
 Incremental VaR (desk VaR minus the desk's VaR without the position) and the correlation of
 each position's P&L with its desk's are computed exactly on the scenarios of block 0 (the
@@ -15,17 +19,17 @@ first ``block_size`` scenarios), a fixed, seeded sample (:func:`sample_statistic
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from risk_engine.book import ResolvedBook, select_positions
-from risk_engine.measures import tail_rank, tail_weights
+from risk_engine.measures import tail_rank
 from risk_engine.scenarios import ScenarioSource
+from risk_engine.tails import TailSummary
 from risk_engine.valuation import position_values
 
 FloatArray = NDArray[np.float64]
@@ -34,80 +38,93 @@ IntArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class Request:
-    """Contribution of the positions of ``desk`` to one measure: ``sum_i w_i L_p,i``."""
+    """Contribution of the positions of ``desk`` to one measure: ``sum_i w_i L_p,i``.
+
+    Either explicit ``scenarios`` (ascending global indices) with their ``weights``, or a
+    ``threshold`` ``(loss, scenario)``: every scenario whose ``(loss, index)`` is above it
+    weighs ``tail_weight``, the threshold scenario itself ``threshold_weight``.
+    """
 
     desk_index: int
     measure: str
     confidence_level: float
-    scenarios: IntArray  # global scenario indices, ascending
-    weights: FloatArray
     total: float  # the desk figure the contributions add up to
+    scenarios: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    weights: FloatArray = field(default_factory=lambda: np.zeros(0))
+    threshold: tuple[float, int] | None = None
+    tail_weight: float = 0.0
+    threshold_weight: float = 0.0
+
+    def block_weights(self, desk_loss: FloatArray, first: int) -> tuple[IntArray, FloatArray]:
+        """Global indices (ascending) and weights of this request within one block.
+
+        ``desk_loss`` is the desk's loss in the block's scenarios ``first, first + 1, ...``.
+        """
+        n_b = desk_loss.size
+        if self.threshold is None:
+            sel = (self.scenarios >= first) & (self.scenarios < first + n_b)
+            return self.scenarios[sel], self.weights[sel]
+        v, at = self.threshold
+        idx = first + np.arange(n_b, dtype=np.int64)
+        above = (desk_loss > v) | ((desk_loss == v) & (idx > at))
+        rows = np.flatnonzero(above | (idx == at))
+        w = np.where(idx[rows] == at, self.threshold_weight, self.tail_weight)
+        return idx[rows], w
 
 
-def attribution_requests(pnl: FloatArray, levels: Sequence[float]) -> list[Request]:
-    """Scenario weights per (desk, measure, level) from the per-(scenario, desk) P&L.
-
-    Parameters
-    ----------
-    pnl : ndarray, shape (N, D)
-        Desk P&L per scenario.
-    levels
-        Confidence levels.
-    """
-    losses = -pnl
-    n = losses.shape[0]
+def attribution_requests(summary: TailSummary) -> list[Request]:
+    """Scenario weights per (desk, measure, level) from the exact tail summary."""
+    n = summary.n_scenarios
     out: list[Request] = []
-    for d in range(losses.shape[1]):
-        loss = losses[:, d]
-        order = np.argsort(loss, kind="stable")
-        for alpha in levels:
-            idx, w = tail_weights(loss, alpha)
-            es_total = float(w @ loss[idx])
-            srt = np.argsort(idx)
-            out.append(Request(d, "ES", alpha, idx[srt].astype(np.int64), w[srt], es_total))
+    for d in range(summary.n_desks):
+        for j, alpha in enumerate(summary.levels):
+            tail = summary.get(d, j)
+            est = tail.estimate
             k = tail_rank(n, alpha)
-            m = math.ceil(0.5 * math.sqrt(n * alpha * (1 - alpha)))
-            window = np.sort(order[max(k - 1 - m, 0): min(k + m, n)])
-            var_total = float(loss[order[k - 1]])
-            mean_loss = float(loss[window].mean())
-            if abs(mean_loss) > 1e-12 * max(1.0, abs(var_total)) and (
-                np.sign(mean_loss) == np.sign(var_total)
+            denom = n * (1.0 - alpha)
+            out.append(Request(d, "ES", alpha, est.es, threshold=(est.var, tail.var_scenario),
+                               tail_weight=1.0 / denom,
+                               threshold_weight=max(k - alpha * n, 0.0) / denom))
+            var, mean_loss = est.var, tail.window_mean
+            if abs(mean_loss) > 1e-12 * max(1.0, abs(var)) and (
+                np.sign(mean_loss) == np.sign(var)
             ):
-                wv = np.full(window.size, var_total / mean_loss / window.size)
-                out.append(Request(d, "VaR", alpha, window.astype(np.int64), wv, var_total))
+                window = np.sort(tail.window)
+                wv = np.full(window.size, var / mean_loss / window.size)
+                out.append(Request(d, "VaR", alpha, var, window, wv))
             else:
-                one = np.array([order[k - 1]], dtype=np.int64)
-                out.append(Request(d, "VaR", alpha, one, np.ones(1), var_total))
+                one = np.array([tail.var_scenario], dtype=np.int64)
+                out.append(Request(d, "VaR", alpha, var, one, np.ones(1)))
     return out
 
 
 def block_contributions(
-    book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int
+    book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int,
+    pnl: FloatArray,
 ) -> FloatArray:
     """Weighted position losses on one block's requested scenarios, shape (R, P).
 
-    Row ``r`` is non-zero only on the positions of request ``r``'s desk. Positions are
-    revalued desk by desk, on the requested rows only.
+    ``pnl`` is the block's desk P&L (n_b, D), from which threshold requests find their
+    scenarios. Row ``r`` is non-zero only on the positions of request ``r``'s desk.
+    Positions are revalued desk by desk, on the requested rows only.
     """
     first = block_id * source.block_size
-    last = min(first + source.block_size, source.n_scenarios)
     out = np.zeros((len(requests), book.n_positions))
-    wanted = [r.scenarios[(r.scenarios >= first) & (r.scenarios < last)] for r in requests]
-    if not any(w.size for w in wanted):
+    wanted = [r.block_weights(-pnl[:, r.desk_index], first) for r in requests]
+    if not any(w[0].size for w in wanted):
         return out
     x = source.block(block_id)
     for d in range(len(book.desks)):
-        mine = [i for i, r in enumerate(requests) if r.desk_index == d and wanted[i].size]
+        mine = [i for i, r in enumerate(requests) if r.desk_index == d and wanted[i][0].size]
         if not mine:
             continue
-        rows = np.unique(np.concatenate([wanted[i] for i in mine]))
+        rows = np.unique(np.concatenate([wanted[i][0] for i in mine]))
         cols = np.flatnonzero(book.desk_index == d)
         sub = select_positions(book, cols)
         losses = -(position_values(sub, x[rows - first]) - sub.value)  # (rows, Pd)
         for i in mine:
-            sel = wanted[i]
+            sel, w = wanted[i]
             local = np.searchsorted(rows, sel)
-            w = requests[i].weights[np.searchsorted(requests[i].scenarios, sel)]
             out[i, cols] = (losses[local] * w[:, None]).sum(axis=0)
     return out
 
@@ -196,10 +213,14 @@ def position_tables(
 
 def attribute_in_process(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request],
-    levels: Sequence[float],
+    levels: Sequence[float], pnl: FloatArray,
 ) -> tuple[FloatArray, pd.DataFrame]:
-    """Contributions (R, P) and block-0 statistics in this process (reference for Spark)."""
+    """Contributions (R, P) and block-0 statistics in this process (reference for Spark).
+
+    ``pnl`` is the whole (N, D) desk P&L matrix.
+    """
     total = np.zeros((len(requests), book.n_positions))
+    size = source.block_size
     for b in range(source.n_blocks):
-        total += block_contributions(book, source, requests, b)
+        total += block_contributions(book, source, requests, b, pnl[b * size:(b + 1) * size])
     return total, sample_statistics(book, source, levels)

@@ -5,8 +5,9 @@ One run measures, on a generated option book (see :func:`bench_tables`):
 * throughput, per revaluation method: position revaluations per second per core of the
   kernel alone (one process, scenarios drawn beforehand), of the whole block work
   (draw + revalue, ``simulate_block``) in one process per core without Spark, and of the
-  Spark stage (``block_pnl_frame`` + ``collect_pnl``) at equal cores, and the ratio of the
-  last two;
+  Spark fan-out (``block_pnl_frame`` persisted, plus the first histogram pass that
+  materializes it) at equal cores, and the ratio of the last two; and the job's whole
+  Monte Carlo stage, the tail passes of :mod:`risk_engine.tails` included;
 * accuracy: full revaluation against an independent pricer built on ``scipy.stats.norm``;
   every other method against full revaluation on the same scenarios (desk and firm VaR
   and ES, largest pricing error per contract);
@@ -205,15 +206,38 @@ def spark_partitions(n_blocks: int, cores: int, seconds_total: float) -> int:
     return max(1, min(cores, n_blocks))
 
 
-def spark_stage(spark: Any, spec: SimulationSpec, partitions: int
-                ) -> tuple[np.ndarray, float]:
-    """Run the Spark Monte Carlo stage; return (P&L (N, D), wall seconds)."""
-    from risk_engine.spark.stages import block_pnl_frame, collect_pnl
+@dataclasses.dataclass
+class StageRun:
+    """One Spark Monte Carlo stage as the job runs it, with its persisted blocks."""
+
+    blocks: Any  # the persisted block DataFrame (unpersist when done)
+    fan_out_s: float  # draw + revalue every block, persist, first histogram pass
+    tail_passes_s: float  # the remaining passes: bands (and narrowing), band losses
+    wall_s: float  # the whole stage, driver work included
+    summary: Any  # the TailSummary
+
+    def pnl(self, spec: SimulationSpec) -> np.ndarray:
+        """Gather the (N, D) P&L (accuracy checks only; the job never does)."""
+        from risk_engine.spark.stages import collect_pnl
+
+        return collect_pnl(self.blocks, spec.source.n_scenarios, spec.plan.n_desks)
+
+
+def spark_stage(spark: Any, spec: SimulationSpec, partitions: int,
+                levels: Sequence[float] = LEVELS) -> StageRun:
+    """Run the Spark Monte Carlo stage as the job does: blocks persisted, tail passes."""
+    from pyspark import StorageLevel
+
+    from risk_engine.spark.stages import block_pnl_frame, tail_summary
 
     t0 = time.perf_counter()
-    df = block_pnl_frame(spark, spec, _n_blocks(spec), partitions)
-    pnl = collect_pnl(df, spec.source.n_scenarios, spec.plan.n_desks)
-    return pnl, time.perf_counter() - t0
+    blocks = block_pnl_frame(spark, spec, _n_blocks(spec), partitions).persist(
+        StorageLevel.DISK_ONLY)
+    passes: list[float] = []
+    summary = tail_summary(blocks, spec.source.n_scenarios, spec.plan.n_desks, levels,
+                           pass_seconds=passes)
+    wall = time.perf_counter() - t0
+    return StageRun(blocks, passes[0], sum(passes[1:]), wall, summary)
 
 
 def _warm_up(spark: Any, spec: SimulationSpec, cores: int) -> float:
@@ -221,7 +245,7 @@ def _warm_up(spark: Any, spec: SimulationSpec, cores: int) -> float:
     small = dataclasses.replace(spec, source=dataclasses.replace(
         spec.source, n_scenarios=cores * 256, block_size=256))
     t0 = time.perf_counter()
-    spark_stage(spark, small, cores)
+    spark_stage(spark, small, cores).blocks.unpersist()
     return time.perf_counter() - t0
 
 
@@ -391,16 +415,16 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
         t_warm = _warm_up(spark, spec, cores)
         est = params.get("seconds_per_scenario", 30e-6) * params["n_scenarios"]
         parts = spark_partitions(_n_blocks(spec), cores, est)
-        pnl, t_stage = spark_stage(spark, spec, parts)
-        t_risk0 = time.perf_counter()
-        var_es(-pnl.sum(axis=1), LEVELS)
-        t_measures = time.perf_counter() - t_risk0
-        del pnl
+        stage = spark_stage(spark, spec, parts)
+        stage.blocks.unpersist()
         peaks = process_peaks()
     finally:
         spark.stop()
-    return {"session_s": t_session, "warm_up_s": t_warm, "stage_s": t_stage,
-            "measures_s": t_measures, "partitions": parts, "blocks": _n_blocks(spec), **peaks}
+    return {"session_s": t_session, "warm_up_s": t_warm, "stage_s": stage.fan_out_s,
+            "tail_passes_s": stage.tail_passes_s, "monte_carlo_s": stage.wall_s,
+            "histogram_passes": stage.summary.histogram_passes,
+            "band_losses": stage.summary.band_losses,
+            "partitions": parts, "blocks": _n_blocks(spec), **peaks}
 
 
 def _scale_child() -> None:
@@ -525,22 +549,29 @@ def run_benchmark(
                 say(f"[{m}] round {r + 1}/{rounds}: Spark stage, {_n_blocks(spec)} blocks in "
                     f"{parts} tasks")
                 before = _spark_cpu()
-                pnl, wall = spark_stage(spark, spec, parts)
+                run = spark_stage(spark, spec, parts)
                 after = _spark_cpu()
-                if stage is None or wall < stage[0]:
-                    stage = (wall, after[0] - before[0], after[1] - before[1])
-                pnls[m] = pnl
+                if stage is None or run.fan_out_s < stage[0]:
+                    stage = (run.fan_out_s, after[0] - before[0], after[1] - before[1],
+                             run.wall_s)
+                if r == rounds - 1:
+                    pnls[m] = run.pnl(spec)
+                run.blocks.unpersist()
             assert stage is not None
-            wall, w_cpu, j_cpu = stage
+            wall, w_cpu, j_cpu, mc_wall = stage
             sp_rate = book.n_positions * n0 / (single * cores)
             rate = book.n_positions * n0 / (wall * cores)
             rates[m].update(single=sp_rate, single_wall=single)
             add("throughput", m, n0, "single_process_rate", sp_rate / 1e6, "M rev/s/core", tgt,
                 f"draw + revalue, {cores} processes, wall {single:.2f} s (best of {rounds})")
             add("throughput", m, n0, "spark_stage_rate", rate / 1e6, "M rev/s/core", tgt,
-                f"wall {wall:.2f} s, {parts} tasks (best of {rounds})")
+                f"fan-out: draw + revalue + persist + first histogram, wall {wall:.2f} s, "
+                f"{parts} tasks (best of {rounds})")
             add("throughput", m, n0, "spark_vs_single_process", rate / sp_rate, "",
                 "spark_vs_single_process")
+            mc_rate = book.n_positions * n0 / (mc_wall * cores)
+            add("throughput", m, n0, "monte_carlo_stage_vs_single_process", mc_rate / sp_rate,
+                "", note=f"the job's whole stage incl. the tail passes, wall {mc_wall:.2f} s")
             add("throughput", m, n0, "spark_python_workers_cpu_s", w_cpu, "s",
                 note=f"vs {single * cores:.2f} s of process time without Spark")
             add("throughput", m, n0, "spark_jvm_cpu_s", j_cpu, "s",
@@ -608,9 +639,13 @@ def run_benchmark(
             add("scaling", m, n, "stage_s", res["stage_s"], "s",
                 note=f"{res['blocks']} blocks in {res['partitions']} tasks")
             add("scaling", m, n, "job_wall_with_startup_s",
-                res["session_s"] + res["warm_up_s"] + res["stage_s"], "s",
+                res["session_s"] + res["warm_up_s"] + res["monte_carlo_s"], "s",
                 note=f"session {res['session_s']:.1f} s + first job {res['warm_up_s']:.1f} s")
-            add("scaling", m, n, "job_wall_without_startup_s", res["stage_s"], "s")
+            add("scaling", m, n, "job_wall_without_startup_s", res["monte_carlo_s"], "s",
+                note=f"fan-out {res['stage_s']:.1f} s + tail passes "
+                     f"{res['tail_passes_s']:.1f} s + driver")
+            add("scaling", m, n, "tail_band_losses", res["band_losses"], "",
+                note=f"gathered on the driver; {res['histogram_passes']} histogram pass(es)")
             stage_rate = book.n_positions * n / (res["stage_s"] * cores)
             add("scaling", m, n, "stage_rate", stage_rate / 1e6, "M rev/s/core")
             if "single" in rates.get(m, {}):
@@ -623,8 +658,9 @@ def run_benchmark(
         ok = [(n, r) for n, r in points if "error" not in r]
         for (n_a, a), (n_b, b) in zip(ok, ok[1:], strict=False):
             if n_b == 10 * n_a:
-                add("scaling", m, n_b, f"time_ratio_vs_{n_a}", b["stage_s"] / a["stage_s"], "",
-                    "time_ratio_10x")
+                add("scaling", m, n_b, f"time_ratio_vs_{n_a}",
+                    b["monte_carlo_s"] / a["monte_carlo_s"], "", "time_ratio_10x",
+                    note="whole Monte Carlo stage, tail passes included")
         if len(ok) >= 2:
             (n_a, a), (n_b, b) = ok[0], ok[-1]
             for key in ("driver_python_peak_mib", "driver_jvm_peak_mib",

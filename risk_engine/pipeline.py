@@ -1,9 +1,10 @@
 """The nightly run's numerical steps, free of Spark.
 
 The Spark layer reads the tables, calls :func:`prepare` on the driver, fans
-:func:`simulate_block` out over scenario blocks, and hands the collected per-(scenario, desk)
-P&L to :func:`risk_tables`. :func:`run_in_process` chains the same steps in one process; it
-is the reference the Spark job must reproduce bit for bit.
+:func:`simulate_block` out over scenario blocks, aggregates the blocks' losses into exact
+tail figures (:mod:`risk_engine.tails`) and hands them to :func:`risk_tables`.
+:func:`run_in_process` chains the same steps in one process; it is the reference the Spark
+job must reproduce bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from risk_engine.book import (
 )
 from risk_engine.config import Config
 from risk_engine.errors import DataError, RejectionCeilingError
-from risk_engine.measures import euler_contributions, var_es
 from risk_engine.revaluation import RevaluationPlan, desk_pnl
 from risk_engine.revaluation_grid import GridPlan, build_plan
 from risk_engine.scenarios import (
@@ -35,6 +35,7 @@ from risk_engine.scenarios import (
     estimate_from_history,
     from_factor_model,
 )
+from risk_engine.tails import TailSummary, summarize_matrix
 from risk_engine.timeaxis import ZeroCurve
 
 log = logging.getLogger(__name__)
@@ -205,34 +206,33 @@ def simulate_block(spec: SimulationSpec, block_id: int) -> NDArray[np.float64]:
     return desk_pnl(spec.plan, spec.source.block(block_id), spec.chunk_size)
 
 
-def risk_tables(
-    pnl: NDArray[np.float64], book: ResolvedBook, cfg: Config
-) -> dict[str, pd.DataFrame]:
-    """Risk measures, desk contributions and Greeks from per-(scenario, desk) P&L.
+def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[str, pd.DataFrame]:
+    """Risk measures, desk contributions and Greeks from the exact tail summary.
 
     Parameters
     ----------
-    pnl : ndarray, shape (N, D)
-        P&L of each desk in each scenario, desks in ``book.desks`` order.
+    summary
+        VaR, ES, standard errors and the firm's Euler contributions per desk
+        (:mod:`risk_engine.tails`), desks in ``book.desks`` order.
     book
         The resolved book (for gross values and Greeks).
     cfg
-        The run config (levels, horizon).
+        The run config (horizon).
 
     Returns
     -------
     dict with frames ``risk_measures``, ``contributions``, ``greeks`` (without ``run_id`` and
     ``as_of_date``, which the caller adds).
     """
-    levels = cfg.risk.confidence_levels
-    n = pnl.shape[0]
-    losses = -pnl
     gross = book.gross_value()
     horizon = cfg.monte_carlo.horizon_days
     rows = []
-
-    def add(scope: str, desk: str | None, loss: NDArray[np.float64], gv: float) -> None:
-        for est in var_es(loss, levels):
+    scopes: list[tuple[str, str | None, int, float]] = [
+        ("desk", desk, d, float(gross[d])) for d, desk in enumerate(book.desks)]
+    scopes.append(("firm", None, summary.n_desks, float(gross.sum())))
+    for scope, desk, series, gv in scopes:
+        for j in range(len(summary.levels)):
+            est = summary.get(series, j).estimate
             for measure, value, se in (("VaR", est.var, est.var_std_error),
                                        ("ES", est.es, est.es_std_error)):
                 rows.append({
@@ -240,21 +240,18 @@ def risk_tables(
                     "confidence_level": est.confidence_level, "horizon_days": horizon,
                     # An all-zero desk has gross value 0 and VaR 0: stated as 0, not NaN.
                     "value": value, "value_pct": value / gv if gv > 0 else 0.0,
-                    "std_error": se, "n_scenarios": n, "gross_value": gv,
+                    "std_error": se, "n_scenarios": summary.n_scenarios, "gross_value": gv,
                 })
-
-    for d, desk in enumerate(book.desks):
-        add("desk", desk, losses[:, d], float(gross[d]))
-    add("firm", None, losses.sum(axis=1), float(gross.sum()))
     measures = pd.DataFrame(rows)
     measures["horizon_days"] = measures["horizon_days"].astype(np.int32)
     measures["n_scenarios"] = measures["n_scenarios"].astype(np.int64)
 
     contrib_rows = []
-    firm = measures[measures["scope"] == "firm"].set_index(["measure", "confidence_level"])
-    for alpha, (var_c, es_c) in zip(levels, euler_contributions(losses, levels), strict=True):
-        for measure, contrib in (("VaR", var_c), ("ES", es_c)):
-            total = float(firm.loc[(measure, alpha), "value"])
+    for j, alpha in enumerate(summary.levels):
+        firm = summary.firm(j)
+        for measure, contrib, total in (("VaR", firm.desk_var, firm.estimate.var),
+                                        ("ES", firm.desk_es, firm.estimate.es)):
+            assert contrib is not None
             for d, desk in enumerate(book.desks):
                 contrib_rows.append({
                     "desk": desk, "position_id": None, "measure": measure,
@@ -271,10 +268,14 @@ def risk_tables(
 
 def run_in_process(cfg: Config, inputs: InputTables) -> tuple[Prepared, dict[str, pd.DataFrame],
                                                               NDArray[np.float64]]:
-    """Run the whole Monte Carlo stage in this process (the reference for the Spark job)."""
+    """Run the whole Monte Carlo stage in this process (the reference for the Spark job).
+
+    Returns the prepared run, the risk tables and the (N, D) P&L matrix.
+    """
     prepared = prepare(cfg, inputs)
     pnl = np.concatenate([simulate_block(prepared.spec, b) for b in range(cfg.n_blocks)])
-    return prepared, risk_tables(pnl, prepared.book, cfg), pnl
+    summary = summarize_matrix(pnl, cfg.monte_carlo.block_size, cfg.risk.confidence_levels)
+    return prepared, risk_tables(summary, prepared.book, cfg), pnl
 
 
 def filter_date(frame: pd.DataFrame, as_of: dt.date, column: str = "as_of_date") -> pd.DataFrame:

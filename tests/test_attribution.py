@@ -11,6 +11,7 @@ from risk_engine.attribution import (
 from risk_engine.demo_data import generate
 from risk_engine.measures import euler_contributions, tail_rank, var_es
 from risk_engine.pipeline import InputTables, run_in_process
+from risk_engine.tails import summarize_matrix
 from risk_engine.valuation import position_values
 
 from . import helpers as h
@@ -26,8 +27,8 @@ def case():
     prep, tables, pnl = run_in_process(cfg, InputTables(
         t["positions"], t["market"], t["rates"], factor_model=t["factor_model"],
         correlations=t["correlations"]))
-    requests = attribution_requests(pnl, LEVELS)
-    contrib, sample = attribute_in_process(prep.book, prep.spec.source, requests, LEVELS)
+    requests = attribution_requests(summarize_matrix(pnl, 1000, LEVELS))
+    contrib, sample = attribute_in_process(prep.book, prep.spec.source, requests, LEVELS, pnl)
     # Brute force: every position's loss on every scenario.
     src = prep.spec.source
     x = np.concatenate([src.block(b) for b in range(src.n_blocks)])

@@ -12,7 +12,8 @@ from risk_engine.errors import SchemaError
 from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
-from risk_engine.spark.stages import block_pnl_frame, collect_pnl
+from risk_engine.spark.stages import block_pnl_frame, collect_pnl, tail_summary
+from risk_engine.tails import summarize_matrix
 
 from .conftest import D1, D2
 
@@ -113,13 +114,18 @@ def test_results_identical_for_1_3_and_8_partitions(spark, run):
     from risk_engine.pipeline import prepare
 
     prepared = prepare(cfg, read_inputs(spark, cfg))
-    results = [
-        collect_pnl(block_pnl_frame(spark, prepared.spec, cfg.n_blocks, p),
-                    cfg.monte_carlo.n_scenarios, len(prepared.book.desks))
-        for p in (1, 3, 8)
-    ]
+    n, n_desks = cfg.monte_carlo.n_scenarios, len(prepared.book.desks)
+    frames = [block_pnl_frame(spark, prepared.spec, cfg.n_blocks, p) for p in (1, 3, 8)]
+    results = [collect_pnl(f, n, n_desks) for f in frames]
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+    # The tail passes on executors equal the in-process reference on the gathered matrix.
+    ref = summarize_matrix(results[0], cfg.monte_carlo.block_size, cfg.risk.confidence_levels)
+    for f in frames:
+        got = tail_summary(f, n, n_desks, cfg.risk.confidence_levels)
+        for a, b in zip(got.tails, ref.tails, strict=True):
+            assert a.estimate == b.estimate and a.var_scenario == b.var_scenario
+        np.testing.assert_array_equal(got.firm(0).desk_es, ref.firm(0).desk_es)
 
 
 def test_rerun_replaces_that_date_only(spark, snapshot_root, tmp_path):
@@ -170,6 +176,7 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
     from risk_engine.attribution import attribute_in_process, attribution_requests
     from risk_engine.pipeline import prepare
     from risk_engine.spark.stages import attribution
+    from risk_engine.tails import summarize_matrix
 
     cfg, out, _ = run
     prepared = prepare(cfg, read_inputs(spark, cfg))
@@ -178,11 +185,13 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
     pnl = np.zeros((cfg.monte_carlo.n_scenarios, len(desks)))
     for row in audit.itertuples():
         pnl[row.first_scenario:row.first_scenario + len(row.pnl), desks.index(row.desk)] = row.pnl
-    requests = attribution_requests(pnl, cfg.risk.confidence_levels)
-    got, got_sample = attribution(spark, prepared.book, prepared.spec.source, requests,
-                                  cfg.risk.confidence_levels, 3)
+    levels = cfg.risk.confidence_levels
+    requests = attribution_requests(summarize_matrix(pnl, cfg.monte_carlo.block_size, levels))
+    blocks = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, 3)
+    got, got_sample = attribution(spark, blocks, prepared.book, prepared.spec.source, requests,
+                                  levels)
     ref, ref_sample = attribute_in_process(prepared.book, prepared.spec.source, requests,
-                                           cfg.risk.confidence_levels)
+                                           levels, pnl)
     np.testing.assert_array_equal(got, ref)
     pd.testing.assert_frame_equal(got_sample.reset_index(drop=True),
                                   ref_sample.reset_index(drop=True), check_dtype=False)

@@ -10,11 +10,12 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 
 from risk_engine import __version__, schemas
 from risk_engine.attribution import attribution_requests, position_tables
@@ -22,7 +23,13 @@ from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.settings import GovernanceSettings, parse_governance
 from risk_engine.governance.stage import governance_tables
-from risk_engine.pipeline import InputTables, check_rejection_ceiling, prepare, risk_tables
+from risk_engine.pipeline import (
+    InputTables,
+    Prepared,
+    check_rejection_ceiling,
+    prepare,
+    risk_tables,
+)
 from risk_engine.spark.io import (
     discard_staging,
     mark_interrupted,
@@ -33,7 +40,12 @@ from risk_engine.spark.io import (
     write_manifest,
     write_partition,
 )
-from risk_engine.spark.stages import attribution, block_pnl_frame, collect_pnl
+from risk_engine.spark.stages import (
+    attribution,
+    block_pnl_frame,
+    scenario_pnl_rows,
+    tail_summary,
+)
 from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
 
 log = logging.getLogger("risk_engine.job")
@@ -208,25 +220,35 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     run.row_counts = prepared.row_counts
     summary.warnings.extend(prepared.warnings)
     check_rejection_ceiling(cfg, inputs, prepared)
-    book = prepared.book
     extra: list[str] = []
 
-    def simulate() -> np.ndarray:
-        df = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
-                             faults=cfg.testing)
-        if cfg.output.write_scenario_pnl:
-            df = df.persist()
-        pnl = collect_pnl(df, cfg.monte_carlo.n_scenarios, len(book.desks))
-        if cfg.output.write_scenario_pnl:
-            _write_scenario_pnl(spark, df, cfg, run.run_id, book.desks, run.staging)
-            extra.append(schemas.SCENARIO_PNL.name)
-            df.unpersist()
-        return pnl
+    # The block P&L stays on the executors (on disk, so a 10-million-scenario run does not
+    # fill the JVM heap): the tail passes and the attribution read it again; only
+    # histograms, band losses and sums reach the driver.
+    blocks = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
+                             faults=cfg.testing).persist(StorageLevel.DISK_ONLY)
+    try:
+        return _from_blocks(run, prepared, blocks, inputs, extra)
+    finally:
+        blocks.unpersist()
 
-    pnl = run.stage("monte_carlo", simulate)
-    tables = run.stage("risk_measures", lambda: risk_tables(pnl, book, cfg))
+
+def _from_blocks(run: Run, prepared: Prepared, blocks: DataFrame, inputs: InputTables,
+                 extra: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    spark, cfg, summary = run.spark, run.cfg, run.summary
+    book = prepared.book
+    levels = cfg.risk.confidence_levels
+    tails = run.stage("monte_carlo", lambda: tail_summary(
+        blocks, cfg.monte_carlo.n_scenarios, len(book.desks), levels))
+    log.info("run %s tails: %d histogram pass(es), %d band losses gathered for %d scenarios",
+             run.run_id, tails.histogram_passes, tails.band_losses, tails.n_scenarios)
+    if cfg.output.write_scenario_pnl:
+        run.stage("scenario_pnl", lambda: _write_scenario_pnl(
+            blocks, cfg, run.run_id, book.desks, run.staging))
+        extra.append(schemas.SCENARIO_PNL.name)
+    tables = run.stage("risk_measures", lambda: risk_tables(tails, book, cfg))
     tables["rejected_rows"] = prepared.rejected
-    wc = parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
+    wc = parse_worst_case(cfg.worst_case, levels)
     if wc.enabled:
         def worst_case() -> None:
             frame, alloc, warnings = worst_case_tables(book, prepared.model,
@@ -241,9 +263,9 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     gov = governance_settings(cfg)
     if gov.enabled and gov.attribution:
         def attribute() -> None:
-            requests = attribution_requests(pnl, cfg.risk.confidence_levels)
-            contrib, sample = attribution(spark, book, prepared.spec.source, requests,
-                                          cfg.risk.confidence_levels, cfg.spark.partitions)
+            requests = attribution_requests(tails)
+            contrib, sample = attribution(spark, blocks, book, prepared.spec.source, requests,
+                                          levels)
             rows, position_risk = position_tables(book, requests, contrib, sample)
             tables["contributions"] = pd.concat([tables["contributions"], rows],
                                                 ignore_index=True)
@@ -261,10 +283,11 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     return tables, extra
 
 
-def _write_scenario_pnl(spark: SparkSession, df: Any, cfg: Config, run_id: str,
+def _write_scenario_pnl(blocks: DataFrame, cfg: Config, run_id: str,
                         desks: tuple[str, ...], root: str) -> None:
     from pyspark.sql import functions as F
 
+    df = scenario_pnl_rows(blocks, len(desks))
     desk_col = F.element_at(F.array(*[F.lit(d) for d in desks]), F.col("desk_index") + 1)
     out = df.select(
         F.lit(run_id).alias("run_id"), F.col("block_id"), desk_col.alias("desk"),

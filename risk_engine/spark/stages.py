@@ -17,26 +17,54 @@ from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.pipeline import SimulationSpec, simulate_block
 from risk_engine.scenarios import ScenarioSource
+from risk_engine.tails import (
+    Band,
+    BinSpec,
+    TailSummary,
+    block_histograms,
+    block_losses,
+    block_partials,
+    merge_histograms,
+    summarize,
+)
 
 BLOCK_PNL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
-    T.StructField("desk_index", T.IntegerType(), False),
     T.StructField("first_scenario", T.LongType(), False),
-    T.StructField("pnl", T.ArrayType(T.DoubleType(), False), False),
+    # The block's (n_b, D) desk P&L, float64 in C order: one opaque value per block keeps
+    # the JVM's share of the work to copying bytes.
+    T.StructField("pnl", T.BinaryType(), False),
+])
+HISTOGRAM_SCHEMA = T.StructType([
+    T.StructField("spec", T.IntegerType(), False),
+    T.StructField("bin", T.LongType(), False),
+    T.StructField("count", T.LongType(), False),
+])
+PARTIAL_SCHEMA = T.StructType([
+    T.StructField("block_id", T.LongType(), False),
+    T.StructField("band", T.LongType(), False),
+    T.StructField("n_above", T.LongType(), False),
+    T.StructField("sum_above", T.DoubleType(), False),
+    T.StructField("s1", T.DoubleType(), False),
+    T.StructField("s2", T.DoubleType(), False),
+    T.StructField("desk_above", T.BinaryType(), False),
+    T.StructField("index", T.BinaryType(), False),
+    T.StructField("value", T.BinaryType(), False),
+    T.StructField("desk_band", T.BinaryType(), False),
 ])
 
 
 def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     partitions: int | None = None,
                     faults: TestingConfig | None = None) -> DataFrame:
-    """One row per (scenario block, desk) holding that block's P&L vector for the desk.
+    """One row per scenario block holding that block's desk P&L (see BLOCK_PNL_SCHEMA).
 
     ``spark.range(n_blocks)`` is split into ``partitions`` slices (default one per core);
     each task draws its blocks' scenarios from ``(seed, block_id)``, so the result does not
     depend on the slicing. Only per-(scenario, desk) P&L leaves a task.
     """
-    n_desks = spec.plan.n_desks
     faults = faults or TestingConfig()
+    block_size = spec.source.block_size
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
@@ -44,18 +72,79 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                 b = int(block_id)
                 _inject_faults(faults, b)
                 pnl = simulate_block(spec, b)
-                yield pd.DataFrame({
-                    "block_id": np.full(n_desks, b, dtype=np.int64),
-                    "desk_index": np.arange(n_desks, dtype=np.int32),
-                    "first_scenario": np.full(n_desks, b * spec.source.block_size, dtype=np.int64),
-                    "pnl": list(np.ascontiguousarray(pnl.T)),
-                })
+                yield pd.DataFrame({"block_id": [b], "first_scenario": [b * block_size],
+                                    "pnl": [np.ascontiguousarray(pnl).tobytes()]})
 
     # Default: one slice per core (each task carries several blocks, well above the ~55 ms
     # per-task overhead); results never depend on the slicing.
     slices = partitions or spark.sparkContext.defaultParallelism
     ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
     return ids.mapInPandas(run_blocks, schema=BLOCK_PNL_SCHEMA)
+
+
+def _blocks(batches: Iterator[pd.DataFrame], n_desks: int
+            ) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
+    """Decode block rows into (block_id, first_scenario, P&L (n_b, D))."""
+    for batch in batches:
+        for b, first, raw in zip(batch["block_id"], batch["first_scenario"], batch["pnl"],
+                                 strict=True):
+            yield int(b), int(first), np.frombuffer(raw, dtype=np.float64).reshape(-1, n_desks)
+
+
+def tail_summary(blocks: DataFrame, n_scenarios: int, n_desks: int,
+                 levels: Sequence[float], pass_seconds: list[float] | None = None
+                 ) -> TailSummary:
+    """Exact tail figures of every desk and the firm from the block rows, on executors.
+
+    ``blocks`` (from :func:`block_pnl_frame`) should be persisted: the histogram and band
+    passes of :mod:`risk_engine.tails` read it two or more times (the first pass computes
+    it), and only histograms, band losses and sums reach the driver. ``pass_seconds``, if
+    given, receives each pass's wall time in order.
+    """
+    def timed(df: DataFrame) -> pd.DataFrame:
+        t0 = time.perf_counter()
+        out = df.toPandas()
+        if pass_seconds is not None:
+            pass_seconds.append(time.perf_counter() - t0)
+        return out
+
+    def histograms(specs: Sequence[BinSpec]) -> pd.DataFrame:
+        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            parts = [block_histograms(block_losses(pnl, first), specs)
+                     for _, first, pnl in _blocks(batches, n_desks)]
+            yield merge_histograms(parts)
+
+        return merge_histograms([timed(blocks.mapInPandas(run, schema=HISTOGRAM_SCHEMA))])
+
+    def partials(bands: Sequence[Band]) -> pd.DataFrame:
+        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for b, first, pnl in _blocks(batches, n_desks):
+                yield block_partials(block_losses(pnl, first), b, first, bands, n_desks)
+
+        return timed(blocks.mapInPandas(run, schema=PARTIAL_SCHEMA))
+
+    return summarize(n_scenarios, n_desks, levels, histograms, partials)
+
+
+def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
+    """The block rows as one row per (block, desk) with the P&L array (the audit table)."""
+    schema = T.StructType([
+        T.StructField("block_id", T.LongType(), False),
+        T.StructField("desk_index", T.IntegerType(), False),
+        T.StructField("first_scenario", T.LongType(), False),
+        T.StructField("pnl", T.ArrayType(T.DoubleType(), False), False),
+    ])
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for b, first, pnl in _blocks(batches, n_desks):
+            yield pd.DataFrame({
+                "block_id": np.full(n_desks, b, dtype=np.int64),
+                "desk_index": np.arange(n_desks, dtype=np.int32),
+                "first_scenario": np.full(n_desks, first, dtype=np.int64),
+                "pnl": list(np.ascontiguousarray(pnl.T)),
+            })
+
+    return blocks.mapInPandas(run, schema=schema)
 
 
 def _inject_faults(faults: TestingConfig, block_id: int) -> None:
@@ -69,18 +158,17 @@ def _inject_faults(faults: TestingConfig, block_id: int) -> None:
             raise RuntimeError(f"injected fault: block {block_id}, task attempt {attempt}")
 
 
-def collect_pnl(df: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.float64]:
-    """Assemble the collected block rows into the (N, D) P&L matrix, in scenario order."""
-    table = df.toArrow()
+def collect_pnl(blocks: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.float64]:
+    """Gather every block's P&L into the (N, D) matrix, in scenario order.
+
+    For tests and the benchmark's accuracy section only: the job never gathers it.
+    """
+    table = blocks.toArrow()
     out = np.full((n_scenarios, n_desks), np.nan)
-    first = table.column("first_scenario").to_numpy()
-    desk = table.column("desk_index").to_numpy()
-    pnl = table.column("pnl").combine_chunks()
-    offsets = pnl.offsets.to_numpy()
-    values = pnl.values.to_numpy()
-    for i in range(table.num_rows):
-        seg = values[offsets[i]:offsets[i + 1]]
-        out[first[i]:first[i] + seg.size, desk[i]] = seg
+    for first, raw in zip(table.column("first_scenario").to_pylist(),
+                          table.column("pnl").to_pylist(), strict=True):
+        seg = np.frombuffer(raw, dtype=np.float64).reshape(-1, n_desks)
+        out[first:first + seg.shape[0]] = seg
     missing = np.isnan(out).any(axis=1)
     if missing.any():
         raise RuntimeError(f"scenario P&L incomplete: {int(missing.sum())} scenario(s) missing "
@@ -89,29 +177,27 @@ def collect_pnl(df: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.flo
 
 
 def attribution(
-    spark: SparkSession, book: ResolvedBook, source: ScenarioSource,
-    requests: Sequence[Request], levels: Sequence[float], partitions: int | None = None,
+    spark: SparkSession, blocks: DataFrame, book: ResolvedBook, source: ScenarioSource,
+    requests: Sequence[Request], levels: Sequence[float],
 ) -> tuple[NDArray[np.float64], pd.DataFrame]:
     """Position contributions (R, P) and block-0 sample statistics, computed on executors.
 
-    Every block that holds requested scenarios regenerates them from ``(seed, block)`` and
-    returns its weighted position losses; the driver adds the blocks up in block order so the
-    result does not depend on task scheduling.
+    Every block row (from :func:`block_pnl_frame`) finds its requested scenarios from its
+    desk P&L, regenerates them from ``(seed, block)`` and returns its weighted position
+    losses; the driver adds the blocks up in block order so the result does not depend on
+    task scheduling.
     """
-    n_blocks = source.n_blocks
     n_req, n_pos = len(requests), book.n_positions
+    n_desks = len(book.desks)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            for block_id in batch["id"].to_numpy():
-                c = block_contributions(book, source, requests, int(block_id))
-                yield pd.DataFrame({"block_id": [int(block_id)], "values": [c.ravel()]})
+        for b, _, pnl in _blocks(batches, n_desks):
+            c = block_contributions(book, source, requests, b, pnl)
+            yield pd.DataFrame({"block_id": [b], "values": [c.ravel()]})
 
-    slices = partitions or spark.sparkContext.defaultParallelism
-    ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
     schema = T.StructType([T.StructField("block_id", T.LongType(), False),
                            T.StructField("values", T.ArrayType(T.DoubleType(), False), False)])
-    table = ids.mapInPandas(run, schema=schema).toArrow().sort_by("block_id")
+    table = blocks.mapInPandas(run, schema=schema).toArrow().sort_by("block_id")
     total = np.zeros(n_req * n_pos)
     for chunk in table.column("values").to_pylist():
         total += np.asarray(chunk)
