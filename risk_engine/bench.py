@@ -50,8 +50,6 @@ from risk_engine.revaluation_grid import METHODS, GridPlan, build_plan, contract
 
 AS_OF = dt.date(2026, 11, 20)
 LEVELS = (0.95, 0.975, 0.99)
-#: Work each Spark task should carry at least (per-task overhead is ~55 ms here).
-MIN_TASK_SECONDS = 0.5
 
 #: Targets of issue 6, as (metric, comparison, bound).
 TARGETS = {
@@ -193,17 +191,11 @@ def single_process_rate(spec: SimulationSpec, cores: int) -> tuple[float, float]
     return spec.plan.n_positions * spec.source.n_scenarios / (wall * cores), wall
 
 
-def spark_partitions(n_blocks: int, cores: int, seconds_total: float) -> int:
-    """Choose the Spark partitions of the stage.
+def spark_partitions(n_blocks: int, cores: int) -> int:
+    """Spark partitions of the stage: the job's default slicing (:func:`default_slices`)."""
+    from risk_engine.spark.stages import default_slices
 
-    A multiple of ``cores`` dividing the blocks evenly when possible, each task carrying at
-    least :data:`MIN_TASK_SECONDS` of work, at most 8 waves.
-    """
-    k_max = max(1, min(8, int(seconds_total / (cores * MIN_TASK_SECONDS))))
-    for k in range(k_max, 0, -1):
-        if cores * k <= n_blocks and n_blocks % (cores * k) == 0:
-            return cores * k
-    return max(1, min(cores, n_blocks))
+    return default_slices(n_blocks, cores)
 
 
 @dataclasses.dataclass
@@ -413,8 +405,7 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
     t_session = time.perf_counter() - t0
     try:
         t_warm = _warm_up(spark, spec, cores)
-        est = params.get("seconds_per_scenario", 30e-6) * params["n_scenarios"]
-        parts = spark_partitions(_n_blocks(spec), cores, est)
+        parts = spark_partitions(_n_blocks(spec), cores)
         stage = spark_stage(spark, spec, parts)
         stage.blocks.unpersist()
         peaks = process_peaks()
@@ -460,7 +451,7 @@ def run_benchmark(
     scale_methods: Sequence[str] = ("full",),
     block_size: int = 10_000,
     accuracy_scenarios: int = 20_000,
-    driver_memory: str = "4g",
+    driver_memory: str = "1g",
     rounds: int = 3,
     scale_subprocess: bool = True,
     log: Any = None,
@@ -545,7 +536,7 @@ def run_benchmark(
                 _, sp_wall = single_process_rate(spec, cores)
                 single = min(single, sp_wall)
                 if r == 0:
-                    parts = spark_partitions(_n_blocks(spec), cores, single * cores)
+                    parts = spark_partitions(_n_blocks(spec), cores)
                 say(f"[{m}] round {r + 1}/{rounds}: Spark stage, {_n_blocks(spec)} blocks in "
                     f"{parts} tasks")
                 before = _spark_cpu()
@@ -621,15 +612,12 @@ def run_benchmark(
 
     # scaling
     for m in scale_methods:
-        # CPU seconds per scenario (all cores), to size the Spark tasks
-        per_scen = book.n_positions / rates[m]["single"] if m in rates else 30e-6
         points = []
         for n in scenarios:
             say(f"[{m}] scaling point {n:,} scenarios")
             params = {"n_scenarios": int(n), "positions": positions, "underlyings": underlyings,
                       "desks": desks, "horizon_days": horizon_days, "block_size": block_size,
-                      "method": m, "master": master, "driver_memory": driver_memory,
-                      "seconds_per_scenario": per_scen}
+                      "method": m, "master": master, "driver_memory": driver_memory}
             res = _scale_in_subprocess(params) if scale_subprocess else scale_point(params)
             points.append((int(n), res))
             if "error" in res:
@@ -723,7 +711,7 @@ def bench_main(argv: list[str]) -> int:
                    help="methods run at every scenario count (default %(default)s)")
     p.add_argument("--block-size", type=int, default=10_000)
     p.add_argument("--accuracy-scenarios", type=int, default=20_000)
-    p.add_argument("--driver-memory", default="4g")
+    p.add_argument("--driver-memory", default="1g")
     p.add_argument("--rounds", type=int, default=3,
                    help="alternating single-process / Spark rounds; the best of each is kept")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")

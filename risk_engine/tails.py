@@ -7,8 +7,9 @@ in passes that return little data:
 1. **Histograms of order keys.** A loss's *order key* is its float64 bit pattern mapped to
    an int64 that sorts like the float (:func:`order_keys`). The first pass counts keys per
    bin of the sign, the 11 exponent bits and the first 8 mantissa bits (a bin spans 2**-8 of
-   its value). Counts are integers, so the merged histogram is the same however blocks are
-   grouped into tasks.
+   its value); each block bins only its upper tail and lumps the rest into one count.
+   Counts are integers, so the merged histogram is the same however blocks are grouped
+   into tasks.
 2. **Bands.** For each (series, level) the driver needs the losses of ranks
    ``k - m .. k + m`` (``k = ceil(alpha N)``; VaR is rank ``k``, its standard error uses
    ``k +- m``, ``m = ceil(sqrt(N alpha (1 - alpha)))``). From the cumulative counts it picks the
@@ -98,17 +99,37 @@ def block_losses(pnl: FloatArray, first_scenario: int = 0) -> FloatArray:
 
 @dataclass(frozen=True)
 class BinSpec:
-    """Count the keys of ``series`` in ``[lo_key, hi_key]`` per bin ``key >> shift``."""
+    """Count the keys of ``series`` in ``[lo_key, hi_key]`` per bin ``key >> shift``.
+
+    With ``lump_below`` set, each block lumps its keys below its own rank
+    ``floor(lump_below n_b)`` into one count (bin :data:`LUMP`) and reports the largest such
+    key (bin :data:`LUMP_TOP`), so the histogram holds only the blocks' upper tails.
+    """
 
     series: int
     lo_key: int
     hi_key: int
     shift: int
+    lump_below: float | None = None
 
 
-def first_specs(n_series: int) -> list[BinSpec]:
-    """The first pass: every series over all keys, in 2**-8 relative bins."""
-    return [BinSpec(s, INT64_MIN, INT64_MAX, FIRST_SHIFT) for s in range(n_series)]
+#: Sentinel bins: the lumped count, and the largest lumped key (merged by max, not sum).
+LUMP = INT64_MIN
+LUMP_TOP = INT64_MIN + 1
+#: Blocks smaller than this are binned whole.
+MIN_LUMPED_BLOCK = 1000
+
+
+def first_specs(n_series: int, levels: Sequence[float] = ()) -> list[BinSpec]:
+    """The first pass: every series in 2**-8 relative bins.
+
+    With ``levels``, each block bins only its losses above its own local rank at
+    ``min(levels) - 0.1``: a block's empirical quantile lies within a few tens of ranks of
+    the global one, so the bands needed sit far above every lump (checked, not assumed).
+    """
+    lump = max(min(levels) - 0.1, 0.0) if levels else None
+    return [BinSpec(s, INT64_MIN, INT64_MAX, FIRST_SHIFT, lump or None)
+            for s in range(n_series)]
 
 
 def block_histograms(losses: FloatArray, specs: Sequence[BinSpec]) -> pd.DataFrame:
@@ -119,7 +140,17 @@ def block_histograms(losses: FloatArray, specs: Sequence[BinSpec]) -> pd.DataFra
         k = keys[:, spec.series]
         if spec.lo_key > INT64_MIN or spec.hi_key < INT64_MAX:
             k = k[(k >= spec.lo_key) & (k <= spec.hi_key)]
+        extra: list[tuple[int, int]] = []
+        if spec.lump_below is not None and k.size >= MIN_LUMPED_BLOCK:
+            r = int(spec.lump_below * k.size)
+            if r > 0:
+                part = np.partition(k, r - 1)
+                extra = [(LUMP, r), (LUMP_TOP, int(part[r - 1]))]
+                k = part[r:]
         bins, counts = np.unique(k >> spec.shift, return_counts=True)
+        if extra:
+            bins = np.concatenate([[e[0] for e in extra], bins])
+            counts = np.concatenate([[e[1] for e in extra], counts])
         frames.append(pd.DataFrame({"spec": np.full(bins.size, i, dtype=np.int32),
                                     "bin": bins.astype(np.int64),
                                     "count": counts.astype(np.int64)}))
@@ -127,14 +158,21 @@ def block_histograms(losses: FloatArray, specs: Sequence[BinSpec]) -> pd.DataFra
 
 
 def merge_histograms(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Add histograms up per (spec, bin); integer sums, so grouping does not matter."""
+    """Add histograms up per (spec, bin); integer sums, so grouping does not matter.
+
+    The :data:`LUMP_TOP` entries are merged by maximum.
+    """
     frames = [p for p in parts if len(p)]
     if not frames:
         return pd.DataFrame({"spec": np.array([], np.int32), "bin": np.array([], np.int64),
                              "count": np.array([], np.int64)})
     both = pd.concat(frames, ignore_index=True)
-    out = both.groupby(["spec", "bin"], sort=True, as_index=False)["count"].sum()
-    return out.astype({"spec": np.int32, "bin": np.int64, "count": np.int64})
+    top = both["bin"] == LUMP_TOP
+    summed = both[~top].groupby(["spec", "bin"], sort=False, as_index=False)["count"].sum()
+    tops = both[top].groupby(["spec", "bin"], sort=False, as_index=False)["count"].max()
+    out = pd.concat([summed, tops], ignore_index=True).sort_values(["spec", "bin"])
+    return out.reset_index(drop=True).astype(
+        {"spec": np.int32, "bin": np.int64, "count": np.int64})
 
 
 # --------------------------------------------------------------------------------- bands
@@ -161,23 +199,37 @@ def rank_range(n: int, alpha: float) -> tuple[int, int]:
 
 
 def locate(hist: pd.DataFrame, spec: BinSpec, level: int, n_before: int,
-           ranks: tuple[int, int]) -> Band:
+           ranks: tuple[int, int]) -> Band | None:
     """The band of bins of ``hist`` (one spec, bins ascending) holding ``ranks``.
 
-    ``n_before`` counts the series' keys below ``spec.lo_key``.
+    ``n_before`` counts the series' keys below ``spec.lo_key``. Returns None when lumped
+    keys (see :class:`BinSpec`) might reach into the band: the series needs a histogram
+    without lumps.
     """
     bins = hist["bin"].to_numpy()
     counts = hist["count"].to_numpy()
+    lump_top = INT64_MIN
+    if bins.size and bins[0] == LUMP:
+        n_before += int(counts[0])
+        if bins.size > 1 and bins[1] == LUMP_TOP:
+            lump_top = int(counts[1])
+            bins, counts = bins[2:], counts[2:]
+        else:
+            bins, counts = bins[1:], counts[1:]
     cum = n_before + np.cumsum(counts)
     if cum.size == 0 or cum[-1] < ranks[1]:
-        held = int(cum[-1]) if cum.size else 0
+        held = int(cum[-1]) if cum.size else n_before
         raise RuntimeError(f"series {spec.series}: histogram holds {held} ranks, rank "
                            f"{ranks[1]} needed; scenario blocks missing?")
+    if ranks[0] <= n_before:
+        return None
     i_lo = int(np.searchsorted(cum, ranks[0]))
     i_hi = int(np.searchsorted(cum, ranks[1]))
+    lo_key = max(int(bins[i_lo]) << spec.shift, spec.lo_key)
+    if lo_key <= lump_top:
+        return None
     n_below = int(cum[i_lo] - counts[i_lo])
-    return Band(series=spec.series, level=level,
-                lo_key=max(int(bins[i_lo]) << spec.shift, spec.lo_key),
+    return Band(series=spec.series, level=level, lo_key=lo_key,
                 hi_key=min(((int(bins[i_hi]) + 1) << spec.shift) - 1, spec.hi_key),
                 shift=spec.shift, n_below=n_below, count=int(cum[i_hi]) - n_below)
 
@@ -197,32 +249,49 @@ def find_bands(
     levels
         Confidence levels.
     histograms
-        Runs :func:`block_histograms` over every block and merges the results.
+        Runs :func:`block_histograms` over every block and merges the results; called
+        first with ``first_specs(n_series, levels)``.
 
     Returns
     -------
     (bands in (series, level) order, number of histogram passes)
     """
-    specs = first_specs(n_series)
+    specs = first_specs(n_series, levels)
     hist = histograms(specs)
-    by_spec = dict(iter(hist.groupby("spec", sort=True)))
-    empty = hist.iloc[:0]
-    bands = [locate(by_spec.get(s, empty), specs[s], j, 0, rank_range(n, a))
-             for s in range(n_series) for j, a in enumerate(levels)]
     passes = 1
+    found = _locate_all(hist, specs, n, levels)
+    unlumped = sorted({s for (s, _), b in found.items() if b is None})
+    if unlumped:  # a lump reached a band: those series again, binned whole
+        specs = [BinSpec(s, INT64_MIN, INT64_MAX, FIRST_SHIFT) for s in unlumped]
+        hist = histograms(specs)
+        passes += 1
+        found.update(_locate_all(hist, specs, n, levels))
+    bands = [found[(s, j)] for s in range(n_series) for j in range(len(levels))]
+    assert all(b is not None for b in bands)
+    out: list[Band] = [b for b in bands if b is not None]
     while True:
-        wide = [i for i, b in enumerate(bands) if b.count > BAND_CAP and b.shift > 0]
+        wide = [i for i, b in enumerate(out) if b.count > BAND_CAP and b.shift > 0]
         if not wide:
-            return bands, passes
-        specs = [BinSpec(bands[i].series, bands[i].lo_key, bands[i].hi_key,
-                         max(bands[i].shift - REFINE_BITS, 0)) for i in wide]
+            return out, passes
+        specs = [BinSpec(out[i].series, out[i].lo_key, out[i].hi_key,
+                         max(out[i].shift - REFINE_BITS, 0)) for i in wide]
         hist = histograms(specs)
         passes += 1
         by_spec = dict(iter(hist.groupby("spec", sort=True)))
         for s_i, i in enumerate(wide):
-            b = bands[i]
-            bands[i] = locate(by_spec.get(s_i, empty), specs[s_i], b.level, b.n_below,
+            b = out[i]
+            narrowed = locate(by_spec.get(s_i, hist.iloc[:0]), specs[s_i], b.level, b.n_below,
                               rank_range(n, levels[b.level]))
+            assert narrowed is not None  # no lumps inside a band
+            out[i] = narrowed
+
+
+def _locate_all(hist: pd.DataFrame, specs: Sequence[BinSpec], n: int,
+                levels: Sequence[float]) -> dict[tuple[int, int], Band | None]:
+    by_spec = dict(iter(hist.groupby("spec", sort=True)))
+    return {(spec.series, j): locate(by_spec.get(i, hist.iloc[:0]), spec, j, 0,
+                                     rank_range(n, a))
+            for i, spec in enumerate(specs) for j, a in enumerate(levels)}
 
 
 # ------------------------------------------------------------------------ the band pass

@@ -137,3 +137,21 @@ def test_a_non_finite_loss_names_its_scenario():
     pnl[2, 1] = np.nan
     with pytest.raises(ValueError, match="scenario 102 \\(desk 1\\) is nan"):
         tails.block_losses(pnl, first_scenario=100)
+
+
+def test_first_pass_bins_only_block_tails_and_falls_back_when_a_lump_reaches_a_band():
+    rng = np.random.default_rng(4)
+    pnl = rng.normal(size=(30_000, 2))
+    specs = tails.first_specs(3, LEVELS)
+    hist = tails.block_histograms(tails.block_losses(pnl[:10_000]), specs)
+    full = tails.block_histograms(tails.block_losses(pnl[:10_000]), tails.first_specs(3))
+    assert len(hist) < 0.5 * len(full)  # 15% of each block is binned, the rest lumped
+    assert hist.loc[hist["bin"] == tails.LUMP, "count"].tolist() == [8500] * 3
+    ok = tails.summarize_matrix(pnl, 10_000, LEVELS)
+    assert ok.histogram_passes == 1
+    # Block 0 lives in another regime: its lumped losses lie above the other blocks' tails,
+    # so the lumps reach the bands and the series are binned again, whole.
+    pnl[:10_000, 0] -= 50.0
+    shifted = tails.summarize_matrix(pnl, 10_000, LEVELS)
+    assert shifted.histogram_passes == 2
+    _check_against_full_sort(pnl, shifted, LEVELS)
