@@ -157,6 +157,23 @@ def block_histograms(losses: FloatArray, specs: Sequence[BinSpec]) -> pd.DataFra
     return pd.concat(frames, ignore_index=True)
 
 
+HISTOGRAM_DTYPE = np.dtype([("spec", "<i4"), ("bin", "<i8"), ("count", "<i8")])
+
+
+def pack_histogram(hist: pd.DataFrame) -> bytes:
+    """A histogram frame as bytes (one value per task instead of a row per bin)."""
+    rec = np.empty(len(hist), dtype=HISTOGRAM_DTYPE)
+    for name in HISTOGRAM_DTYPE.names or ():
+        rec[name] = hist[name].to_numpy()
+    return rec.tobytes()
+
+
+def unpack_histogram(raw: bytes) -> pd.DataFrame:
+    """Inverse of :func:`pack_histogram`."""
+    rec = np.frombuffer(raw, dtype=HISTOGRAM_DTYPE)
+    return pd.DataFrame({name: rec[name] for name in HISTOGRAM_DTYPE.names or ()})
+
+
 def merge_histograms(parts: Iterable[pd.DataFrame]) -> pd.DataFrame:
     """Add histograms up per (spec, bin); integer sums, so grouping does not matter.
 

@@ -25,7 +25,9 @@ from risk_engine.tails import (
     block_losses,
     block_partials,
     merge_histograms,
+    pack_histogram,
     summarize,
+    unpack_histogram,
 )
 
 BLOCK_PNL_SCHEMA = T.StructType([
@@ -34,11 +36,6 @@ BLOCK_PNL_SCHEMA = T.StructType([
     # The block's (n_b, D) desk P&L, float64 in C order: one opaque value per block keeps
     # the JVM's share of the work to copying bytes.
     T.StructField("pnl", T.BinaryType(), False),
-])
-HISTOGRAM_SCHEMA = T.StructType([
-    T.StructField("spec", T.IntegerType(), False),
-    T.StructField("bin", T.LongType(), False),
-    T.StructField("count", T.LongType(), False),
 ])
 PARTIAL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
@@ -123,9 +120,15 @@ def tail_summary(blocks: DataFrame, n_scenarios: int, n_desks: int,
         def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             parts = [block_histograms(block_losses(pnl, first), specs)
                      for _, first, pnl in _blocks(batches, n_desks)]
-            yield merge_histograms(parts)
+            yield pd.DataFrame({"hist": [pack_histogram(merge_histograms(parts))]})
 
-        return merge_histograms([timed(blocks.mapInPandas(run, schema=HISTOGRAM_SCHEMA))])
+        # One packed histogram per task (the blocks' tails only), merged 16 at a time.
+        packed = list(timed(blocks.mapInPandas(run, schema="hist binary"))["hist"])
+        merged = merge_histograms([])
+        while packed:
+            chunk, packed = packed[:16], packed[16:]
+            merged = merge_histograms([merged, *map(unpack_histogram, chunk)])
+        return merged
 
     def partials(bands: Sequence[Band]) -> pd.DataFrame:
         def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -209,20 +212,13 @@ def attribution(
 
     schema = T.StructType([T.StructField("block_id", T.LongType(), False),
                            T.StructField("values", T.BinaryType(), False)])
-    rows = blocks.mapInPandas(run, schema=schema).toLocalIterator()
+    got = pd.DataFrame(blocks.mapInPandas(run, schema=schema).toPandas()).sort_values("block_id")
+    if list(got["block_id"]) != list(range(source.n_blocks)):
+        raise RuntimeError(f"attribution: {len(got)} block results for {source.n_blocks} "
+                           "blocks")
     total = np.zeros(mask.shape)
-    # Added in block order, streaming (the range partitions arrive in order; a block that
-    # arrives early waits), so the driver holds about one partition's rows.
-    waiting: dict[int, bytes] = {}
-    next_block = 0
-    for row in rows:
-        waiting[int(row["block_id"])] = row["values"]
-        while next_block in waiting:
-            total[mask] += np.frombuffer(waiting.pop(next_block), dtype=np.float64)
-            next_block += 1
-    if waiting or next_block != source.n_blocks:
-        raise RuntimeError(f"attribution: {next_block} of {source.n_blocks} blocks added, "
-                           f"{len(waiting)} out of order")
+    for raw in got["values"]:  # in block order, as attribute_in_process adds them
+        total[mask] += np.frombuffer(raw, dtype=np.float64)
 
     def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
