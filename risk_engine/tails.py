@@ -54,7 +54,6 @@ REFINE_BITS = 16
 #: Largest number of losses a band may hold before it is narrowed.
 BAND_CAP = 1 << 16
 
-HISTOGRAM_COLUMNS = ["spec", "bin", "count"]
 PARTIAL_COLUMNS = ["block_id", "band", "n_above", "sum_above", "s1", "s2", "desk_above",
                    "index", "value", "desk_band"]
 
