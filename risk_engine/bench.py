@@ -218,13 +218,10 @@ class StageRun:
 def spark_stage(spark: Any, spec: SimulationSpec, partitions: int,
                 levels: Sequence[float] = LEVELS) -> StageRun:
     """Run the Spark Monte Carlo stage as the job does: blocks persisted, tail passes."""
-    from pyspark import StorageLevel
-
-    from risk_engine.spark.stages import block_pnl_frame, tail_summary
+    from risk_engine.spark.stages import block_pnl_frame, persist_blocks, tail_summary
 
     t0 = time.perf_counter()
-    blocks = block_pnl_frame(spark, spec, _n_blocks(spec), partitions).persist(
-        StorageLevel.DISK_ONLY)
+    blocks = persist_blocks(block_pnl_frame(spark, spec, _n_blocks(spec), partitions))
     passes: list[float] = []
     summary = tail_summary(blocks, spec.source.n_scenarios, spec.plan.n_desks, levels,
                            pass_seconds=passes)

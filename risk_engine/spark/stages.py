@@ -90,6 +90,13 @@ def default_slices(n_blocks: int, cores: int) -> int:
     return min(n_blocks, cores * max(1, -(-n_blocks // (cores * MAX_BLOCKS_PER_TASK))))
 
 
+def persist_blocks(blocks: DataFrame) -> DataFrame:
+    """Keep the block rows on the executors' local disk (read by every later pass)."""
+    from pyspark import StorageLevel
+
+    return blocks.persist(StorageLevel.DISK_ONLY)
+
+
 def _blocks(batches: Iterator[pd.DataFrame], n_desks: int
             ) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
     """Decode block rows into (block_id, first_scenario, P&L (n_b, D))."""
