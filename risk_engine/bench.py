@@ -221,7 +221,8 @@ def spark_stage(spark: Any, spec: SimulationSpec, partitions: int,
     from risk_engine.spark.stages import block_pnl_frame, persist_blocks, tail_summary
 
     t0 = time.perf_counter()
-    blocks = persist_blocks(block_pnl_frame(spark, spec, _n_blocks(spec), partitions))
+    blocks = persist_blocks(block_pnl_frame(spark, spec, _n_blocks(spec), partitions,
+                                            levels=levels))
     passes: list[float] = []
     summary = tail_summary(blocks, spec.source.n_scenarios, spec.plan.n_desks, levels,
                            pass_seconds=passes)

@@ -13,7 +13,14 @@ from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
 from risk_engine.spark.stages import block_pnl_frame, collect_pnl, tail_summary
-from risk_engine.tails import summarize_matrix
+from risk_engine.tails import (
+    block_histograms,
+    block_losses,
+    first_specs,
+    merge_histograms,
+    summarize_matrix,
+    unpack_histogram,
+)
 
 from .conftest import D1, D2
 
@@ -115,14 +122,29 @@ def test_results_identical_for_1_3_and_8_partitions(spark, run):
 
     prepared = prepare(cfg, read_inputs(spark, cfg))
     n, n_desks = cfg.monte_carlo.n_scenarios, len(prepared.book.desks)
-    frames = [block_pnl_frame(spark, prepared.spec, cfg.n_blocks, p) for p in (1, 3, 8)]
+    levels = cfg.risk.confidence_levels
+    # Rows without (1 partition) and with (3, 8) the first histogram binned in the task.
+    frames = [block_pnl_frame(spark, prepared.spec, cfg.n_blocks, p, levels=lv)
+              for p, lv in ((1, ()), (3, levels), (8, levels))]
     results = [collect_pnl(f, n, n_desks) for f in frames]
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+    # The histograms binned in the tasks equal the blocks' own, merged on the driver.
+    size = cfg.monte_carlo.block_size
+    specs = first_specs(n_desks + 1, levels)
+    expected = merge_histograms(
+        block_histograms(block_losses(results[0][f:f + size], f), specs)
+        for f in range(0, n, size))
+    assert frames[0].where("hist IS NOT NULL").count() == 0
+    for f, parts in ((frames[1], 3), (frames[2], 8)):
+        packed = f.where("hist IS NOT NULL").select("hist").toPandas()["hist"]
+        assert len(packed) == parts
+        got_hist = merge_histograms(unpack_histogram(h) for h in packed)
+        pd.testing.assert_frame_equal(got_hist, expected)
     # The tail passes on executors equal the in-process reference on the gathered matrix.
-    ref = summarize_matrix(results[0], cfg.monte_carlo.block_size, cfg.risk.confidence_levels)
+    ref = summarize_matrix(results[0], size, levels)
     for f in frames:
-        got = tail_summary(f, n, n_desks, cfg.risk.confidence_levels)
+        got = tail_summary(f, n, n_desks, levels)
         for a, b in zip(got.tails, ref.tails, strict=True):
             assert a.estimate == b.estimate and a.var_scenario == b.var_scenario
         np.testing.assert_array_equal(got.firm(0).desk_es, ref.firm(0).desk_es)
@@ -176,7 +198,14 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
     from risk_engine.attribution import attribute_in_process, attribution_requests
     from risk_engine.pipeline import prepare
     from risk_engine.spark.stages import attribution
-    from risk_engine.tails import summarize_matrix
+    from risk_engine.tails import (
+    block_histograms,
+    block_losses,
+    first_specs,
+    merge_histograms,
+    summarize_matrix,
+    unpack_histogram,
+)
 
     cfg, out, _ = run
     prepared = prepare(cfg, read_inputs(spark, cfg))

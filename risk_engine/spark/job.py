@@ -14,7 +14,6 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 
 from risk_engine import __version__, schemas
@@ -43,6 +42,7 @@ from risk_engine.spark.io import (
 from risk_engine.spark.stages import (
     attribution,
     block_pnl_frame,
+    persist_blocks,
     scenario_pnl_rows,
     tail_summary,
 )
@@ -226,7 +226,8 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     # fill the JVM heap): the tail passes and the attribution read it again; only
     # histograms, band losses and sums reach the driver.
     blocks = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
-                             faults=cfg.testing).persist(StorageLevel.DISK_ONLY)
+                             faults=cfg.testing, levels=cfg.risk.confidence_levels)
+    blocks = persist_blocks(blocks)
     try:
         return _from_blocks(run, prepared, blocks, inputs, extra)
     finally:

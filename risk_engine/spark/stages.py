@@ -18,12 +18,14 @@ from risk_engine.config import TestingConfig
 from risk_engine.pipeline import SimulationSpec, simulate_block
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import (
+    LUMP_TOP,
     Band,
     BinSpec,
     TailSummary,
     block_histograms,
     block_losses,
     block_partials,
+    first_specs,
     merge_histograms,
     pack_histogram,
     summarize,
@@ -36,7 +38,12 @@ BLOCK_PNL_SCHEMA = T.StructType([
     # The block's (n_b, D) desk P&L, float64 in C order: one opaque value per block keeps
     # the JVM's share of the work to copying bytes.
     T.StructField("pnl", T.BinaryType(), False),
+    # The first histogram pass (:func:`risk_engine.tails.first_specs`) over all the task's
+    # blocks, packed; set on the task's last row only, null elsewhere.
+    T.StructField("hist", T.BinaryType(), True),
 ])
+#: The block row columns the later passes read (not the embedded histogram).
+BLOCK_COLUMNS = ("block_id", "first_scenario", "pnl")
 PARTIAL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
     T.StructField("band", T.LongType(), False),
@@ -52,26 +59,39 @@ PARTIAL_SCHEMA = T.StructType([
 
 
 def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
-                    partitions: int | None = None,
-                    faults: TestingConfig | None = None) -> DataFrame:
+                    partitions: int | None = None, faults: TestingConfig | None = None,
+                    levels: Sequence[float] = ()) -> DataFrame:
     """One row per scenario block holding that block's desk P&L (see BLOCK_PNL_SCHEMA).
 
     ``spark.range(n_blocks)`` is split into ``partitions`` slices (default
     :func:`default_slices`); each task draws its blocks' scenarios from ``(seed, block_id)``,
     so the result does not depend on the slicing. Only per-(scenario, desk) P&L leaves a
-    task.
+    task. With ``levels``, each task also bins its blocks' upper tails for the first
+    histogram pass of :func:`tail_summary` while the P&L is at hand, which saves a second
+    Python UDF reading every block back.
     """
     faults = faults or TestingConfig()
     block_size = spec.source.block_size
+    specs = first_specs(spec.plan.n_desks + 1, levels) if levels else None
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        hists: list[pd.DataFrame] = []
+        row: dict[str, list[object]] | None = None
         for batch in batches:
             for block_id in batch["id"].to_numpy():
+                if row is not None:  # hold one row back: the task's last carries the histogram
+                    yield pd.DataFrame(row)
                 b = int(block_id)
                 _inject_faults(faults, b)
                 pnl = simulate_block(spec, b)
-                yield pd.DataFrame({"block_id": [b], "first_scenario": [b * block_size],
-                                    "pnl": [np.ascontiguousarray(pnl).tobytes()]})
+                if specs is not None:
+                    hists.append(block_histograms(block_losses(pnl, b * block_size), specs))
+                row = {"block_id": [b], "first_scenario": [b * block_size],
+                       "pnl": [np.ascontiguousarray(pnl).tobytes()], "hist": [None]}
+        if row is not None:
+            if specs is not None:
+                row["hist"] = [pack_histogram(merge_histograms(hists))]
+            yield pd.DataFrame(row)
 
     slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism)
     ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
@@ -113,38 +133,68 @@ def tail_summary(blocks: DataFrame, n_scenarios: int, n_desks: int,
 
     ``blocks`` (from :func:`block_pnl_frame`) should be persisted: the histogram and band
     passes of :mod:`risk_engine.tails` read it two or more times (the first pass computes
-    it), and only histograms, band losses and sums reach the driver. ``pass_seconds``, if
-    given, receives each pass's wall time in order.
+    it), and only histograms, band losses and sums reach the driver. The first histogram
+    pass is the one embedded in the block rows when they carry it for every scenario (any
+    lumping level is valid: :func:`risk_engine.tails.find_bands` checks the lumps against
+    the bands). ``pass_seconds``, if given, receives each pass's wall time in order.
     """
+    def record(t0: float) -> None:
+        if pass_seconds is not None:
+            pass_seconds.append(time.perf_counter() - t0)
+
     def timed(df: DataFrame) -> pd.DataFrame:
         t0 = time.perf_counter()
         out = df.toPandas()
-        if pass_seconds is not None:
-            pass_seconds.append(time.perf_counter() - t0)
+        record(t0)
         return out
 
+    def merged(packed: list[bytes]) -> pd.DataFrame:
+        out = merge_histograms([])
+        while packed:  # 16 at a time: the driver holds few unmerged histograms at once
+            chunk, packed = packed[:16], packed[16:]
+            out = merge_histograms([out, *map(unpack_histogram, chunk)])
+        return out
+
+    first_pass = first_specs(n_desks + 1, levels)
+
     def histograms(specs: Sequence[BinSpec]) -> pd.DataFrame:
+        if list(specs) == first_pass and "hist" in blocks.columns:
+            t0 = time.perf_counter()
+            rows = pd.DataFrame(blocks.select("hist").where("hist IS NOT NULL").toPandas())
+            embedded = merged(list(rows["hist"]))
+            if _covers(embedded, len(specs), n_scenarios):
+                record(t0)
+                return embedded
+            # The rows were built without levels: bin them in a pass of their own.
+
         def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             parts = [block_histograms(block_losses(pnl, first), specs)
                      for _, first, pnl in _blocks(batches, n_desks)]
             yield pd.DataFrame({"hist": [pack_histogram(merge_histograms(parts))]})
 
-        # One packed histogram per task (the blocks' tails only), merged 16 at a time.
-        packed = list(timed(blocks.mapInPandas(run, schema="hist binary"))["hist"])
-        merged = merge_histograms([])
-        while packed:
-            chunk, packed = packed[:16], packed[16:]
-            merged = merge_histograms([merged, *map(unpack_histogram, chunk)])
-        return merged
+        # One packed histogram per task (the blocks' tails only).
+        return merged(list(timed(_block_rows(blocks).mapInPandas(run, schema="hist binary"))
+                           ["hist"]))
 
     def partials(bands: Sequence[Band]) -> pd.DataFrame:
         def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             for b, first, pnl in _blocks(batches, n_desks):
                 yield block_partials(block_losses(pnl, first), b, first, bands, n_desks)
 
-        return timed(blocks.mapInPandas(run, schema=PARTIAL_SCHEMA))
+        return timed(_block_rows(blocks).mapInPandas(run, schema=PARTIAL_SCHEMA))
 
     return summarize(n_scenarios, n_desks, levels, histograms, partials)
+
+
+def _covers(hist: pd.DataFrame, n_specs: int, n_scenarios: int) -> bool:
+    """Whether ``hist`` counts every scenario once in each of its ``n_specs`` specs."""
+    counts = hist[hist["bin"] != LUMP_TOP].groupby("spec")["count"].sum()
+    return len(counts) == n_specs and bool((counts == n_scenarios).all())
+
+
+def _block_rows(blocks: DataFrame) -> DataFrame:
+    """The block rows without the embedded histogram (what the passes read)."""
+    return blocks.select(*BLOCK_COLUMNS)
 
 
 def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
@@ -165,7 +215,7 @@ def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
                 "pnl": list(np.ascontiguousarray(pnl.T)),
             })
 
-    return blocks.mapInPandas(run, schema=schema)
+    return _block_rows(blocks).mapInPandas(run, schema=schema)
 
 
 def _inject_faults(faults: TestingConfig, block_id: int) -> None:
@@ -184,7 +234,7 @@ def collect_pnl(blocks: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np
 
     For tests and the benchmark's accuracy section only: the job never gathers it.
     """
-    table = blocks.toArrow()
+    table = _block_rows(blocks).toArrow()
     out = np.full((n_scenarios, n_desks), np.nan)
     for first, raw in zip(table.column("first_scenario").to_pylist(),
                           table.column("pnl").to_pylist(), strict=True):
@@ -219,7 +269,8 @@ def attribution(
 
     schema = T.StructType([T.StructField("block_id", T.LongType(), False),
                            T.StructField("values", T.BinaryType(), False)])
-    got = pd.DataFrame(blocks.mapInPandas(run, schema=schema).toPandas()).sort_values("block_id")
+    got = pd.DataFrame(_block_rows(blocks).mapInPandas(run, schema=schema).toPandas())
+    got = got.sort_values("block_id")
     if list(got["block_id"]) != list(range(source.n_blocks)):
         raise RuntimeError(f"attribution: {len(got)} block results for {source.n_blocks} "
                            "blocks")
