@@ -8,9 +8,11 @@ stable sort ranks them) weighs ``1 / (N (1 - alpha))`` and the VaR scenario
 indices. VaR: a window of ranks around the quantile, rescaled to the desk's VaR (explicit
 indices; the window grows like the square root of N). Each scenario block then takes its
 desk losses, regenerates its scenarios from ``(seed, block)``, revalues the desk's positions
-on the requested scenarios only, and returns weighted sums (:func:`block_contributions`);
-the driver adds the blocks up in block order. No scenario-by-position matrix is kept beyond
-one block's requested rows.
+on the requested scenarios only, and returns weighted sums (:func:`block_contributions`).
+The sums are added in a fixed order that does not depend on where blocks ran: blocks in
+order within groups of :data:`SUM_GROUP` consecutive blocks (on executors), then the groups
+in order (on the driver, which receives one row per group). No scenario-by-position matrix
+is kept beyond one block's requested rows.
 
 Incremental VaR (desk VaR minus the desk's VaR without the position) and the correlation of
 each position's P&L with its desk's are computed exactly on the scenarios of block 0 (the
@@ -34,6 +36,10 @@ from risk_engine.valuation import position_values
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
+
+#: Consecutive blocks whose contributions are added up together before the groups are
+#: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.
+SUM_GROUP = 16
 
 
 @dataclass(frozen=True)
@@ -213,14 +219,18 @@ def position_tables(
 
 def attribute_in_process(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request],
-    levels: Sequence[float], pnl: FloatArray,
+    levels: Sequence[float], pnl: FloatArray, group: int = SUM_GROUP,
 ) -> tuple[FloatArray, pd.DataFrame]:
     """Contributions (R, P) and block-0 statistics in this process (reference for Spark).
 
-    ``pnl`` is the whole (N, D) desk P&L matrix.
+    ``pnl`` is the whole (N, D) desk P&L matrix; blocks are added in order within groups of
+    ``group`` consecutive blocks, then the groups in order.
     """
     total = np.zeros((len(requests), book.n_positions))
     size = source.block_size
-    for b in range(source.n_blocks):
-        total += block_contributions(book, source, requests, b, pnl[b * size:(b + 1) * size])
+    for start in range(0, source.n_blocks, group):
+        part = np.zeros_like(total)
+        for b in range(start, min(start + group, source.n_blocks)):
+            part += block_contributions(book, source, requests, b, pnl[b * size:(b + 1) * size])
+        total += part
     return total, sample_statistics(book, source, levels)

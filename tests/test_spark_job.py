@@ -198,14 +198,7 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
     from risk_engine.attribution import attribute_in_process, attribution_requests
     from risk_engine.pipeline import prepare
     from risk_engine.spark.stages import attribution
-    from risk_engine.tails import (
-    block_histograms,
-    block_losses,
-    first_specs,
-    merge_histograms,
-    summarize_matrix,
-    unpack_histogram,
-)
+    from risk_engine.tails import summarize_matrix
 
     cfg, out, _ = run
     prepared = prepare(cfg, read_inputs(spark, cfg))
@@ -222,6 +215,14 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
     ref, ref_sample = attribute_in_process(prepared.book, prepared.spec.source, requests,
                                            levels, pnl)
     np.testing.assert_array_equal(got, ref)
+    # Summation groups of 3 blocks straddle the 3 partitions' boundaries (8 blocks: 0-1,
+    # 2-4, 5-7): the executors' group sums still equal the reference's bit for bit.
+    got3, _ = attribution(spark, blocks, prepared.book, prepared.spec.source, requests,
+                          levels, group=3)
+    ref3, _ = attribute_in_process(prepared.book, prepared.spec.source, requests, levels,
+                                   pnl, group=3)
+    np.testing.assert_array_equal(got3, ref3)
+    np.testing.assert_allclose(got3, ref, rtol=1e-12, atol=1e-9 * np.abs(ref).max())
     pd.testing.assert_frame_equal(got_sample.reset_index(drop=True),
                                   ref_sample.reset_index(drop=True), check_dtype=False)
     contrib = _read(out, "contributions", D2)

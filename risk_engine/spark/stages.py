@@ -12,7 +12,7 @@ from pyspark import TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from risk_engine.attribution import Request, block_contributions, sample_statistics
+from risk_engine.attribution import SUM_GROUP, Request, block_contributions, sample_statistics
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.pipeline import SimulationSpec, simulate_block
@@ -249,33 +249,53 @@ def collect_pnl(blocks: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np
 
 def attribution(
     spark: SparkSession, blocks: DataFrame, book: ResolvedBook, source: ScenarioSource,
-    requests: Sequence[Request], levels: Sequence[float],
+    requests: Sequence[Request], levels: Sequence[float], group: int = SUM_GROUP,
 ) -> tuple[NDArray[np.float64], pd.DataFrame]:
     """Position contributions (R, P) and block-0 sample statistics, computed on executors.
 
     Every block row (from :func:`block_pnl_frame`) finds its requested scenarios from its
     desk P&L, regenerates them from ``(seed, block)`` and returns its weighted position
-    losses; the driver adds the blocks up in block order so the result does not depend on
-    task scheduling.
+    losses. Executors add them up per group of ``group`` consecutive blocks, in block
+    order, and the driver adds the groups in order, exactly as
+    :func:`risk_engine.attribution.attribute_in_process` does, so the result does not
+    depend on task scheduling and the driver receives one row per group.
     """
     n_desks = len(book.desks)
     # Request r is non-zero only on its desk's positions: only those values travel.
     mask = book.desk_index[None, :] == np.array([r.desk_index for r in requests])[:, None]
+    n_values = int(mask.sum())
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for b, _, pnl in _blocks(batches, n_desks):
             c = block_contributions(book, source, requests, b, pnl)
-            yield pd.DataFrame({"block_id": [b], "values": [c[mask].tobytes()]})
+            yield pd.DataFrame({"group": [b // group], "block_id": [b],
+                                "values": [c[mask].tobytes()]})
 
-    schema = T.StructType([T.StructField("block_id", T.LongType(), False),
-                           T.StructField("values", T.BinaryType(), False)])
-    got = pd.DataFrame(_block_rows(blocks).mapInPandas(run, schema=schema).toPandas())
-    got = got.sort_values("block_id")
-    if list(got["block_id"]) != list(range(source.n_blocks)):
-        raise RuntimeError(f"attribution: {len(got)} block results for {source.n_blocks} "
-                           "blocks")
+    def add_group(frame: pd.DataFrame) -> pd.DataFrame:
+        frame = frame.sort_values("block_id")
+        part = np.zeros(n_values)
+        for raw in frame["values"]:  # in block order
+            part += np.frombuffer(raw, dtype=np.float64)
+        ids = frame["block_id"]
+        return pd.DataFrame({"group": [int(frame["group"].iloc[0])], "n": [len(frame)],
+                             "lo": [int(ids.min())], "hi": [int(ids.max())],
+                             "values": [part.tobytes()]})
+
+    block_schema = "group long, block_id long, values binary"
+    group_schema = "group long, n long, lo long, hi long, values binary"
+    per_block = _block_rows(blocks).mapInPandas(run, schema=block_schema)
+    got = pd.DataFrame(per_block.groupBy("group").applyInPandas(add_group, schema=group_schema)
+                       .toPandas()).sort_values("group")
+    n_groups = -(-source.n_blocks // group)
+    lo = np.arange(n_groups) * group
+    hi = np.minimum(lo + group, source.n_blocks) - 1
+    if not (len(got) == n_groups and np.array_equal(got["group"], np.arange(n_groups))
+            and np.array_equal(got["lo"], lo) and np.array_equal(got["hi"], hi)
+            and np.array_equal(got["n"], hi - lo + 1)):
+        raise RuntimeError(f"attribution: block results of {int(got['n'].sum())} blocks in "
+                           f"{len(got)} groups for {source.n_blocks} blocks")
     total = np.zeros(mask.shape)
-    for raw in got["values"]:  # in block order, as attribute_in_process adds them
+    for raw in got["values"]:  # groups in order, as attribute_in_process adds them
         total[mask] += np.frombuffer(raw, dtype=np.float64)
 
     def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
