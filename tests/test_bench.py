@@ -1,0 +1,40 @@
+"""`risk-engine bench` end to end on a small book: every section is measured, none fails.
+
+Speed targets are not asserted here (figures vary with the machine); accuracy targets are,
+since they do not depend on timing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from risk_engine.bench import format_table, run_benchmark
+
+pytestmark = pytest.mark.spark
+
+
+def test_bench_small_book_measures_every_section():
+    table = run_benchmark(
+        (2_000, 20_000), positions=200, underlyings=10, desks=4, block_size=1_000,
+        accuracy_scenarios=2_000, rounds=1, methods=("full", "grid"))
+    assert not (table["metric"] == "failed").any(), table[table["metric"] == "failed"]
+    got = {(r.section, r.method, r.metric): r for r in table.itertuples()}
+
+    for m in ("full", "grid"):
+        for metric in ("kernel_only_rate", "single_process_rate", "spark_stage_rate"):
+            assert got[("throughput", m, metric)].value > 0
+    # Accuracy against the independent scipy pricer and of the grid against full.
+    assert got[("accuracy", "full", "desk_var_es_rel_error_vs_scipy")].value <= 1e-9
+    assert got[("accuracy", "grid", "desk_var_es_rel_error")].value <= 1e-4
+
+    scaling = table[table["section"] == "scaling"]
+    for n in (2_000, 20_000):
+        point = scaling[scaling["n_scenarios"] == n].set_index("metric")["value"]
+        assert point["stage_s"] > 0 and point["tail_band_losses"] > 0
+        for key in ("driver_python_peak_mib", "driver_jvm_peak_mib",
+                    "python_worker_peak_mib", "driver_jvm_live_heap_mib"):
+            assert np.isfinite(point[key]) and point[key] > 0
+    assert "time_ratio_vs_2000" in set(scaling["metric"])
+    text = format_table(table)
+    assert "== throughput ==" in text and "== scaling ==" in text
