@@ -287,3 +287,9 @@ def test_worst_case_at_least_monte_carlo_var_on_every_desk(run):
         assert (rows["value"] >= rows["mc_var"]).all(), rows[["desk", "value", "mc_var"]]
     na = wc[wc["status"] == "not_applicable"]
     assert na["message"].str.len().gt(0).all()
+
+
+def test_local_driver_jvm_uses_the_quick_jit_compiler_only(spark):
+    # build_session's local-mode default (risk_engine/spark/session.py) reaches the JVM.
+    bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert "-XX:TieredStopAtLevel=1" in list(bean.getInputArguments())

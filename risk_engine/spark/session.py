@@ -17,6 +17,13 @@ _DEFAULTS = {
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "8",
 }
+#: Local masters only. The driver JVM is then also the executor and shares the cores with
+#: the Python workers. Its optimizing JIT compiler (C2) recompiles every query's generated
+#: classes: measured on a 100,000-scenario Monte Carlo stage (2 cores), 0.96 s of JVM CPU per
+#: stage with C2 and 0.39 s with the quick compiler (C1) alone, and the demo job 12% faster.
+#: The JVM's share of this work is moving bytes, which C1 code does as well. A
+#: ``spark.driver.extraJavaOptions`` in the config replaces this.
+_LOCAL_DEFAULTS = {"spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1"}
 
 
 def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkSession:
@@ -32,6 +39,7 @@ def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkS
         ``PYSPARK_PYTHON`` says otherwise.
     """
     builder = SparkSession.builder.appName(settings.app_name)
+    defaults = dict(_DEFAULTS)
     if master is not None:
         builder = builder.master(master)
         if master.startswith("local"):
@@ -41,7 +49,8 @@ def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkS
             os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
             builder = builder.config("spark.driver.host", "127.0.0.1")
             builder = builder.config("spark.driver.bindAddress", "127.0.0.1")
-    for key, value in {**_DEFAULTS, **dict(settings.conf)}.items():
+            defaults.update(_LOCAL_DEFAULTS)
+    for key, value in {**defaults, **dict(settings.conf)}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
