@@ -86,6 +86,8 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                 pnl = simulate_block(spec, b)
                 if specs is not None:
                     hists.append(block_histograms(block_losses(pnl, b * block_size), specs))
+                    if len(hists) == 16:  # bounded memory in a task given many blocks
+                        hists = [merge_histograms(hists)]
                 row = {"block_id": [b], "first_scenario": [b * block_size],
                        "pnl": [np.ascontiguousarray(pnl).tobytes()], "hist": [None]}
         if row is not None:
