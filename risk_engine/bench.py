@@ -255,10 +255,14 @@ def _session(master: str, driver_memory: str) -> Any:
     from risk_engine.config import SparkConfig
     from risk_engine.spark.session import build_session
 
-    return build_session(SparkConfig(app_name="risk-engine-bench", conf={
-        "spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
-        "spark.driver.memory": driver_memory, "spark.driver.maxResultSize": "0",
-    }), master=master)
+    conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
+            "spark.driver.memory": driver_memory, "spark.driver.maxResultSize": "0"}
+    if re.match(r"spark://(127\.0\.0\.1|localhost)[:/]", master):
+        # A standalone cluster on this machine: its executors run this interpreter and
+        # reach the driver on the loopback address.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
+    return build_session(SparkConfig(app_name="risk-engine-bench", conf=conf), master=master)
 
 
 # ------------------------------------------------------------------------------ accuracy
@@ -409,12 +413,17 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
                          horizon_days=params["horizon_days"],
                          block_size=params["block_size"])
     spec = spec_for(prep, params["method"])
-    cores = cores_of(params["master"])
+    master = params["master"]
     t0 = time.perf_counter()
-    spark = _session(params["master"], params["driver_memory"])
+    spark = _session(master, params["driver_memory"])
     t_session = time.perf_counter() - t0
     try:
-        t_warm = _warm_up(spark, spec, cores)
+        if master.startswith("local"):
+            cores = cores_of(master)
+            t_warm = _warm_up(spark, spec, cores)
+        else:  # a cluster: its executors' cores, once they have registered
+            t_warm = _warm_up(spark, spec, spark.sparkContext.defaultParallelism)
+            cores = spark.sparkContext.defaultParallelism
         parts = spark_partitions(_n_blocks(spec), cores)
         stage = spark_stage(spark, spec, parts)
         live = jvm_live_heap_mib(spark)
@@ -426,7 +435,7 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
             "tail_passes_s": stage.tail_passes_s, "monte_carlo_s": stage.wall_s,
             "histogram_passes": stage.summary.histogram_passes,
             "band_losses": stage.summary.band_losses,
-            "partitions": parts, "blocks": _n_blocks(spec),
+            "partitions": parts, "blocks": _n_blocks(spec), "cores": cores,
             "driver_jvm_live_heap_mib": live, **peaks}
 
 
@@ -466,13 +475,15 @@ def run_benchmark(
     driver_memory: str = "1g",
     rounds: int = 3,
     scale_subprocess: bool = True,
+    scale_master: str | None = None,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`COLUMNS`).
 
     The throughput and accuracy sections run at the first scenario count; the scaling
     section runs every count for each of ``scale_methods`` (each point in a fresh process
-    when ``scale_subprocess``).
+    when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
+    where the driver JVM is not also the executor), else on ``master``.
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -634,7 +645,8 @@ def run_benchmark(
             say(f"[{m}] scaling point {n:,} scenarios")
             params = {"n_scenarios": int(n), "positions": positions, "underlyings": underlyings,
                       "desks": desks, "horizon_days": horizon_days, "block_size": block_size,
-                      "method": m, "master": master, "driver_memory": driver_memory}
+                      "method": m, "master": scale_master or master,
+                      "driver_memory": driver_memory}
             res = _scale_in_subprocess(params) if scale_subprocess else scale_point(params)
             points.append((int(n), res))
             if "error" in res:
@@ -642,7 +654,8 @@ def run_benchmark(
                 continue
             note = "" if scale_subprocess else "in-process: peaks are cumulative"
             add("scaling", m, n, "stage_s", res["stage_s"], "s",
-                note=f"{res['blocks']} blocks in {res['partitions']} tasks")
+                note=f"{res['blocks']} blocks in {res['partitions']} tasks on "
+                     f"{scale_master or master} ({res['cores']} cores)")
             add("scaling", m, n, "job_wall_with_startup_s",
                 res["session_s"] + res["warm_up_s"] + res["monte_carlo_s"], "s",
                 note=f"session {res['session_s']:.1f} s + first job {res['warm_up_s']:.1f} s")
@@ -651,7 +664,7 @@ def run_benchmark(
                      f"{res['tail_passes_s']:.1f} s + driver")
             add("scaling", m, n, "tail_band_losses", res["band_losses"], "",
                 note=f"gathered on the driver; {res['histogram_passes']} histogram pass(es)")
-            stage_rate = book.n_positions * n / (res["stage_s"] * cores)
+            stage_rate = book.n_positions * n / (res["stage_s"] * res["cores"])
             add("scaling", m, n, "stage_rate", stage_rate / 1e6, "M rev/s/core")
             if "single" in rates.get(m, {}):
                 add("scaling", m, n, "spark_vs_single_process", stage_rate / rates[m]["single"],
@@ -727,6 +740,10 @@ def bench_main(argv: list[str]) -> int:
     p.add_argument("--desks", type=int, default=10)
     p.add_argument("--horizon-days", type=int, default=10)
     p.add_argument("--master", default="local[2]")
+    p.add_argument("--scale-master", metavar="URL",
+                   help="master of the scaling points (default: --master), e.g. a standalone "
+                        "cluster on this machine, spark://127.0.0.1:7077, where the driver "
+                        "JVM does not also run the executor")
     p.add_argument("--methods", default="full,grid",
                    help=f"revaluation methods to compare, of {', '.join(METHODS)}")
     p.add_argument("--scale-methods", default="full",
@@ -745,7 +762,7 @@ def bench_main(argv: list[str]) -> int:
         methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         scale_methods=[m.strip() for m in args.scale_methods.split(",") if m.strip()],
         block_size=args.block_size, accuracy_scenarios=args.accuracy_scenarios,
-        driver_memory=args.driver_memory, rounds=args.rounds,
+        driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
         log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
     )
     print(format_table(table))

@@ -322,6 +322,21 @@ def test_submit_to_standalone_matches_local(local_run: Callable[[], int],
     _assert_same_results(out_cluster, out_local)
 
 
+def test_bench_scaling_point_on_the_standalone_cluster(standalone_master: Cluster) -> None:
+    """`risk-engine bench --scale-master spark://...`: the driver apart from the executors."""
+    from risk_engine.bench import _scale_in_subprocess
+
+    res = _scale_in_subprocess({
+        "n_scenarios": 20_000, "positions": 200, "underlyings": 10, "desks": 4,
+        "horizon_days": 10, "block_size": 1_000, "method": "full",
+        "master": standalone_master.url, "driver_memory": "1g"})
+    assert "error" not in res, f"{res.get('error')}\n{standalone_master.logs()}"
+    assert res["cores"] == 2 and res["blocks"] == 20 and res["band_losses"] > 0
+    assert res["driver_jvm_peak_mib"] > 0 and res["driver_jvm_live_heap_mib"] > 0
+    # The Python workers belong to the worker's executor, not to this driver's JVM.
+    assert res["python_worker_processes"] == 0
+
+
 BLOCK_DELAY = 1.0  # seconds per block: 16 blocks on two 1-core executors, >= 8s of Monte Carlo
 TASK_LINE = re.compile(r"(Running|Finished) task (\d+)\.(\d+) in stage (\d+\.\d+)")
 
