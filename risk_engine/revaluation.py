@@ -321,14 +321,24 @@ def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatA
         g1 *= gs
         g1 -= g[1]  # group value: S (lin + sum q e^{-q tau} N(d1)) - sum q K e^{-r tau} N(d2)
         _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+    add_expired(plan, s, out, ws.ex, ws.acc)
+    return out
+
+
+def add_expired(plan: RevaluationPlan, s: FloatArray, out: FloatArray, ex: FloatArray,
+                acc: FloatArray) -> None:
+    """Add the intrinsic value at the horizon of the options expired by then to ``out``.
+
+    ``s`` is the spot per (underlying, scenario); ``ex`` (E, width) and ``acc`` (width,)
+    are work buffers. Shared by the full kernel and the grid method.
+    """
     if plan.expired_strike.size:
-        ex = np.take(s, plan.expired_underlying, axis=0, out=ws.ex, mode="clip")
+        np.take(s, plan.expired_underlying, axis=0, out=ex, mode="clip")
         ex -= plan.expired_strike[:, None]
         ex *= plan.expired_sign[:, None]
         np.maximum(ex, 0.0, out=ex)
         ex *= plan.expired_quantity[:, None]
-        _add_desk_sums(out, ex, plan.expired_desk_bounds, ws.acc)
-    return out
+        _add_desk_sums(out, ex, plan.expired_desk_bounds, acc)
 
 
 def _add_desk_sums(out: FloatArray, rows: FloatArray, bounds: IntArray, acc: FloatArray) -> None:

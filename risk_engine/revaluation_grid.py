@@ -38,6 +38,7 @@ from risk_engine.revaluation import (
     RevaluationPlan,
     _add_desk_sums,
     _revalue,
+    add_expired,
     plan_revaluation,
 )
 from risk_engine.scenarios import ScenarioModel
@@ -290,14 +291,7 @@ def _grid_tile(plan: GridPlan, x: FloatArray, ws: _GridWorkspace
         st = np.take(s, plan.stock_underlying, axis=0, out=ws.st)
         st *= plan.stock_quantity[:, None]
         _add_desk_sums(out, st, plan.stock_desk_bounds, ws.acc)
-    fp = plan.full
-    if fp.expired_strike.size:
-        ex = np.take(s, fp.expired_underlying, axis=0, out=ws.ex, mode="clip")
-        ex -= fp.expired_strike[:, None]
-        ex *= fp.expired_sign[:, None]
-        np.maximum(ex, 0.0, out=ex)
-        ex *= fp.expired_quantity[:, None]
-        _add_desk_sums(out, ex, fp.expired_desk_bounds, ws.acc)
+    add_expired(plan.full, s, out, ws.ex, ws.acc)
     return out, outside
 
 
