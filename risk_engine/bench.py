@@ -5,7 +5,7 @@ One run measures, on a generated option book (see :func:`bench_tables`):
 * throughput, per revaluation method: position revaluations per second per core of the
   kernel alone (one process, scenarios drawn beforehand), of the whole block work
   (draw + revalue, ``simulate_block``) in one process per core without Spark, and of the
-  Spark fan-out (``block_pnl_frame`` persisted, plus the first histogram pass that
+  Spark fan-out (``simulate_blocks``, plus the first histogram pass that
   materializes it) at equal cores, and the ratio of the last two; and the job's whole
   Monte Carlo stage, the tail passes of :mod:`risk_engine.tails` included;
 * accuracy: full revaluation against an independent pricer built on ``scipy.stats.norm``;
@@ -202,7 +202,7 @@ def spark_partitions(n_blocks: int, cores: int) -> int:
 class StageRun:
     """One Spark Monte Carlo stage as the job runs it, with its persisted blocks."""
 
-    blocks: Any  # the persisted block DataFrame (unpersist when done)
+    blocks: Any  # the stage's Blocks (unpersist when done)
     fan_out_s: float  # draw + revalue every block, persist, first histogram pass
     tail_passes_s: float  # the remaining passes: bands (and narrowing), band losses
     wall_s: float  # the whole stage, driver work included
@@ -212,20 +212,18 @@ class StageRun:
         """Gather the (N, D) P&L (accuracy checks only; the job never does)."""
         from risk_engine.spark.stages import collect_pnl
 
-        return collect_pnl(self.blocks, spec.source.n_scenarios, spec.plan.n_desks)
+        return collect_pnl(self.blocks)
 
 
 def spark_stage(spark: Any, spec: SimulationSpec, partitions: int,
                 levels: Sequence[float] = LEVELS) -> StageRun:
     """Run the Spark Monte Carlo stage as the job does: blocks persisted, tail passes."""
-    from risk_engine.spark.stages import block_pnl_frame, persist_blocks, tail_summary
+    from risk_engine.spark.stages import simulate_blocks, tail_summary
 
     t0 = time.perf_counter()
-    blocks = persist_blocks(block_pnl_frame(spark, spec, _n_blocks(spec), partitions,
-                                            levels=levels))
+    blocks = simulate_blocks(spark, spec, _n_blocks(spec), partitions, levels=levels)
     passes: list[float] = []
-    summary = tail_summary(blocks, spec.source.n_scenarios, spec.plan.n_desks, levels,
-                           pass_seconds=passes)
+    summary = tail_summary(blocks, levels, pass_seconds=passes)
     wall = time.perf_counter() - t0
     return StageRun(blocks, passes[0], sum(passes[1:]), wall, summary)
 
@@ -427,6 +425,7 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
         parts = spark_partitions(_n_blocks(spec), cores)
         stage = spark_stage(spark, spec, parts)
         live = jvm_live_heap_mib(spark)
+        regenerated = stage.blocks.recomputed.value
         stage.blocks.unpersist()
         peaks = process_peaks()
     finally:
@@ -436,6 +435,7 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
             "histogram_passes": stage.summary.histogram_passes,
             "band_losses": stage.summary.band_losses,
             "partitions": parts, "blocks": _n_blocks(spec), "cores": cores,
+            "blocks_regenerated": regenerated,
             "driver_jvm_live_heap_mib": live, **peaks}
 
 
@@ -664,6 +664,8 @@ def run_benchmark(
                      f"{res['tail_passes_s']:.1f} s + driver")
             add("scaling", m, n, "tail_band_losses", res["band_losses"], "",
                 note=f"gathered on the driver; {res['histogram_passes']} histogram pass(es)")
+            add("scaling", m, n, "block_reads_regenerated", res["blocks_regenerated"], "",
+                note="block files not on the executor that read them (0 when local)")
             stage_rate = book.n_positions * n / (res["stage_s"] * res["cores"])
             add("scaling", m, n, "stage_rate", stage_rate / 1e6, "M rev/s/core")
             if "single" in rates.get(m, {}):

@@ -12,7 +12,7 @@ from risk_engine.errors import SchemaError
 from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
-from risk_engine.spark.stages import block_pnl_frame, collect_pnl, tail_summary
+from risk_engine.spark.stages import collect_pnl, simulate_blocks, tail_summary
 from risk_engine.tails import (
     block_histograms,
     block_losses,
@@ -124,9 +124,9 @@ def test_results_identical_for_1_3_and_8_partitions(spark, run):
     n, n_desks = cfg.monte_carlo.n_scenarios, len(prepared.book.desks)
     levels = cfg.risk.confidence_levels
     # Rows without (1 partition) and with (3, 8) the first histogram binned in the task.
-    frames = [block_pnl_frame(spark, prepared.spec, cfg.n_blocks, p, levels=lv)
+    frames = [simulate_blocks(spark, prepared.spec, cfg.n_blocks, p, levels=lv)
               for p, lv in ((1, ()), (3, levels), (8, levels))]
-    results = [collect_pnl(f, n, n_desks) for f in frames]
+    results = [collect_pnl(f) for f in frames]
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
     # The histograms binned in the tasks equal the blocks' own, merged on the driver.
@@ -135,19 +135,53 @@ def test_results_identical_for_1_3_and_8_partitions(spark, run):
     expected = merge_histograms(
         block_histograms(block_losses(results[0][f:f + size], f), specs)
         for f in range(0, n, size))
-    assert frames[0].where("hist IS NOT NULL").count() == 0
+    assert frames[0].frame.where("hist IS NOT NULL").count() == 0
     for f, parts in ((frames[1], 3), (frames[2], 8)):
-        packed = f.where("hist IS NOT NULL").select("hist").toPandas()["hist"]
+        packed = f.frame.where("hist IS NOT NULL").select("hist").toPandas()["hist"]
         assert len(packed) == parts
         got_hist = merge_histograms(unpack_histogram(h) for h in packed)
         pd.testing.assert_frame_equal(got_hist, expected)
     # The tail passes on executors equal the in-process reference on the gathered matrix.
     ref = summarize_matrix(results[0], size, levels)
     for f in frames:
-        got = tail_summary(f, n, n_desks, levels)
+        got = tail_summary(f, levels)
         for a, b in zip(got.tails, ref.tails, strict=True):
             assert a.estimate == b.estimate and a.var_scenario == b.var_scenario
         np.testing.assert_array_equal(got.firm(0).desk_es, ref.firm(0).desk_es)
+        # Local mode: every pass ran where the block files are.
+        assert f.recomputed.value == 0
+        f.unpersist()
+
+
+def test_blocks_missing_on_the_reader_are_regenerated_and_files_are_cleaned_up(spark, run):
+    """A pass that does not find a block's file (another executor, a lost one) regenerates
+    the block from its seed: same P&L, same tails, and the reads are counted."""
+    import os
+
+    cfg, _, _ = run
+    from risk_engine.pipeline import prepare
+
+    prepared = prepare(cfg, read_inputs(spark, cfg))
+    levels = cfg.risk.confidence_levels
+    blocks = simulate_blocks(spark, prepared.spec, cfg.n_blocks, 3, levels=levels)
+    ref_pnl, ref = collect_pnl(blocks), tail_summary(blocks, levels)
+    paths = list(blocks.frame.select("path").toPandas()["path"])
+    assert len(paths) == cfg.n_blocks and all(os.path.getsize(p) > 0 for p in paths)
+    assert blocks.recomputed.value == 0
+    for p in paths[::2]:  # as if those blocks' executor had been lost
+        os.remove(p)
+    with open(paths[1], "r+b") as f:  # and a truncated file is not trusted either
+        f.truncate(8)
+    np.testing.assert_array_equal(collect_pnl(blocks), ref_pnl)
+    regenerated = len(paths[::2]) + 1
+    assert blocks.recomputed.value == regenerated
+    got = tail_summary(blocks, levels)
+    for a, b in zip(got.tails, ref.tails, strict=True):
+        assert a.estimate == b.estimate and a.var_scenario == b.var_scenario
+    assert blocks.recomputed.value > regenerated  # the band passes read them again
+    blocks.unpersist()
+    assert not any(os.path.exists(p) for p in paths)
+    assert not os.path.exists(os.path.dirname(paths[0]))
 
 
 def test_rerun_replaces_that_date_only(spark, snapshot_root, tmp_path):
@@ -209,16 +243,15 @@ def test_position_attribution_via_spark_equals_in_process_and_adds_up(spark, run
         pnl[row.first_scenario:row.first_scenario + len(row.pnl), desks.index(row.desk)] = row.pnl
     levels = cfg.risk.confidence_levels
     requests = attribution_requests(summarize_matrix(pnl, cfg.monte_carlo.block_size, levels))
-    blocks = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, 3)
-    got, got_sample = attribution(spark, blocks, prepared.book, prepared.spec.source, requests,
-                                  levels)
+    blocks = simulate_blocks(spark, prepared.spec, cfg.n_blocks, 3)
+    got, got_sample = attribution(spark, blocks, prepared.book, requests, levels)
     ref, ref_sample = attribute_in_process(prepared.book, prepared.spec.source, requests,
                                            levels, pnl)
     np.testing.assert_array_equal(got, ref)
     # Summation groups of 3 blocks straddle the 3 partitions' boundaries (8 blocks: 0-1,
     # 2-4, 5-7): the executors' group sums still equal the reference's bit for bit.
-    got3, _ = attribution(spark, blocks, prepared.book, prepared.spec.source, requests,
-                          levels, group=3)
+    got3, _ = attribution(spark, blocks, prepared.book, requests, levels, group=3)
+    blocks.unpersist()
     ref3, _ = attribute_in_process(prepared.book, prepared.spec.source, requests, levels,
                                    pnl, group=3)
     np.testing.assert_array_equal(got3, ref3)

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from risk_engine import __version__, schemas
 from risk_engine.attribution import attribution_requests, position_tables
@@ -40,10 +40,10 @@ from risk_engine.spark.io import (
     write_partition,
 )
 from risk_engine.spark.stages import (
+    Blocks,
     attribution,
-    block_pnl_frame,
-    persist_blocks,
     scenario_pnl_rows,
+    simulate_blocks,
     tail_summary,
 )
 from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
@@ -222,25 +222,26 @@ def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
     check_rejection_ceiling(cfg, inputs, prepared)
     extra: list[str] = []
 
-    # The block P&L stays on the executors (on disk, so a 10-million-scenario run does not
-    # fill the JVM heap): the tail passes and the attribution read it again; only
-    # histograms, band losses and sums reach the driver.
-    blocks = block_pnl_frame(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
+    # The block P&L stays on the executors' local disk: the tail passes and the attribution
+    # read it again; only histograms, band losses and sums reach the driver.
+    blocks = simulate_blocks(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
                              faults=cfg.testing, levels=cfg.risk.confidence_levels)
-    blocks = persist_blocks(blocks)
     try:
         return _from_blocks(run, prepared, blocks, inputs, extra)
     finally:
+        if blocks.recomputed.value:
+            log.warning("run %s: %d block read(s) regenerated the block from its seed: its "
+                        "file was not on the executor that read it", run.run_id,
+                        blocks.recomputed.value)
         blocks.unpersist()
 
 
-def _from_blocks(run: Run, prepared: Prepared, blocks: DataFrame, inputs: InputTables,
+def _from_blocks(run: Run, prepared: Prepared, blocks: Blocks, inputs: InputTables,
                  extra: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
     spark, cfg, summary = run.spark, run.cfg, run.summary
     book = prepared.book
     levels = cfg.risk.confidence_levels
-    tails = run.stage("monte_carlo", lambda: tail_summary(
-        blocks, cfg.monte_carlo.n_scenarios, len(book.desks), levels))
+    tails = run.stage("monte_carlo", lambda: tail_summary(blocks, levels))
     log.info("run %s tails: %d histogram pass(es), %d band losses gathered for %d scenarios",
              run.run_id, tails.histogram_passes, tails.band_losses, tails.n_scenarios)
     if cfg.output.write_scenario_pnl:
@@ -265,8 +266,7 @@ def _from_blocks(run: Run, prepared: Prepared, blocks: DataFrame, inputs: InputT
     if gov.enabled and gov.attribution:
         def attribute() -> None:
             requests = attribution_requests(tails)
-            contrib, sample = attribution(spark, blocks, book, prepared.spec.source, requests,
-                                          levels)
+            contrib, sample = attribution(spark, blocks, book, requests, levels)
             rows, position_risk = position_tables(book, requests, contrib, sample)
             tables["contributions"] = pd.concat([tables["contributions"], rows],
                                                 ignore_index=True)
@@ -284,11 +284,11 @@ def _from_blocks(run: Run, prepared: Prepared, blocks: DataFrame, inputs: InputT
     return tables, extra
 
 
-def _write_scenario_pnl(blocks: DataFrame, cfg: Config, run_id: str,
+def _write_scenario_pnl(blocks: Blocks, cfg: Config, run_id: str,
                         desks: tuple[str, ...], root: str) -> None:
     from pyspark.sql import functions as F
 
-    df = scenario_pnl_rows(blocks, len(desks))
+    df = scenario_pnl_rows(blocks)
     desk_col = F.element_at(F.array(*[F.lit(d) for d in desks]), F.col("desk_index") + 1)
     out = df.select(
         F.lit(run_id).alias("run_id"), F.col("block_id"), desk_col.alias("desk"),

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
-from collections.abc import Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyspark import TaskContext
+from pyspark import Accumulator, StorageLevel, TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
@@ -16,7 +21,6 @@ from risk_engine.attribution import SUM_GROUP, Request, block_contributions, sam
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.pipeline import SimulationSpec, simulate_block
-from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import (
     LUMP_TOP,
     Band,
@@ -32,18 +36,18 @@ from risk_engine.tails import (
     unpack_histogram,
 )
 
-BLOCK_PNL_SCHEMA = T.StructType([
+BLOCK_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
     T.StructField("first_scenario", T.LongType(), False),
-    # The block's (n_b, D) desk P&L, float64 in C order: one opaque value per block keeps
-    # the JVM's share of the work to copying bytes.
-    T.StructField("pnl", T.BinaryType(), False),
+    # The file on the executor's local disk holding the block's (n_b, D) desk P&L, float64
+    # in C order. The P&L never passes through the JVM: it would only copy it.
+    T.StructField("path", T.StringType(), False),
     # The first histogram pass (:func:`risk_engine.tails.first_specs`) over all the task's
     # blocks, packed; set on the task's last row only, null elsewhere.
     T.StructField("hist", T.BinaryType(), True),
 ])
 #: The block row columns the later passes read (not the embedded histogram).
-BLOCK_COLUMNS = ("block_id", "first_scenario", "pnl")
+BLOCK_COLUMNS = ("block_id", "first_scenario", "path")
 PARTIAL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
     T.StructField("band", T.LongType(), False),
@@ -58,21 +62,94 @@ PARTIAL_SCHEMA = T.StructType([
 ])
 
 
-def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
+@dataclass(frozen=True)
+class Blocks:
+    """The Monte Carlo stage's blocks: persisted rows locating each block's desk P&L.
+
+    Each task writes its blocks' P&L to a file on its executor's local disk (Spark's own
+    local directories) and returns one small row per block (:data:`BLOCK_SCHEMA`). The rows
+    are persisted, so the later passes run where they were computed and read the files
+    there; a pass that runs elsewhere (the executor was lost, or the scheduler gave up
+    waiting for it) regenerates the block from ``(seed, block)``, which gives the same P&L,
+    and counts it in :attr:`recomputed`.
+    """
+
+    frame: DataFrame
+    spec: SimulationSpec
+    token: str  # names this stage's files, so two stages never read each other's
+    recomputed: Accumulator[int]
+
+    @property
+    def n_desks(self) -> int:
+        """Desks (columns) of each block's P&L."""
+        return int(self.spec.plan.n_desks)
+
+    @property
+    def n_scenarios(self) -> int:
+        """Scenarios of the stage."""
+        return int(self.spec.source.n_scenarios)
+
+    def unpersist(self) -> None:
+        """Drop the rows and delete the block files.
+
+        In local mode that is every file; on a cluster, the files of the executors the
+        clean-up tasks reach, and Spark deletes the rest with its local directories when an
+        executor exits.
+        """
+        self.frame.unpersist()
+        token = self.token
+
+        def remove(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            for _ in batches:
+                pass
+            for root in _local_dirs():
+                shutil.rmtree(os.path.join(root, _DIR_PREFIX + token), ignore_errors=True)
+            yield pd.DataFrame({"done": [True]})
+
+        spark = self.frame.sparkSession
+        tasks = max(1, spark.sparkContext.defaultParallelism)
+        spark.range(0, tasks, 1, tasks).mapInPandas(remove, schema="done boolean").collect()
+
+
+_DIR_PREFIX = "risk-engine-blocks-"
+
+
+def _local_dirs() -> list[str]:
+    """Local directories of the executor running this worker, else the temp directory."""
+    dirs = [d for d in os.environ.get("SPARK_LOCAL_DIRS", "").split(",") if d]
+    return dirs or [tempfile.gettempdir()]
+
+
+def _block_path(token: str, block_id: int) -> str:
+    dirs = _local_dirs()
+    folder = os.path.join(dirs[block_id % len(dirs)], _DIR_PREFIX + token)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"{block_id}.f64")
+
+
+def _write_block(path: str, pnl: NDArray[np.float64]) -> None:
+    """Write atomically: a retried or speculative task may write the same block."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    np.ascontiguousarray(pnl, dtype=np.float64).tofile(tmp)
+    os.replace(tmp, path)
+
+
+def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     partitions: int | None = None, faults: TestingConfig | None = None,
-                    levels: Sequence[float] = ()) -> DataFrame:
-    """One row per scenario block holding that block's desk P&L (see BLOCK_PNL_SCHEMA).
+                    levels: Sequence[float] = ()) -> Blocks:
+    """Run the fan-out: every block's desk P&L, kept on the executors (see :class:`Blocks`).
 
     ``spark.range(n_blocks)`` is split into ``partitions`` slices (default
     :func:`default_slices`); each task draws its blocks' scenarios from ``(seed, block_id)``,
-    so the result does not depend on the slicing. Only per-(scenario, desk) P&L leaves a
-    task. With ``levels``, each task also bins its blocks' upper tails for the first
+    so the result does not depend on the slicing. Only per-(scenario, desk) P&L leaves the
+    kernel. With ``levels``, each task also bins its blocks' upper tails for the first
     histogram pass of :func:`tail_summary` while the P&L is at hand, which saves a second
-    Python UDF reading every block back.
+    pass reading every block back. The stage runs when the rows are first used.
     """
     faults = faults or TestingConfig()
     block_size = spec.source.block_size
     specs = first_specs(spec.plan.n_desks + 1, levels) if levels else None
+    token = uuid.uuid4().hex
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         hists: list[pd.DataFrame] = []
@@ -88,8 +165,10 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     hists.append(block_histograms(block_losses(pnl, b * block_size), specs))
                     if len(hists) == 16:  # bounded memory in a task given many blocks
                         hists = [merge_histograms(hists)]
-                row = {"block_id": [b], "first_scenario": [b * block_size],
-                       "pnl": [np.ascontiguousarray(pnl).tobytes()], "hist": [None]}
+                path = _block_path(token, b)
+                _write_block(path, pnl)
+                row = {"block_id": [b], "first_scenario": [b * block_size], "path": [path],
+                       "hist": [None]}
         if row is not None:
             if specs is not None:
                 row["hist"] = [pack_histogram(merge_histograms(hists))]
@@ -97,12 +176,14 @@ def block_pnl_frame(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
 
     slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism)
     ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
-    return ids.mapInPandas(run_blocks, schema=BLOCK_PNL_SCHEMA)
+    frame = ids.mapInPandas(run_blocks, schema=BLOCK_SCHEMA).persist(
+        StorageLevel.MEMORY_AND_DISK)
+    return Blocks(frame, spec, token, spark.sparkContext.accumulator(0))
 
 
 #: Most blocks one task carries by default: 8 blocks of 10,000 scenarios on 2,000 positions
-#: are about 2 s of work (well above the ~55 ms per-task overhead), and a persisted
-#: partition stays a few MB, so memory does not grow with the scenario count.
+#: are about 2 s of work (well above the ~55 ms per-task overhead), and a task's files stay a
+#: few MB apart, so memory does not grow with the scenario count.
 MAX_BLOCKS_PER_TASK = 8
 
 
@@ -112,30 +193,47 @@ def default_slices(n_blocks: int, cores: int) -> int:
     return min(n_blocks, cores * max(1, -(-n_blocks // (cores * MAX_BLOCKS_PER_TASK))))
 
 
-def persist_blocks(blocks: DataFrame) -> DataFrame:
-    """Keep the block rows on the executors' local disk (read by every later pass)."""
-    from pyspark import StorageLevel
-
-    return blocks.persist(StorageLevel.DISK_ONLY)
+BlockIter = Iterator[tuple[int, int, NDArray[np.float64]]]
 
 
-def _blocks(batches: Iterator[pd.DataFrame], n_desks: int
-            ) -> Iterator[tuple[int, int, NDArray[np.float64]]]:
-    """Decode block rows into (block_id, first_scenario, P&L (n_b, D))."""
-    for batch in batches:
-        for b, first, raw in zip(batch["block_id"], batch["first_scenario"], batch["pnl"],
-                                 strict=True):
-            yield int(b), int(first), np.frombuffer(raw, dtype=np.float64).reshape(-1, n_desks)
+def _over_blocks(blocks: Blocks, per_task: Callable[[BlockIter], Iterator[pd.DataFrame]],
+                 schema: T.StructType | str) -> DataFrame:
+    """``mapInPandas`` over the block rows: ``per_task`` gets each task's blocks.
+
+    It sees (block_id, first_scenario, P&L (n_b, D)) per block. A block is read from its
+    file, or regenerated when the file is not on this executor (counted in
+    ``blocks.recomputed``).
+    """
+    spec, recomputed, n_desks = blocks.spec, blocks.recomputed, blocks.n_desks
+    block_size, n = spec.source.block_size, spec.source.n_scenarios
+
+    def decode(batches: Iterator[pd.DataFrame]) -> BlockIter:
+        for batch in batches:
+            for b, first, path in zip(batch["block_id"], batch["first_scenario"],
+                                      batch["path"], strict=True):
+                b, first = int(b), int(first)
+                try:
+                    pnl = np.fromfile(path, dtype=np.float64)
+                except OSError:
+                    pnl = np.empty(0)
+                if pnl.size != min(block_size, n - first) * n_desks:
+                    recomputed.add(1)
+                    pnl = simulate_block(spec, b)
+                yield b, first, pnl.reshape(-1, n_desks)
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return per_task(decode(batches))
+
+    return blocks.frame.select(*BLOCK_COLUMNS).mapInPandas(run, schema=schema)
 
 
-def tail_summary(blocks: DataFrame, n_scenarios: int, n_desks: int,
-                 levels: Sequence[float], pass_seconds: list[float] | None = None
-                 ) -> TailSummary:
+def tail_summary(blocks: Blocks, levels: Sequence[float],
+                 pass_seconds: list[float] | None = None) -> TailSummary:
     """Exact tail figures of every desk and the firm from the block rows, on executors.
 
-    ``blocks`` (from :func:`block_pnl_frame`) should be persisted: the histogram and band
-    passes of :mod:`risk_engine.tails` read it two or more times (the first pass computes
-    it), and only histograms, band losses and sums reach the driver. The first histogram
+    The histogram and band passes of :mod:`risk_engine.tails` read the blocks two or more
+    times (the first use of the rows runs the fan-out), and only histograms, band losses
+    and sums reach the driver. The first histogram
     pass is the one embedded in the block rows when they carry it for every scenario (any
     lumping level is valid: :func:`risk_engine.tails.find_bands` checks the lumps against
     the bands). ``pass_seconds``, if given, receives each pass's wall time in order.
@@ -157,33 +255,34 @@ def tail_summary(blocks: DataFrame, n_scenarios: int, n_desks: int,
             out = merge_histograms([out, *map(unpack_histogram, chunk)])
         return out
 
+    n_scenarios, n_desks = blocks.n_scenarios, blocks.n_desks
     first_pass = first_specs(n_desks + 1, levels)
 
     def histograms(specs: Sequence[BinSpec]) -> pd.DataFrame:
-        if list(specs) == first_pass and "hist" in blocks.columns:
+        if list(specs) == first_pass:
             t0 = time.perf_counter()
-            rows = pd.DataFrame(blocks.select("hist").where("hist IS NOT NULL").toPandas())
+            rows = pd.DataFrame(blocks.frame.select("hist").where("hist IS NOT NULL")
+                                .toPandas())
             embedded = merged(list(rows["hist"]))
             if _covers(embedded, len(specs), n_scenarios):
                 record(t0)
                 return embedded
             # The rows were built without levels: bin them in a pass of their own.
 
-        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        def run(task: BlockIter) -> Iterator[pd.DataFrame]:
             parts = [block_histograms(block_losses(pnl, first), specs)
-                     for _, first, pnl in _blocks(batches, n_desks)]
+                     for _, first, pnl in task]
             yield pd.DataFrame({"hist": [pack_histogram(merge_histograms(parts))]})
 
         # One packed histogram per task (the blocks' tails only).
-        return merged(list(timed(_block_rows(blocks).mapInPandas(run, schema="hist binary"))
-                           ["hist"]))
+        return merged(list(timed(_over_blocks(blocks, run, "hist binary"))["hist"]))
 
     def partials(bands: Sequence[Band]) -> pd.DataFrame:
-        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-            for b, first, pnl in _blocks(batches, n_desks):
+        def run(task: BlockIter) -> Iterator[pd.DataFrame]:
+            for b, first, pnl in task:
                 yield block_partials(block_losses(pnl, first), b, first, bands, n_desks)
 
-        return timed(_block_rows(blocks).mapInPandas(run, schema=PARTIAL_SCHEMA))
+        return timed(_over_blocks(blocks, run, PARTIAL_SCHEMA))
 
     return summarize(n_scenarios, n_desks, levels, histograms, partials)
 
@@ -194,12 +293,7 @@ def _covers(hist: pd.DataFrame, n_specs: int, n_scenarios: int) -> bool:
     return len(counts) == n_specs and bool((counts == n_scenarios).all())
 
 
-def _block_rows(blocks: DataFrame) -> DataFrame:
-    """The block rows without the embedded histogram (what the passes read)."""
-    return blocks.select(*BLOCK_COLUMNS)
-
-
-def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
+def scenario_pnl_rows(blocks: Blocks) -> DataFrame:
     """The block rows as one row per (block, desk) with the P&L array (the audit table)."""
     schema = T.StructType([
         T.StructField("block_id", T.LongType(), False),
@@ -208,8 +302,10 @@ def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
         T.StructField("pnl", T.ArrayType(T.DoubleType(), False), False),
     ])
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for b, first, pnl in _blocks(batches, n_desks):
+    n_desks = blocks.n_desks
+
+    def run(task: BlockIter) -> Iterator[pd.DataFrame]:
+        for b, first, pnl in task:
             yield pd.DataFrame({
                 "block_id": np.full(n_desks, b, dtype=np.int64),
                 "desk_index": np.arange(n_desks, dtype=np.int32),
@@ -217,7 +313,7 @@ def scenario_pnl_rows(blocks: DataFrame, n_desks: int) -> DataFrame:
                 "pnl": list(np.ascontiguousarray(pnl.T)),
             })
 
-    return _block_rows(blocks).mapInPandas(run, schema=schema)
+    return _over_blocks(blocks, run, schema)
 
 
 def _inject_faults(faults: TestingConfig, block_id: int) -> None:
@@ -231,12 +327,18 @@ def _inject_faults(faults: TestingConfig, block_id: int) -> None:
             raise RuntimeError(f"injected fault: block {block_id}, task attempt {attempt}")
 
 
-def collect_pnl(blocks: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np.float64]:
+def collect_pnl(blocks: Blocks) -> NDArray[np.float64]:
     """Gather every block's P&L into the (N, D) matrix, in scenario order.
 
     For tests and the benchmark's accuracy section only: the job never gathers it.
     """
-    table = _block_rows(blocks).toArrow()
+    n_scenarios, n_desks = blocks.n_scenarios, blocks.n_desks
+
+    def run(task: BlockIter) -> Iterator[pd.DataFrame]:
+        for _, first, pnl in task:
+            yield pd.DataFrame({"first_scenario": [first], "pnl": [pnl.tobytes()]})
+
+    table = _over_blocks(blocks, run, "first_scenario long, pnl binary").toArrow()
     out = np.full((n_scenarios, n_desks), np.nan)
     for first, raw in zip(table.column("first_scenario").to_pylist(),
                           table.column("pnl").to_pylist(), strict=True):
@@ -250,25 +352,25 @@ def collect_pnl(blocks: DataFrame, n_scenarios: int, n_desks: int) -> NDArray[np
 
 
 def attribution(
-    spark: SparkSession, blocks: DataFrame, book: ResolvedBook, source: ScenarioSource,
-    requests: Sequence[Request], levels: Sequence[float], group: int = SUM_GROUP,
+    spark: SparkSession, blocks: Blocks, book: ResolvedBook, requests: Sequence[Request],
+    levels: Sequence[float], group: int = SUM_GROUP,
 ) -> tuple[NDArray[np.float64], pd.DataFrame]:
     """Position contributions (R, P) and block-0 sample statistics, computed on executors.
 
-    Every block row (from :func:`block_pnl_frame`) finds its requested scenarios from its
+    Every block (from :func:`simulate_blocks`) finds its requested scenarios from its
     desk P&L, regenerates them from ``(seed, block)`` and returns its weighted position
     losses. Executors add them up per group of ``group`` consecutive blocks, in block
     order, and the driver adds the groups in order, exactly as
     :func:`risk_engine.attribution.attribute_in_process` does, so the result does not
     depend on task scheduling and the driver receives one row per group.
     """
-    n_desks = len(book.desks)
+    source = blocks.spec.source
     # Request r is non-zero only on its desk's positions: only those values travel.
     mask = book.desk_index[None, :] == np.array([r.desk_index for r in requests])[:, None]
     n_values = int(mask.sum())
 
-    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for b, _, pnl in _blocks(batches, n_desks):
+    def run(task: BlockIter) -> Iterator[pd.DataFrame]:
+        for b, _, pnl in task:
             c = block_contributions(book, source, requests, b, pnl)
             yield pd.DataFrame({"group": [b // group], "block_id": [b],
                                 "values": [c[mask].tobytes()]})
@@ -285,7 +387,7 @@ def attribution(
 
     block_schema = "group long, block_id long, values binary"
     group_schema = "group long, n long, lo long, hi long, values binary"
-    per_block = _block_rows(blocks).mapInPandas(run, schema=block_schema)
+    per_block = _over_blocks(blocks, run, block_schema)
     got = pd.DataFrame(per_block.groupBy("group").applyInPandas(add_group, schema=group_schema)
                        .toPandas()).sort_values("group")
     n_groups = -(-source.n_blocks // group)
