@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -35,6 +36,8 @@ from risk_engine.tails import (
     summarize,
     unpack_histogram,
 )
+
+log = logging.getLogger("risk_engine.spark.stages")
 
 BLOCK_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
@@ -108,7 +111,10 @@ class Blocks:
 
         spark = self.frame.sparkSession
         tasks = max(1, spark.sparkContext.defaultParallelism)
-        spark.range(0, tasks, 1, tasks).mapInPandas(remove, schema="done boolean").collect()
+        try:
+            spark.range(0, tasks, 1, tasks).mapInPandas(remove, schema="done boolean").collect()
+        except Exception as exc:  # clean-up must not hide how the stage itself ended
+            log.warning("block files %s*%s not removed: %s", _DIR_PREFIX, token, exc)
 
 
 _DIR_PREFIX = "risk-engine-blocks-"
