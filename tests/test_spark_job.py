@@ -322,7 +322,10 @@ def test_worst_case_at_least_monte_carlo_var_on_every_desk(run):
     assert na["message"].str.len().gt(0).all()
 
 
-def test_local_driver_jvm_uses_the_quick_jit_compiler_only(spark):
-    # build_session's local-mode default (risk_engine/spark/session.py) reaches the JVM.
+def test_local_driver_jvm_gets_the_local_mode_options(spark):
+    # build_session's local-mode defaults (risk_engine/spark/session.py) reach the JVM.
     bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    assert "-XX:TieredStopAtLevel=1" in list(bean.getInputArguments())
+    args = list(bean.getInputArguments())
+    for flag in ("-XX:TieredStopAtLevel=1", "-XX:-G1UseAdaptiveIHOP",
+                 "-XX:InitiatingHeapOccupancyPercent=80"):
+        assert flag in args
