@@ -665,7 +665,7 @@ def run_benchmark(
             add("scaling", m, n, "tail_band_losses", res["band_losses"], "",
                 note=f"gathered on the driver; {res['histogram_passes']} histogram pass(es)")
             add("scaling", m, n, "block_reads_regenerated", res["blocks_regenerated"], "",
-                note="block files not on the executor that read them (0 when local)")
+                note="reads that found no block file on their executor")
             stage_rate = book.n_positions * n / (res["stage_s"] * res["cores"])
             add("scaling", m, n, "stage_rate", stage_rate / 1e6, "M rev/s/core")
             if "single" in rates.get(m, {}):
