@@ -188,8 +188,8 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
 
 
 #: Most blocks one task carries by default: 8 blocks of 10,000 scenarios on 2,000 positions
-#: are about 2 s of work (well above the ~55 ms per-task overhead), and a task's files stay a
-#: few MB apart, so memory does not grow with the scenario count.
+#: are about 2 s of work (well above the ~55 ms per-task overhead). A task holds one block's
+#: P&L at a time, so its memory does not grow with the scenario count.
 MAX_BLOCKS_PER_TASK = 8
 
 
@@ -239,10 +239,10 @@ def tail_summary(blocks: Blocks, levels: Sequence[float],
 
     The histogram and band passes of :mod:`risk_engine.tails` read the blocks two or more
     times (the first use of the rows runs the fan-out), and only histograms, band losses
-    and sums reach the driver. The first histogram
-    pass is the one embedded in the block rows when they carry it for every scenario (any
-    lumping level is valid: :func:`risk_engine.tails.find_bands` checks the lumps against
-    the bands). ``pass_seconds``, if given, receives each pass's wall time in order.
+    and sums reach the driver. The first histogram pass is the one embedded in the block
+    rows when they carry it for every scenario (any lumping level is valid:
+    :func:`risk_engine.tails.find_bands` checks the lumps against the bands).
+    ``pass_seconds``, if given, receives each pass's wall time in order.
     """
     def record(t0: float) -> None:
         if pass_seconds is not None:
