@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -12,7 +14,7 @@ from risk_engine.errors import SchemaError
 from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
-from risk_engine.spark.stages import collect_pnl, simulate_blocks, tail_summary
+from risk_engine.spark.stages import _settle_worker, collect_pnl, simulate_blocks, tail_summary
 from risk_engine.tails import (
     block_histograms,
     block_losses,
@@ -322,10 +324,51 @@ def test_worst_case_at_least_monte_carlo_var_on_every_desk(run):
     assert na["message"].str.len().gt(0).all()
 
 
-def test_local_driver_jvm_gets_the_local_mode_options(spark):
+def test_local_sessions_get_the_local_mode_options(spark):
     # build_session's local-mode defaults (risk_engine/spark/session.py) reach the JVM.
     bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     args = list(bean.getInputArguments())
     for flag in ("-XX:TieredStopAtLevel=1", "-XX:-G1UseAdaptiveIHOP",
                  "-XX:InitiatingHeapOccupancyPercent=80"):
         assert flag in args
+    assert spark.conf.get("spark.python.unix.domain.socket.enabled") == "true"
+
+
+def test_python_workers_exempt_their_start_up_objects_from_the_gc(spark, run):
+    """PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker: the
+    engine's UDFs freeze what a worker holds at its first task, so that walk stays short."""
+    import gc
+    import os
+
+    cfg, _, _ = run
+    from risk_engine.pipeline import prepare
+
+    blocks = simulate_blocks(spark, prepare(cfg, read_inputs(spark, cfg)).spec, cfg.n_blocks,
+                             spark.sparkContext.defaultParallelism)
+    collect_pnl(blocks)  # the fan-out, then a pass over the blocks
+
+    def probe(batches):
+        for _ in batches:
+            pass
+        yield pd.DataFrame({"pid": [os.getpid()], "frozen": [gc.get_freeze_count()],
+                            "tracked": [len(gc.get_objects())]})
+
+    workers = spark.range(0, 2, 1, 2).mapInPandas(
+        probe, "pid long, frozen long, tracked long").toPandas()
+    blocks.unpersist()
+    assert (workers["frozen"] > 10_000).all(), workers  # numpy, pandas, pyarrow, the engine
+    assert (workers["tracked"] < workers["frozen"] / 10).all(), workers
+
+
+def test_worker_heap_is_frozen_once_only():
+    # Later tasks' objects stay collectable: a second call must not freeze them.
+    assert gc.get_freeze_count() == 0  # the test process itself never freezes
+    try:
+        _settle_worker()
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        later = [[i] for i in range(1000)]
+        _settle_worker()
+        assert gc.get_freeze_count() == frozen and gc.is_tracked(later[0])
+    finally:
+        gc.unfreeze()

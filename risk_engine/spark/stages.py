@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -126,6 +127,19 @@ def _local_dirs() -> list[str]:
     return dirs or [tempfile.gettempdir()]
 
 
+def _settle_worker() -> None:
+    """Exempt what this Python worker holds at its first task from the cyclic GC, once.
+
+    PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker
+    before it takes the next. With numpy, pandas, pyarrow and the engine imported that
+    walks about 96,000 objects: 50 ms of CPU per task, measured, against 0.1 ms once they
+    are frozen. Reference counting still frees frozen objects; only a reference cycle among
+    them (from the first task) would never be collected.
+    """
+    if gc.get_freeze_count() == 0:
+        gc.freeze()
+
+
 def _block_path(token: str, block_id: int) -> str:
     dirs = _local_dirs()
     folder = os.path.join(dirs[block_id % len(dirs)], _DIR_PREFIX + token)
@@ -158,6 +172,7 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     token = uuid.uuid4().hex
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        _settle_worker()
         hists: list[pd.DataFrame] = []
         row: dict[str, list[object]] | None = None
         for batch in batches:
@@ -228,6 +243,7 @@ def _over_blocks(blocks: Blocks, per_task: Callable[[BlockIter], Iterator[pd.Dat
                 yield b, first, pnl.reshape(-1, n_desks)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        _settle_worker()
         return per_task(decode(batches))
 
     return blocks.frame.select(*BLOCK_COLUMNS).mapInPandas(run, schema=schema)
