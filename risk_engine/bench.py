@@ -191,11 +191,11 @@ def single_process_rate(spec: SimulationSpec, cores: int) -> tuple[float, float]
     return spec.plan.n_positions * spec.source.n_scenarios / (wall * cores), wall
 
 
-def spark_partitions(n_blocks: int, cores: int) -> int:
+def spark_partitions(spec: SimulationSpec, cores: int) -> int:
     """Spark partitions of the stage: the job's default slicing (:func:`default_slices`)."""
     from risk_engine.spark.stages import default_slices
 
-    return default_slices(n_blocks, cores)
+    return default_slices(_n_blocks(spec), cores, spec.plan.relative_cost)
 
 
 @dataclasses.dataclass
@@ -422,12 +422,13 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
         else:  # a cluster: its executors' cores, once they have registered
             t_warm = _warm_up(spark, spec, spark.sparkContext.defaultParallelism)
             cores = spark.sparkContext.defaultParallelism
-        parts = spark_partitions(_n_blocks(spec), cores)
+        parts = spark_partitions(spec, cores)
         stage = spark_stage(spark, spec, parts)
         live = jvm_live_heap_mib(spark)
         regenerated = stage.blocks.recomputed.value
         stage.blocks.unpersist()
         peaks = process_peaks()
+        single = reference_rate(spec, cores) if master.startswith("local") else float("nan")
     finally:
         spark.stop()
     return {"session_s": t_session, "warm_up_s": t_warm, "stage_s": stage.fan_out_s,
@@ -435,8 +436,24 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
             "histogram_passes": stage.summary.histogram_passes,
             "band_losses": stage.summary.band_losses,
             "partitions": parts, "blocks": _n_blocks(spec), "cores": cores,
-            "blocks_regenerated": regenerated,
+            "blocks_regenerated": regenerated, "single_process_rate": single,
             "driver_jvm_live_heap_mib": live, **peaks}
+
+
+#: Blocks per core of :func:`reference_rate`, and its rounds (the best is kept).
+REFERENCE_BLOCKS_PER_CORE, REFERENCE_ROUNDS = 5, 3
+
+
+def reference_rate(spec: SimulationSpec, cores: int) -> float:
+    """Single-process rate on the first blocks of ``spec``, to pair with a Spark stage.
+
+    The machine's speed drifts over minutes (a shared VM), so a long stage is compared with
+    plain processes measured right after it, on the same cores, rather than with the
+    throughput section's rounds.
+    """
+    n = min(spec.source.n_scenarios, cores * REFERENCE_BLOCKS_PER_CORE * spec.source.block_size)
+    head = dataclasses.replace(spec, source=dataclasses.replace(spec.source, n_scenarios=n))
+    return max(single_process_rate(head, cores)[0] for _ in range(REFERENCE_ROUNDS))
 
 
 def _scale_child() -> None:
@@ -518,7 +535,6 @@ def run_benchmark(
     add("book", None, None, "cores", cores, note=master)
 
     specs: dict[str, SimulationSpec] = {}
-    rates: dict[str, dict[str, float]] = {}
     for m in methods:
         t0 = time.perf_counter()
         specs[m] = spec_for(prep, m)
@@ -533,7 +549,6 @@ def run_benchmark(
                 note="distinct live contracts (calls and puts netted by parity)")
         say(f"[{m}] kernel rate")
         k_rate = kernel_rate(specs[m])
-        rates[m] = {"kernel": k_rate}
         tgt = "full_kernel_rate" if m == "full" else "grid_kernel_rate"
         add("throughput", m, n0, "kernel_only_rate", k_rate / 1e6, "M rev/s/core", tgt,
             "one process, CPU time, scenarios drawn beforehand")
@@ -560,7 +575,7 @@ def run_benchmark(
                 _, sp_wall = single_process_rate(spec, cores)
                 single = min(single, sp_wall)
                 if r == 0:
-                    parts = spark_partitions(_n_blocks(spec), cores)
+                    parts = spark_partitions(spec, cores)
                 say(f"[{m}] round {r + 1}/{rounds}: Spark stage, {_n_blocks(spec)} blocks in "
                     f"{parts} tasks")
                 before = _spark_cpu()
@@ -577,7 +592,6 @@ def run_benchmark(
             wall, w_cpu, j_cpu, mc_wall = stage
             sp_rate = book.n_positions * n0 / (single * cores)
             rate = book.n_positions * n0 / (wall * cores)
-            rates[m].update(single=sp_rate, single_wall=single)
             add("throughput", m, n0, "single_process_rate", sp_rate / 1e6, "M rev/s/core", tgt,
                 f"draw + revalue, {cores} processes, wall {single:.2f} s (best of {rounds})")
             add("throughput", m, n0, "spark_stage_rate", rate / 1e6, "M rev/s/core", tgt,
@@ -668,10 +682,11 @@ def run_benchmark(
                 note="reads that found no block file on their executor")
             stage_rate = book.n_positions * n / (res["stage_s"] * res["cores"])
             add("scaling", m, n, "stage_rate", stage_rate / 1e6, "M rev/s/core")
-            if "single" in rates.get(m, {}):
-                add("scaling", m, n, "spark_vs_single_process", stage_rate / rates[m]["single"],
-                    "", "spark_vs_single_process",
-                    note=f"vs the single-process rate at {n0:,} scenarios")
+            if res["single_process_rate"] == res["single_process_rate"]:  # local masters
+                add("scaling", m, n, "spark_vs_single_process",
+                    stage_rate / res["single_process_rate"], "", "spark_vs_single_process",
+                    note=f"vs one process per core on the first {REFERENCE_BLOCKS_PER_CORE} "
+                         f"blocks per core, best of {REFERENCE_ROUNDS}, measured right after")
             for key in ("driver_python_peak_mib", "driver_jvm_peak_mib",
                         "python_worker_peak_mib", "python_workers_sum_peak_mib"):
                 add("scaling", m, n, key, res[key], "MiB", note=note)

@@ -30,7 +30,7 @@ tolerance against an independent pricer (tests/test_revaluation.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -121,6 +121,9 @@ class RevaluationPlan:
     ``lin`` and ``q K e^{-r tau}`` to its desk's ``const``. ``lin`` also holds the netted
     stock quantity. This is Black-Scholes exactly.
     """
+
+    #: Time per scenario relative to full revaluation (this method): sizes Spark tasks only.
+    relative_cost: ClassVar[float] = 1.0
 
     n_desks: int
     n_book_positions: int  # positions of the book (the unit of "revaluations")

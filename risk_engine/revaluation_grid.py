@@ -27,6 +27,7 @@ Full revaluation stays the reference and the default; select this one with
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,10 @@ class GridPlan:
     cell ``i`` of its underlying's grid, ``t`` in [0, 1] across the cell. Groups
     (desk, underlying with live options) are sorted by desk.
     """
+
+    #: Time per scenario relative to full revaluation, for sizing Spark tasks only: a block
+    #: of 10,000 scenarios of the 2,000-option bench book takes 60 ms against 300 ms.
+    relative_cost: ClassVar[float] = 0.2
 
     full: RevaluationPlan  # exact plan: out-of-range scenarios
     n_desks: int

@@ -32,6 +32,7 @@ def test_bench_small_book_measures_every_section():
     for n in (2_000, 20_000):
         point = scaling[scaling["n_scenarios"] == n].set_index("metric")["value"]
         assert point["stage_s"] > 0 and point["tail_band_losses"] > 0
+        assert point["spark_vs_single_process"] > 0  # paired with its own reference run
         for key in ("driver_python_peak_mib", "driver_jvm_peak_mib",
                     "python_worker_peak_mib", "driver_jvm_live_heap_mib"):
             assert np.isfinite(point[key]) and point[key] > 0

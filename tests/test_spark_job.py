@@ -14,7 +14,13 @@ from risk_engine.errors import SchemaError
 from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
-from risk_engine.spark.stages import _settle_worker, collect_pnl, simulate_blocks, tail_summary
+from risk_engine.spark.stages import (
+    _settle_worker,
+    collect_pnl,
+    default_slices,
+    simulate_blocks,
+    tail_summary,
+)
 from risk_engine.tails import (
     block_histograms,
     block_losses,
@@ -358,6 +364,20 @@ def test_python_workers_exempt_their_start_up_objects_from_the_gc(spark, run):
     blocks.unpersist()
     assert (workers["frozen"] > 10_000).all(), workers  # numpy, pandas, pyarrow, the engine
     assert (workers["tracked"] < workers["frozen"] / 10).all(), workers
+
+
+@pytest.mark.parametrize("cores", [1, 2, 8])
+def test_default_slices_bound_each_task_s_work_and_fill_every_core(cores):
+    # relative_cost 0.2 (the grid) carries 5 times the blocks of full revaluation.
+    for relative_cost, most in ((1.0, 8), (0.2, 40)):
+        for n_blocks in (1, 3, 10, 16, 17, 100, 1000, 10_007):
+            slices = default_slices(n_blocks, cores, relative_cost)
+            assert 1 <= slices <= n_blocks
+            assert -(-n_blocks // slices) <= most  # spark.range splits evenly, +-1 block
+            if n_blocks >= cores:
+                assert slices % cores == 0
+            if slices > cores:  # no more slices than the bound needs
+                assert -(-n_blocks // (slices - cores)) > most
 
 
 def test_worker_heap_is_frozen_once_only():

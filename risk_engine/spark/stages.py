@@ -195,23 +195,30 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                 row["hist"] = [pack_histogram(merge_histograms(hists))]
             yield pd.DataFrame(row)
 
-    slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism)
+    slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism,
+                                          spec.plan.relative_cost)
     ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
     frame = ids.mapInPandas(run_blocks, schema=BLOCK_SCHEMA).persist(
         StorageLevel.MEMORY_AND_DISK)
     return Blocks(frame, spec, token, spark.sparkContext.accumulator(0))
 
 
-#: Most blocks one task carries by default: 8 blocks of 10,000 scenarios on 2,000 positions
-#: are about 2 s of work (well above the ~55 ms per-task overhead). A task holds one block's
-#: P&L at a time, so its memory does not grow with the scenario count.
+#: Most full-revaluation blocks one task carries by default: 8 blocks of 10,000 scenarios on
+#: 2,000 positions are about 2.4 s of work (well above the ~40 ms per-task overhead). A task
+#: holds one block's P&L at a time, so its memory does not grow with the scenario count.
 MAX_BLOCKS_PER_TASK = 8
 
 
-def default_slices(n_blocks: int, cores: int) -> int:
-    """Slices of the block range: a multiple of ``cores``, at most 8 blocks per slice."""
+def default_slices(n_blocks: int, cores: int, relative_cost: float = 1.0) -> int:
+    """Slices of the block range: a multiple of ``cores``, each of bounded work.
+
+    A slice carries at most :data:`MAX_BLOCKS_PER_TASK` blocks of full revaluation, or
+    proportionally more of a cheaper method: ``relative_cost`` is the method's time per
+    scenario relative to full revaluation (the plan's ``relative_cost``).
+    """
     cores = max(1, cores)
-    return min(n_blocks, cores * max(1, -(-n_blocks // (cores * MAX_BLOCKS_PER_TASK))))
+    per_task = max(1, round(MAX_BLOCKS_PER_TASK / relative_cost))
+    return min(n_blocks, cores * max(1, -(-n_blocks // (cores * per_task))))
 
 
 BlockIter = Iterator[tuple[int, int, NDArray[np.float64]]]
