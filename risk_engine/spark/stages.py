@@ -174,11 +174,10 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         _settle_worker()
         hists: list[pd.DataFrame] = []
-        row: dict[str, list[object]] | None = None
+        ids: list[int] = []
+        paths: list[str] = []
         for batch in batches:
             for block_id in batch["id"].to_numpy():
-                if row is not None:  # hold one row back: the task's last carries the histogram
-                    yield pd.DataFrame(row)
                 b = int(block_id)
                 _inject_faults(faults, b)
                 pnl = simulate_block(spec, b)
@@ -186,14 +185,17 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     hists.append(block_histograms(block_losses(pnl, b * block_size), specs))
                     if len(hists) == 16:  # bounded memory in a task given many blocks
                         hists = [merge_histograms(hists)]
-                path = _block_path(token, b)
-                _write_block(path, pnl)
-                row = {"block_id": [b], "first_scenario": [b * block_size], "path": [path],
-                       "hist": [None]}
-        if row is not None:
+                paths.append(_block_path(token, b))
+                _write_block(paths[-1], pnl)
+                ids.append(b)
+        if ids:
+            # One batch per task (a batch per block cost about 1 ms each); the task's last
+            # row carries its histogram.
+            hist: list[bytes | None] = [None] * len(ids)
             if specs is not None:
-                row["hist"] = [pack_histogram(merge_histograms(hists))]
-            yield pd.DataFrame(row)
+                hist[-1] = pack_histogram(merge_histograms(hists))
+            yield pd.DataFrame({"block_id": ids, "first_scenario": [b * block_size for b in ids],
+                                "path": paths, "hist": hist})
 
     slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism,
                                           spec.plan.relative_cost)
