@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from pyspark.sql import SparkSession
@@ -41,7 +42,8 @@ _LOCAL_DEFAULTS = {
         "-XX:TieredStopAtLevel=1",
         "-XX:-G1UseAdaptiveIHOP", "-XX:InitiatingHeapOccupancyPercent=80",
     ]),
-    "spark.python.unix.domain.socket.enabled": "true",
+    # PySpark refuses the setting where Python has no AF_UNIX (Windows).
+    "spark.python.unix.domain.socket.enabled": str(hasattr(socket, "AF_UNIX")).lower(),
 }
 
 
