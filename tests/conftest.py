@@ -1,13 +1,27 @@
-"""Shared fixtures: one local Spark session per test run, and a small demo snapshot."""
+"""Shared fixtures: one local Spark session per test run, and a small demo snapshot.
+
+The folders mirror the layering: ``unit/`` needs no JVM, ``spark/`` runs local-mode Spark,
+``cluster/`` starts a standalone cluster on 127.0.0.1; each folder marks its tests.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
+from pathlib import Path
 
 import pytest
 
-D1 = dt.date(2026, 11, 19)
-D2 = dt.date(2026, 11, 20)
+from tests.helpers import D1, D2
+
+_FOLDER_MARKS = {"spark": pytest.mark.spark, "cluster": pytest.mark.cluster}
+
+
+def pytest_collection_modifyitems(items):
+    """Tests under tests/spark need a JVM, those under tests/cluster start a cluster."""
+    root = Path(__file__).parent
+    for item in items:
+        folder = Path(item.fspath).relative_to(root).parts[0]
+        if folder in _FOLDER_MARKS:
+            item.add_marker(_FOLDER_MARKS[folder])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,9 @@ import pandas as pd
 
 from risk_engine.config import config_from_dict
 
-AS_OF = dt.date(2026, 11, 20)
+D1 = dt.date(2026, 11, 19)
+D2 = dt.date(2026, 11, 20)
+AS_OF = D2
 
 
 def config(**sections):

@@ -16,7 +16,7 @@ from risk_engine.scenarios import ScenarioModel, block_rng, draw_log_returns
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.valuation import position_values
 
-from . import helpers as h
+from tests import helpers as h
 
 LEVELS = (0.95, 0.975, 0.99)
 
@@ -203,24 +203,6 @@ def test_grid_resolution_controls_the_error(demo):
         errs.append(np.abs(got - full).max())
     assert errs[0] > errs[1] > errs[2]
     assert errs[0] / errs[2] > 30  # fourth order: (12 / 3)^4 = 256 in theory
-
-
-@pytest.mark.heavy
-@pytest.mark.spark
-def test_run_benchmark_smoke():
-    from risk_engine.bench import format_table, run_benchmark
-
-    table = run_benchmark(scenarios=(20_000,), positions=200, underlyings=10, desks=4,
-                          methods=("full", "grid"), accuracy_scenarios=2_000,
-                          scale_subprocess=False, rounds=1)
-    assert {"section", "method", "metric", "value"} <= set(table.columns)
-    through = table[table["section"] == "throughput"]
-    assert (through["metric"] == "spark_vs_single_process").sum() == 2
-    acc = table[(table["section"] == "accuracy") & (table["method"] == "grid")]
-    assert acc.set_index("metric").loc["desk_var_es_rel_error", "value"] < 1e-4
-    assert (table["section"] == "scaling").any()
-    text = format_table(table)
-    assert "grid" in text and "full" in text
 
 
 @pytest.mark.parametrize("width", [2, 3, 64, 256])

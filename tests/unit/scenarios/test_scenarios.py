@@ -13,7 +13,7 @@ from risk_engine.scenarios import (
     nearest_psd_correlation,
 )
 
-from .helpers import AS_OF, correlations, factor_model
+from tests.helpers import AS_OF, correlations, factor_model
 
 
 def _model():

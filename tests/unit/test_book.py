@@ -11,7 +11,7 @@ from risk_engine.pipeline import InputTables, prepare
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve
 
-from . import helpers as h
+from tests import helpers as h
 
 EXP = dt.date(2027, 3, 19)
 

@@ -15,7 +15,7 @@ from risk_engine.scenarios import block_rng, draw_log_returns
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.valuation import position_values
 
-from . import helpers as h
+from tests import helpers as h
 
 
 @pytest.fixture(scope="module")

@@ -29,9 +29,8 @@ import pytest
 import yaml
 
 # No skip without Java: Java 17 is a stated prerequisite, and a missing JVM must fail CI.
-pytestmark = pytest.mark.cluster
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 HOST = "127.0.0.1"
 N_POSITIONS = 400

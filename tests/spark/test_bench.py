@@ -11,7 +11,6 @@ import pytest
 
 from risk_engine.bench import format_table, run_benchmark
 
-pytestmark = pytest.mark.spark
 
 
 def test_bench_small_book_measures_every_section():
@@ -39,3 +38,18 @@ def test_bench_small_book_measures_every_section():
     assert "time_ratio_vs_2000" in set(scaling["metric"])
     text = format_table(table)
     assert "== throughput ==" in text and "== scaling ==" in text
+
+
+@pytest.mark.heavy
+def test_run_benchmark_smoke():
+    table = run_benchmark(scenarios=(20_000,), positions=200, underlyings=10, desks=4,
+                          methods=("full", "grid"), accuracy_scenarios=2_000,
+                          scale_subprocess=False, rounds=1)
+    assert {"section", "method", "metric", "value"} <= set(table.columns)
+    through = table[table["section"] == "throughput"]
+    assert (through["metric"] == "spark_vs_single_process").sum() == 2
+    acc = table[(table["section"] == "accuracy") & (table["method"] == "grid")]
+    assert acc.set_index("metric").loc["desk_var_es_rel_error", "value"] < 1e-4
+    assert (table["section"] == "scaling").any()
+    text = format_table(table)
+    assert "grid" in text and "full" in text

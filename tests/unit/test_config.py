@@ -8,7 +8,7 @@ import pytest
 from risk_engine.config import load_config
 from risk_engine.errors import ConfigError
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_shipped_configs_load():

@@ -20,9 +20,8 @@ from risk_engine.config import config_from_dict
 from risk_engine.spark.job import main
 from risk_engine.timeaxis import horizon_date
 
-from .conftest import D2
+from tests.helpers import D2
 
-pytestmark = pytest.mark.spark
 MU = np.array([0.12, 0.08])
 VOL = np.array([0.30, 0.20])
 RHO = 0.2

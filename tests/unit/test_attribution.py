@@ -14,7 +14,7 @@ from risk_engine.pipeline import InputTables, run_in_process
 from risk_engine.tails import summarize_matrix
 from risk_engine.valuation import position_values
 
-from . import helpers as h
+from tests import helpers as h
 
 LEVELS = (0.95, 0.99)
 

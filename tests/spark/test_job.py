@@ -30,9 +30,8 @@ from risk_engine.tails import (
     unpack_histogram,
 )
 
-from .conftest import D1, D2
+from tests.helpers import D1, D2
 
-pytestmark = pytest.mark.spark
 
 
 def _cfg(root, out, day=D2, **mc):

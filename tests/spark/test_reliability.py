@@ -23,10 +23,9 @@ from risk_engine.config import config_from_dict
 from risk_engine.errors import DataError, RejectionCeilingError, SchemaError
 from risk_engine.spark.job import main
 
-from .conftest import D2
+from tests.helpers import D2
 
-pytestmark = pytest.mark.spark
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cfg(inp, out, **extra):
