@@ -44,9 +44,10 @@ import pandas as pd
 from risk_engine.book import CALL, EQUITY, ResolvedBook
 from risk_engine.demo_data import generate
 from risk_engine.measures import var_es
-from risk_engine.pipeline import InputTables, Prepared, SimulationSpec, prepare, simulate_block
+from risk_engine.pipeline import InputTables, Prepared, prepare
 from risk_engine.revaluation import desk_pnl
 from risk_engine.revaluation_grid import METHODS, GridPlan, build_plan, contract_errors
+from risk_engine.simulation import SimulationSpec, simulate_block
 
 AS_OF = dt.date(2026, 11, 20)
 LEVELS = (0.95, 0.975, 0.99)

@@ -1,22 +1,24 @@
 """The nightly run's numerical steps, free of Spark.
 
-The Spark layer reads the tables, calls :func:`prepare` on the driver, fans
-:func:`simulate_block` out over scenario blocks, aggregates the blocks' losses into exact
-tail figures (:mod:`risk_engine.tails`) and hands them to :func:`risk_tables`.
-:func:`run_in_process` chains the same steps in one process; it is the reference the Spark
-job must reproduce bit for bit.
+:func:`nightly_run` is the whole run over an :class:`risk_engine.engine.Engine`: the Spark
+layer reads the snapshot, calls it with its engine, then publishes and notifies;
+:func:`run_in_process` calls it with the in-process engine, the bit-for-bit reference.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from risk_engine import schemas
+from risk_engine.attribution import attribution_requests, position_tables
 from risk_engine.book import (
     ResolvedBook,
     Snapshot,
@@ -26,17 +28,26 @@ from risk_engine.book import (
     validate_snapshot,
 )
 from risk_engine.config import Config
+from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import DataError, RejectionCeilingError
-from risk_engine.revaluation import RevaluationPlan, desk_pnl
-from risk_engine.revaluation_grid import GridPlan, build_plan
+from risk_engine.governance.alerts import Alert
+from risk_engine.governance.settings import GovernanceSettings, parse_governance
+from risk_engine.governance.stage import governance_tables
+from risk_engine.revaluation_grid import build_plan
 from risk_engine.scenarios import (
     ScenarioModel,
     ScenarioSource,
     estimate_from_history,
     from_factor_model,
 )
-from risk_engine.tails import TailSummary, summarize_matrix
+from risk_engine.simulation import SimulationSpec
+from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
+from risk_engine.worst_case.stage import (
+    WorstCaseStageSettings,
+    parse_worst_case,
+    worst_case_tables,
+)
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +63,6 @@ class InputTables:
     factor_model: pd.DataFrame | None = None
     correlations: pd.DataFrame | None = None
     pnl_history: pd.DataFrame | None = None
-
-
-@dataclass(frozen=True)
-class SimulationSpec:
-    """Everything a scenario block needs; small and picklable, shipped to executors once."""
-
-    plan: RevaluationPlan | GridPlan
-    source: ScenarioSource
-    chunk_size: int
 
 
 @dataclass(frozen=True)
@@ -195,15 +197,14 @@ def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[s
     return out
 
 
-def simulate_block(spec: SimulationSpec, block_id: int) -> NDArray[np.float64]:
-    """Draw block ``block_id``'s scenarios from ``(seed, block_id)`` and revalue the book.
+def worst_case_settings(cfg: Config) -> WorstCaseStageSettings:
+    """The typed ``worst_case`` section."""
+    return parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
 
-    Returns
-    -------
-    ndarray, shape (n_b, D)
-        P&L per (scenario, desk) of the block's scenarios, in scenario order.
-    """
-    return desk_pnl(spec.plan, spec.source.block(block_id), spec.chunk_size)
+
+def governance_settings(cfg: Config) -> GovernanceSettings:
+    """The typed ``governance`` section."""
+    return parse_governance(cfg.governance)
 
 
 def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[str, pd.DataFrame]:
@@ -266,19 +267,124 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
     }
 
 
-def run_in_process(cfg: Config, inputs: InputTables) -> tuple[Prepared, dict[str, pd.DataFrame],
-                                                              NDArray[np.float64]]:
-    """Run the whole Monte Carlo stage in this process (the reference for the Spark job).
+@dataclass
+class RunLog:
+    """What a run has done so far: stage timings, warnings, input row counts.
 
-    Returns the prepared run, the risk tables and the (N, D) P&L matrix.
+    ``on_stage``, if set, is called as each stage starts (the Spark job writes the running
+    manifest there, so a killed run shows where it stopped).
     """
-    prepared = prepare(cfg, inputs)
-    pnl = np.concatenate([simulate_block(prepared.spec, b) for b in range(cfg.n_blocks)])
-    summary = summarize_matrix(pnl, cfg.monte_carlo.block_size, cfg.risk.confidence_levels)
-    return prepared, risk_tables(summary, prepared.book, cfg), pnl
+
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    current: str = "start"
+    on_stage: Callable[[RunLog], None] | None = None
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name`` (rounded to the millisecond)."""
+        self.current = name
+        if self.on_stage is not None:
+            self.on_stage(self)
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        log.info("stage %s: %.2fs", name, self.timings[name])
 
 
-def filter_date(frame: pd.DataFrame, as_of: dt.date, column: str = "as_of_date") -> pd.DataFrame:
-    """Rows of ``frame`` whose ``column`` equals ``as_of`` (dates or timestamps accepted)."""
-    values = pd.to_datetime(frame[column]).dt.date
-    return frame[values == as_of].reset_index(drop=True)
+@dataclass(frozen=True)
+class RunResult:
+    """The tables of one run, before publication, and the alerts to send after it.
+
+    ``tables`` hold no ``run_id`` or ``as_of_date`` (the publisher adds them);
+    ``engine_tables`` names tables the engine wrote itself (the Spark engine's audit table).
+    """
+
+    prepared: Prepared
+    tables: dict[str, pd.DataFrame]
+    alerts: list[Alert]
+    engine_tables: tuple[str, ...] = ()
+
+
+def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
+                run_log: RunLog | None = None) -> RunResult:
+    """The nightly run, in order: every output table of one date from its input snapshot.
+
+    prepare (validate rows, resolve the book, build the scenario model) -> Monte Carlo
+    (fan-out and exact tails) -> risk tables -> worst case -> attribution -> governance.
+    The engine only decides where scenario blocks are computed and kept; every table is
+    computed here or in the stage functions this calls, so the in-process engine and the
+    Spark engine give the same bits.
+
+    Raises
+    ------
+    DataError, RejectionCeilingError
+        Before any scenario is drawn, if the snapshot cannot be valued.
+    """
+    rl = run_log if run_log is not None else RunLog()
+    with rl.stage("prepare"):
+        prepared = prepare(cfg, inputs)
+    rl.row_counts = prepared.row_counts
+    rl.warnings.extend(prepared.warnings)
+    check_rejection_ceiling(cfg, inputs, prepared)
+    blocks: ScenarioBlocks | None = None
+    try:
+        with rl.stage("monte_carlo"):
+            blocks = engine.simulate(prepared.spec, cfg.risk.confidence_levels)
+            tails = blocks.tail_summary(cfg.risk.confidence_levels)
+        return _from_tails(cfg, inputs, prepared, blocks, tails, rl)
+    finally:
+        if blocks is not None:
+            blocks.release()
+
+
+def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: ScenarioBlocks,
+                tails: TailSummary, rl: RunLog) -> RunResult:
+    book, levels = prepared.book, cfg.risk.confidence_levels
+    tables: dict[str, pd.DataFrame] = {}
+    engine_tables: list[str] = []
+    if cfg.output.write_scenario_pnl:
+        with rl.stage("scenario_pnl"):
+            audit = blocks.scenario_pnl(book.desks)
+        if audit is None:
+            engine_tables.append(schemas.SCENARIO_PNL.name)
+        else:
+            tables[schemas.SCENARIO_PNL.name] = audit
+    with rl.stage("risk_measures"):
+        tables.update(risk_tables(tails, book, cfg))
+    tables["rejected_rows"] = prepared.rejected
+    wc = worst_case_settings(cfg)
+    if wc.enabled:
+        with rl.stage("worst_case"):
+            frame, alloc, warnings = worst_case_tables(
+                book, prepared.model, prepared.spec.source, tables["risk_measures"], wc,
+                horizon_days=cfg.monte_carlo.horizon_days)
+        tables["worst_case_var"], tables["optimal_allocations"] = frame, alloc
+        rl.warnings.extend(warnings)
+    gov = governance_settings(cfg)
+    alerts: list[Alert] = []
+    if gov.enabled and gov.attribution:
+        with rl.stage("attribution"):
+            requests = attribution_requests(tails)
+            contrib, sample = blocks.attribution(book, requests, levels)
+            rows, tables["position_risk"] = position_tables(book, requests, contrib, sample)
+        tables["contributions"] = pd.concat([tables["contributions"], rows], ignore_index=True)
+    if gov.enabled:
+        with rl.stage("governance"):
+            out, alerts = governance_tables(book, prepared.model, tables["risk_measures"], gov,
+                                            cfg.as_of_date, history=inputs.history,
+                                            pnl_history=inputs.pnl_history)
+        tables.update(out)
+    return RunResult(prepared, tables, alerts, tuple(engine_tables))
+
+
+def run_in_process(cfg: Config, inputs: InputTables) -> tuple[RunResult, NDArray[np.float64]]:
+    """The whole nightly run in this process: its result and the (N, D) desk P&L matrix.
+
+    The reference the Spark job must reproduce bit for bit, table by table.
+    """
+    engine = InProcessEngine()
+    result = nightly_run(cfg, inputs, engine)
+    assert engine.pnl is not None
+    return result, engine.pnl

@@ -49,3 +49,15 @@ def factor_model(rows):
 
 def correlations(rows=()):
     return pd.DataFrame(list(rows), columns=["underlying_a", "underlying_b", "correlation"])
+
+
+def run(cfg, inputs):
+    """The in-process nightly run: (prepared, tables, (N, D) desk P&L)."""
+    from risk_engine.pipeline import run_in_process
+
+    result, pnl = run_in_process(cfg, inputs)
+    return result.prepared, result.tables, pnl
+
+
+#: Sections switching off the stages after the Monte Carlo risk tables.
+MC_ONLY = {"worst_case": {"enabled": False}, "governance": {"enabled": False}}

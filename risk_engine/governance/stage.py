@@ -9,7 +9,6 @@ historical close, with today's times to expiry and volatilities) and, when a
 from __future__ import annotations
 
 import datetime as dt
-import logging
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,6 @@ from risk_engine.governance.alerts import (
     alerts_frame,
     alerts_from_limit_checks,
     alerts_from_performance,
-    dispatch_alerts,
 )
 from risk_engine.governance.limits import check_desk_limits
 from risk_engine.governance.performance import performance_table
@@ -28,8 +26,6 @@ from risk_engine.governance.settings import GovernanceSettings
 from risk_engine.portfolio.tables import desk_portfolio_tables
 from risk_engine.scenarios import ScenarioModel
 from risk_engine.valuation import position_values
-
-log = logging.getLogger("risk_engine.governance")
 
 
 def hypothetical_values(
@@ -93,7 +89,9 @@ def governance_tables(
     -------
     tables, alerts
         Frames ``limit_checks``, ``min_variance``, ``frontier``, ``risk_parity``,
-        ``performance`` and ``alerts`` (without ``run_id``), and the dispatched alerts.
+        ``performance`` and ``alerts`` (without ``run_id``), and the alerts raised. The
+        caller sends them (:func:`risk_engine.governance.alerts.dispatch_alerts`) once the
+        date is published, never before: nobody is told of numbers they cannot read.
     """
     checks, minvar, frontier, parity, perf = [], [], [], [], []
     desk_rm = risk_measures[risk_measures["scope"] == "desk"]
@@ -137,7 +135,6 @@ def governance_tables(
     alerts = alerts_from_limit_checks(limit_checks, as_of, settings.alerts)
     if performance is not None:
         alerts += alerts_from_performance(performance, as_of, settings.alerts)
-    alerts = dispatch_alerts(alerts, as_of, settings.alerts, log=log)
     out = {
         "limit_checks": limit_checks,
         "min_variance": pd.concat(minvar, ignore_index=True),

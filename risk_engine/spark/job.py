@@ -6,29 +6,19 @@ import datetime as dt
 import json
 import logging
 import re
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import SparkSession
 
 from risk_engine import __version__, schemas
-from risk_engine.attribution import attribution_requests, position_tables
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
-from risk_engine.governance.settings import GovernanceSettings, parse_governance
-from risk_engine.governance.stage import governance_tables
-from risk_engine.pipeline import (
-    InputTables,
-    Prepared,
-    check_rejection_ceiling,
-    prepare,
-    risk_tables,
-)
+from risk_engine.governance.alerts import Alert, dispatch_alerts
+from risk_engine.pipeline import InputTables, RunLog, governance_settings, nightly_run
+from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
     mark_interrupted,
@@ -39,17 +29,8 @@ from risk_engine.spark.io import (
     write_manifest,
     write_partition,
 )
-from risk_engine.spark.stages import (
-    Blocks,
-    attribution,
-    scenario_pnl_rows,
-    simulate_blocks,
-    tail_summary,
-)
-from risk_engine.worst_case.stage import parse_worst_case, worst_case_tables
 
 log = logging.getLogger("risk_engine.job")
-T_ = TypeVar("T_")
 
 
 @dataclass
@@ -82,11 +63,6 @@ def new_run_id(as_of: dt.date) -> str:
     """``<as_of>T<utc time>-<8 hex>``: sortable and unique."""
     now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"{as_of.isoformat()}-{now}-{uuid.uuid4().hex[:8]}"
-
-
-def governance_settings(cfg: Config) -> GovernanceSettings:
-    """The parsed ``governance`` section (validated when the config was loaded)."""
-    return parse_governance(cfg.governance)
 
 
 def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
@@ -129,15 +105,15 @@ class Run:
     def __init__(self, spark: SparkSession, cfg: Config, run_id: str) -> None:
         self.spark, self.cfg, self.run_id = spark, cfg, run_id
         self.started = dt.datetime.now(dt.timezone.utc)
-        self.summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root)
-        self.stage_name = "start"
-        self.row_counts: dict[str, dict[str, int]] = {}
+        self.log = RunLog(on_stage=lambda _: self.write_manifest())
+        self.summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root,
+                                  timings=self.log.timings, warnings=self.log.warnings)
         self.staging = f"{cfg.output.root.rstrip('/')}/_staging/{run_id}"
 
     # -- manifest ---------------------------------------------------------------------
     def manifest_row(self, finished: bool) -> pd.DataFrame:
         """The manifest row as of now."""
-        cfg, counts = self.cfg, self.row_counts
+        cfg, counts = self.cfg, self.log.row_counts
         return pd.DataFrame([{
             "run_id": self.run_id, "status": self.summary.status, "started_at": self.started,
             "finished_at": dt.datetime.now(dt.timezone.utc) if finished else None,
@@ -149,7 +125,7 @@ class Run:
             "positions_in": counts.get("positions", {}).get("in", 0),
             "positions_rejected": counts.get("positions", {}).get("rejected", 0),
             "row_counts": json.dumps(counts), "stage_timings": json.dumps(
-                {**self.summary.timings, **({} if finished else {"current": self.stage_name})}),
+                {**self.summary.timings, **({} if finished else {"current": self.log.current})}),
             "warnings": json.dumps(self.summary.warnings), "message": self.summary.message,
             "config": json.dumps(cfg.to_dict(), sort_keys=True),
         }])
@@ -158,16 +134,6 @@ class Run:
         """Write (or replace) this run's manifest file; every run keeps its own row."""
         write_manifest(self.spark, self.manifest_row(finished), self.cfg.output.root,
                        self.cfg.as_of_date, self.run_id)
-
-    def stage(self, name: str, fn: Callable[[], T_]) -> T_:
-        """Run one stage, recording it in the manifest before and its time after."""
-        self.stage_name = name
-        self.write_manifest()
-        t0 = time.perf_counter()
-        out = fn()
-        self.summary.timings[name] = round(time.perf_counter() - t0, 3)
-        log.info("run %s stage %s: %.2fs", self.run_id, name, self.summary.timings[name])
-        return out
 
     # -- results ----------------------------------------------------------------------
     def publish(self, tables: dict[str, pd.DataFrame], extra: list[str]) -> None:
@@ -183,10 +149,12 @@ class Run:
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
-    Results are staged under ``<output>/_staging/<run_id>`` and published together at the
-    end; a run that fails or is killed leaves the date's previous results in place. Every
-    run writes its own manifest row (status ``running`` until it ends); runs of the date
-    still marked ``running`` when a new run starts are marked ``interrupted``.
+    Reads the snapshot, runs :func:`risk_engine.pipeline.nightly_run` on the Spark engine,
+    publishes every table of the date at the end and only then sends the run's alerts.
+    Results are staged under ``<output>/_staging/<run_id>``; a run that fails or is killed
+    leaves the date's previous results in place. Every run writes its own manifest row
+    (status ``running`` until it ends); runs of the date still marked ``running`` when a
+    new run starts are marked ``interrupted``.
 
     Raises
     ------
@@ -197,102 +165,34 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     summary = run.summary
     mark_interrupted(spark, cfg.output.root, cfg.as_of_date)
     try:
-        tables, extra = _compute(run)
-        run.stage("publish", lambda: run.publish(tables, extra))
-        summary.status = "completed_with_warnings" if summary.warnings else "completed"
-        summary.tables = tables
+        with run.log.stage("read_inputs"):
+            inputs = read_inputs(spark, cfg)
+        engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
+                             staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
+        result = nightly_run(cfg, inputs, engine, run.log)
+        with run.log.stage("publish"):
+            run.publish(result.tables, list(result.engine_tables))
     except BaseException as exc:
         summary.status = "failed"
         summary.message = (str(exc) if isinstance(exc, RiskEngineError)
-                           else f"{type(exc).__name__} in stage {run.stage_name}: "
+                           else f"{type(exc).__name__} in stage {run.log.current}: "
                                 f"{error_line(exc)}")
         discard_staging(run.staging)
-        raise
-    finally:
         run.write_manifest(finished=True)
+        raise
+    summary.status = "completed_with_warnings" if summary.warnings else "completed"
+    summary.tables = result.tables
+    run.write_manifest(finished=True)
+    _send_alerts(run, result.alerts)
     return summary
 
 
-def _compute(run: Run) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    spark, cfg, summary = run.spark, run.cfg, run.summary
-    inputs = run.stage("read_inputs", lambda: read_inputs(spark, cfg))
-    prepared = run.stage("prepare", lambda: prepare(cfg, inputs))
-    run.row_counts = prepared.row_counts
-    summary.warnings.extend(prepared.warnings)
-    check_rejection_ceiling(cfg, inputs, prepared)
-    extra: list[str] = []
-
-    # The block P&L stays on the executors' local disk: the tail passes and the attribution
-    # read it again; only histograms, band losses and sums reach the driver.
-    blocks = simulate_blocks(spark, prepared.spec, cfg.n_blocks, cfg.spark.partitions,
-                             faults=cfg.testing, levels=cfg.risk.confidence_levels)
-    try:
-        return _from_blocks(run, prepared, blocks, inputs, extra)
-    finally:
-        if blocks.recomputed.value:
-            log.warning("run %s: %d block read(s) regenerated the block from its seed: its "
-                        "file was not on the executor that read it", run.run_id,
-                        blocks.recomputed.value)
-        blocks.unpersist()
-
-
-def _from_blocks(run: Run, prepared: Prepared, blocks: Blocks, inputs: InputTables,
-                 extra: list[str]) -> tuple[dict[str, pd.DataFrame], list[str]]:
-    spark, cfg, summary = run.spark, run.cfg, run.summary
-    book = prepared.book
-    levels = cfg.risk.confidence_levels
-    tails = run.stage("monte_carlo", lambda: tail_summary(blocks, levels))
-    log.info("run %s tails: %d histogram pass(es), %d band losses gathered for %d scenarios",
-             run.run_id, tails.histogram_passes, tails.band_losses, tails.n_scenarios)
-    if cfg.output.write_scenario_pnl:
-        run.stage("scenario_pnl", lambda: _write_scenario_pnl(
-            blocks, cfg, run.run_id, book.desks, run.staging))
-        extra.append(schemas.SCENARIO_PNL.name)
-    tables = run.stage("risk_measures", lambda: risk_tables(tails, book, cfg))
-    tables["rejected_rows"] = prepared.rejected
-    wc = parse_worst_case(cfg.worst_case, levels)
-    if wc.enabled:
-        def worst_case() -> None:
-            frame, alloc, warnings = worst_case_tables(book, prepared.model,
-                                                       prepared.spec.source,
-                                                       tables["risk_measures"], wc)
-            tables["worst_case_var"] = frame.assign(
-                horizon_days=np.int32(cfg.monte_carlo.horizon_days))
-            tables["optimal_allocations"] = alloc
-            summary.warnings.extend(warnings)
-
-        run.stage("worst_case", worst_case)
-    gov = governance_settings(cfg)
-    if gov.enabled and gov.attribution:
-        def attribute() -> None:
-            requests = attribution_requests(tails)
-            contrib, sample = attribution(spark, blocks, book, requests, levels)
-            rows, position_risk = position_tables(book, requests, contrib, sample)
-            tables["contributions"] = pd.concat([tables["contributions"], rows],
-                                                ignore_index=True)
-            tables["position_risk"] = position_risk
-
-        run.stage("attribution", attribute)
-    if gov.enabled:
-        def govern() -> None:
-            out, _ = governance_tables(book, prepared.model, tables["risk_measures"], gov,
-                                       cfg.as_of_date, history=inputs.history,
-                                       pnl_history=inputs.pnl_history)
-            tables.update(out)
-
-        run.stage("governance", govern)
-    return tables, extra
-
-
-def _write_scenario_pnl(blocks: Blocks, cfg: Config, run_id: str,
-                        desks: tuple[str, ...], root: str) -> None:
-    from pyspark.sql import functions as F
-
-    df = scenario_pnl_rows(blocks)
-    desk_col = F.element_at(F.array(*[F.lit(d) for d in desks]), F.col("desk_index") + 1)
-    out = df.select(
-        F.lit(run_id).alias("run_id"), F.col("block_id"), desk_col.alias("desk"),
-        F.col("first_scenario"), F.col("pnl"),
-    )
-    out.write.mode("overwrite").parquet(
-        f"{root}/{schemas.SCENARIO_PNL.name}/as_of_date={cfg.as_of_date.isoformat()}")
+def _send_alerts(run: Run, alerts: list[Alert]) -> None:
+    """Log and notify the published run's alerts; an undelivered one is a run warning."""
+    settings = governance_settings(run.cfg).alerts
+    sent = dispatch_alerts(alerts, run.cfg.as_of_date, settings, log=log)
+    failures = sent[len(alerts):]
+    if failures:
+        run.summary.warnings.extend(f"alerts: {a.message}" for a in failures)
+        run.summary.status = "completed_with_warnings"
+        run.write_manifest(finished=True)

@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from risk_engine.attribution import SUM_GROUP, Request, block_contributions, sample_statistics
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
-from risk_engine.pipeline import SimulationSpec, simulate_block
+from risk_engine.simulation import SimulationSpec, simulate_block
 from risk_engine.tails import (
     LUMP_TOP,
     Band,

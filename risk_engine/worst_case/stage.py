@@ -125,12 +125,13 @@ def _sample_sums(book: ResolvedBook, source: ScenarioSource, rep: np.ndarray,
 
 def worst_case_tables(
     book: ResolvedBook, model: ScenarioModel, source: ScenarioSource,
-    risk_measures: pd.DataFrame, settings: WorstCaseStageSettings,
+    risk_measures: pd.DataFrame, settings: WorstCaseStageSettings, *, horizon_days: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``worst_case_var`` and ``optimal_allocations`` rows of every desk, and warnings.
 
-    ``worst_case_var`` also carries ``mc_var``, the Monte Carlo VaR of the same desk and
-    level from ``risk_measures``, so the figures can be compared row by row.
+    ``worst_case_var`` is complete (but for ``run_id``): it also carries the run's
+    ``horizon_days`` and ``mc_var``, the Monte Carlo VaR of the same desk and level from
+    ``risk_measures``, so the figures can be compared row by row.
     """
     reports, warnings = [], []
     h = source.horizon_years
@@ -154,6 +155,7 @@ def worst_case_tables(
     mc_var = mc.set_index(["desk", "confidence_level"])["value"]
     keys = list(zip(wc["desk"], wc["confidence_level"], strict=True))
     wc["mc_var"] = [float(mc_var.get(k, np.nan)) for k in keys]
+    wc["horizon_days"] = np.int32(horizon_days)
     bad = wc[~wc["status"].isin(["optimal", "not_applicable"])]
     for row in bad.itertuples():
         warnings.append(f"worst_case: desk {row.desk} {row.model} {row.portfolio} "

@@ -22,7 +22,6 @@ import pytest
 from risk_engine.config import config_from_dict
 from risk_engine.errors import DataError, RejectionCeilingError, SchemaError
 from risk_engine.spark.job import main
-
 from tests.helpers import D2
 
 ROOT = Path(__file__).resolve().parents[2]

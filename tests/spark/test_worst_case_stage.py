@@ -19,7 +19,6 @@ from scipy.stats import norm
 from risk_engine.config import config_from_dict
 from risk_engine.spark.job import main
 from risk_engine.timeaxis import horizon_date
-
 from tests.helpers import D2
 
 MU = np.array([0.12, 0.08])

@@ -10,10 +10,9 @@ from risk_engine.attribution import (
 )
 from risk_engine.demo_data import generate
 from risk_engine.measures import euler_contributions, tail_rank, var_es
-from risk_engine.pipeline import InputTables, run_in_process
+from risk_engine.pipeline import InputTables
 from risk_engine.tails import summarize_matrix
 from risk_engine.valuation import position_values
-
 from tests import helpers as h
 
 LEVELS = (0.95, 0.99)
@@ -23,8 +22,8 @@ LEVELS = (0.95, 0.99)
 def case():
     t = generate(h.AS_OF, n_positions=150, seed=5)
     cfg = h.config(monte_carlo={"n_scenarios": 6000, "block_size": 1000},
-                   risk={"confidence_levels": list(LEVELS)})
-    prep, tables, pnl = run_in_process(cfg, InputTables(
+                   risk={"confidence_levels": list(LEVELS)}, **h.MC_ONLY)
+    prep, tables, pnl = h.run(cfg, InputTables(
         t["positions"], t["market"], t["rates"], factor_model=t["factor_model"],
         correlations=t["correlations"]))
     requests = attribution_requests(summarize_matrix(pnl, 1000, LEVELS))

@@ -10,7 +10,6 @@ from risk_engine.errors import DataError
 from risk_engine.pipeline import InputTables, prepare
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve
-
 from tests import helpers as h
 
 EXP = dt.date(2027, 3, 19)

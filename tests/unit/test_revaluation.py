@@ -9,12 +9,12 @@ from scipy.stats import norm
 from risk_engine.book import resolve_book, validate_snapshot
 from risk_engine.demo_data import generate
 from risk_engine.measures import var_es
-from risk_engine.pipeline import InputTables, prepare, run_in_process, simulate_block
+from risk_engine.pipeline import InputTables, prepare
 from risk_engine.revaluation import desk_pnl, plan_revaluation
 from risk_engine.scenarios import block_rng, draw_log_returns
+from risk_engine.simulation import simulate_block
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.valuation import position_values
-
 from tests import helpers as h
 
 
@@ -66,12 +66,12 @@ def test_expired_options_are_worth_intrinsic_at_the_horizon():
 
 def _one_stock(quantity, antithetic=False, n=200_000, horizon=10):
     cfg = h.config(monte_carlo={"n_scenarios": n, "block_size": 25_000, "horizon_days": horizon,
-                                "antithetic": antithetic})
+                                "antithetic": antithetic}, **h.MC_ONLY)
     inputs = InputTables(
         h.positions([("s1", "desk", "equity", "A", quantity, None, None, 1.0)]),
         h.market([("A", 80.0, 0.3, 0.0, "x")]), h.flat_rates(),
         factor_model=h.factor_model([("A", 0.07, 0.35)]), correlations=h.correlations())
-    return cfg, run_in_process(cfg, inputs)
+    return cfg, h.run(cfg, inputs)
 
 
 @pytest.mark.parametrize("quantity", [1000.0, -1000.0])

@@ -12,7 +12,6 @@ from risk_engine.scenarios import (
     from_factor_model,
     nearest_psd_correlation,
 )
-
 from tests.helpers import AS_OF, correlations, factor_model
 
 

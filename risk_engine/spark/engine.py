@@ -1,0 +1,92 @@
+"""The Spark engine of the nightly run: scenario blocks fanned out over executors.
+
+Implements :class:`risk_engine.engine.Engine` with the stages of
+:mod:`risk_engine.spark.stages`; the run's order is :func:`risk_engine.pipeline.nightly_run`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from risk_engine import schemas
+from risk_engine.attribution import Request
+from risk_engine.book import ResolvedBook
+from risk_engine.config import TestingConfig
+from risk_engine.simulation import SimulationSpec
+from risk_engine.spark import stages
+from risk_engine.tails import TailSummary
+
+log = logging.getLogger("risk_engine.spark.engine")
+
+
+@dataclass(frozen=True)
+class _Audit:
+    """Where and as which run the audit table ``scenario_pnl`` is written."""
+
+    root: str
+    run_id: str
+    as_of: dt.date
+
+
+class SparkBlocks:
+    """The blocks of one fan-out, on the executors (see :class:`stages.Blocks`)."""
+
+    def __init__(self, spark: SparkSession, blocks: stages.Blocks, audit: _Audit) -> None:
+        self.spark, self.blocks, self.audit = spark, blocks, audit
+
+    def tail_summary(self, levels: Sequence[float]) -> TailSummary:
+        """See :class:`risk_engine.engine.ScenarioBlocks`."""
+        tails = stages.tail_summary(self.blocks, levels)
+        log.info("tails: %d histogram pass(es), %d band losses gathered for %d scenarios",
+                 tails.histogram_passes, tails.band_losses, tails.n_scenarios)
+        return tails
+
+    def attribution(self, book: ResolvedBook, requests: Sequence[Request],
+                    levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
+        """See :class:`risk_engine.engine.ScenarioBlocks`."""
+        return stages.attribution(self.spark, self.blocks, book, requests, levels)
+
+    def scenario_pnl(self, desks: Sequence[str]) -> None:
+        """Write the audit table into the run's staging folder, from the executors."""
+        df = stages.scenario_pnl_rows(self.blocks)
+        desk_col = F.element_at(F.array(*[F.lit(d) for d in desks]), F.col("desk_index") + 1)
+        out = df.select(F.lit(self.audit.run_id).alias("run_id"), F.col("block_id"),
+                        desk_col.alias("desk"), F.col("first_scenario"), F.col("pnl"))
+        part = f"as_of_date={self.audit.as_of.isoformat()}"
+        out.write.mode("overwrite").parquet(
+            f"{self.audit.root}/{schemas.SCENARIO_PNL.name}/{part}")
+
+    def release(self) -> None:
+        """Drop the block rows and files; log blocks that had to be regenerated."""
+        if self.blocks.recomputed.value:
+            log.warning("%d block read(s) regenerated the block from its seed: its file was "
+                        "not on the executor that read it", self.blocks.recomputed.value)
+        self.blocks.unpersist()
+
+
+class SparkEngine:
+    """Fans scenario blocks out with ``mapInPandas``; keeps their P&L on executors' disks.
+
+    ``staging`` is the run's staging folder, where :meth:`SparkBlocks.scenario_pnl` writes
+    the audit table with ``run_id`` in its rows.
+    """
+
+    def __init__(self, spark: SparkSession, *, partitions: int | None, faults: TestingConfig,
+                 staging: str, run_id: str, as_of: dt.date) -> None:
+        self.spark, self.partitions, self.faults = spark, partitions, faults
+        self.audit = _Audit(staging, run_id, as_of)
+
+    def simulate(self, spec: SimulationSpec, levels: Sequence[float]) -> SparkBlocks:
+        """See :class:`risk_engine.engine.Engine`; the fan-out runs at the first pass."""
+        blocks = stages.simulate_blocks(self.spark, spec, spec.source.n_blocks, self.partitions,
+                                        faults=self.faults, levels=levels)
+        return SparkBlocks(self.spark, blocks, self.audit)
