@@ -16,17 +16,31 @@ sums run in block order, in groups of :data:`risk_engine.attribution.SUM_GROUP` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from functools import reduce
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from risk_engine.attribution import Request, attribute_in_process
+from risk_engine.attribution import SUM_GROUP, Request, attribute_in_process
 from risk_engine.book import ResolvedBook
 from risk_engine.simulation import SimulationSpec, simulate_block
 from risk_engine.tails import TailSummary, summarize_matrix
+
+T = TypeVar("T")
+
+
+def group_blocks(n_blocks: int, group: int = SUM_GROUP) -> list[range]:
+    """The blocks ``0 .. n_blocks - 1`` in consecutive groups of ``group`` (the last shorter)."""
+    return [range(g, min(g + group, n_blocks)) for g in range(0, n_blocks, group)]
+
+
+def fold_group(per_block: Callable[[int], T], merge: Callable[[T, T], T],
+               blocks: range) -> T:
+    """``per_block`` of each block of ``blocks``, merged left to right in block order."""
+    return reduce(merge, (per_block(b) for b in blocks))
 
 
 class ScenarioBlocks(Protocol):
@@ -41,6 +55,17 @@ class ScenarioBlocks(Protocol):
         """Position contributions (R, P) and the block-0 sample statistics.
 
         See :func:`risk_engine.attribution.attribute_in_process` for the definition.
+        """
+        ...
+
+    def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
+             n_blocks: int) -> T:
+        """``per_block`` of blocks ``0 .. n_blocks - 1`` merged in a fixed order.
+
+        Blocks are merged in block order within each group of :func:`group_blocks`, then
+        the groups in order, so the result does not depend on where the blocks ran.
+        ``per_block`` regenerates what it needs from the block id (scenarios come from
+        ``(seed, block)``); it and its results must pickle.
         """
         ...
 
@@ -83,6 +108,12 @@ class InMemoryBlocks:
                     levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`ScenarioBlocks`."""
         return attribute_in_process(book, self.spec.source, requests, levels, self.pnl)
+
+    def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
+             n_blocks: int) -> T:
+        """See :class:`ScenarioBlocks`."""
+        return reduce(merge, (fold_group(per_block, merge, blocks)
+                              for blocks in group_blocks(n_blocks)))
 
     def scenario_pnl(self, desks: Sequence[str]) -> pd.DataFrame:
         """See :class:`ScenarioBlocks`: the rows the Spark engine writes, in block order."""

@@ -50,6 +50,15 @@ class Table:
                 return c
         raise KeyError(f"table {self.name} has no column {name!r}")
 
+    def pandas_dtypes(self, *, drop: tuple[str, ...] = ("run_id", "as_of_date")
+                      ) -> dict[str, str]:
+        """Column -> pandas dtype of the frame a stage builds (metadata columns dropped).
+
+        Strings and dates are ``object`` (dates as ``datetime.date``); the column order is
+        the table's.
+        """
+        return {c.name: _PANDAS[c.type] for c in self.columns if c.name not in drop}
+
     def arrow_schema(self) -> pa.Schema:
         """The pyarrow schema of the table."""
         return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable)
@@ -78,6 +87,18 @@ _ARROW: Mapping[str, pa.DataType] = {
     "date": pa.date32(),
     "timestamp": pa.timestamp("us", tz="UTC"),
     "array<double>": pa.list_(pa.float64()),
+}
+
+
+_PANDAS: Mapping[str, str] = {
+    "string": "object",
+    "double": "float64",
+    "long": "int64",
+    "int": "int32",
+    "boolean": "bool",
+    "date": "object",
+    "timestamp": "datetime64[us, UTC]",
+    "array<double>": "object",
 }
 
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import reduce
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -21,11 +24,13 @@ from risk_engine import schemas
 from risk_engine.attribution import Request
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
+from risk_engine.engine import fold_group, group_blocks
 from risk_engine.simulation import SimulationSpec
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
 
 log = logging.getLogger("risk_engine.spark.engine")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,27 @@ class SparkBlocks:
                     levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`risk_engine.engine.ScenarioBlocks`."""
         return stages.attribution(self.spark, self.blocks, book, requests, levels)
+
+    def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
+             n_blocks: int) -> T:
+        """See :class:`risk_engine.engine.ScenarioBlocks`: one task per group of blocks."""
+        groups = group_blocks(n_blocks)
+
+        def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            stages.settle_worker()
+            for batch in batches:
+                for g in batch["id"].to_numpy():
+                    part = fold_group(per_block, merge, groups[int(g)])
+                    yield pd.DataFrame({"group": [int(g)], "value": [pickle.dumps(part)]})
+
+        parallelism = self.spark.sparkContext.defaultParallelism
+        frame = self.spark.range(0, len(groups), 1, min(len(groups), parallelism * 4))
+        rows = pd.DataFrame(frame.mapInPandas(run, "group long, value binary").toPandas())
+        parts = [pickle.loads(v) for v in rows.sort_values("group")["value"]]  # noqa: S301
+        if len(parts) != len(groups):
+            raise RuntimeError(f"fold over {n_blocks} blocks returned {len(parts)} of "
+                               f"{len(groups)} groups")
+        return reduce(merge, parts)
 
     def scenario_pnl(self, desks: Sequence[str]) -> None:
         """Write the audit table into the run's staging folder, from the executors."""

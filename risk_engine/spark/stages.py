@@ -127,7 +127,7 @@ def _local_dirs() -> list[str]:
     return dirs or [tempfile.gettempdir()]
 
 
-def _settle_worker() -> None:
+def settle_worker() -> None:
     """Exempt what this Python worker holds at its first task from the cyclic GC, once.
 
     PySpark's daemon runs a full ``gc.collect()`` after every task of a reused worker
@@ -172,7 +172,7 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     token = uuid.uuid4().hex
 
     def run_blocks(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        _settle_worker()
+        settle_worker()
         hists: list[pd.DataFrame] = []
         ids: list[int] = []
         paths: list[str] = []
@@ -252,7 +252,7 @@ def _over_blocks(blocks: Blocks, per_task: Callable[[BlockIter], Iterator[pd.Dat
                 yield b, first, pnl.reshape(-1, n_desks)
 
     def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        _settle_worker()
+        settle_worker()
         return per_task(decode(batches))
 
     return blocks.frame.select(*BLOCK_COLUMNS).mapInPandas(run, schema=schema)

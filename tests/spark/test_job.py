@@ -16,9 +16,9 @@ from risk_engine.measures import var_es
 from risk_engine.pipeline import run_in_process
 from risk_engine.spark.job import main, read_inputs
 from risk_engine.spark.stages import (
-    _settle_worker,
     collect_pnl,
     default_slices,
+    settle_worker,
     simulate_blocks,
     tail_summary,
 )
@@ -415,11 +415,11 @@ def test_worker_heap_is_frozen_once_only():
     assert gc.get_freeze_count() == 0  # the test process itself never freezes
     early = [[]]
     try:
-        _settle_worker()
+        settle_worker()
         assert gc.get_freeze_count() > 0
         assert not _tracked_outside_the_frozen_set(early)
         later = [[i] for i in range(1000)]
-        _settle_worker()
+        settle_worker()
         assert _tracked_outside_the_frozen_set(later) and gc.is_tracked(later[0])
     finally:
         gc.unfreeze()
