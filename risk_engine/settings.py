@@ -213,6 +213,8 @@ def build(cls: Any, data: Any, key: str = "", *,
 
 
 def _merged_entries(key: str, value: Any, base: Any) -> Any:
+    if value is None:  # ``desks:`` with every entry commented out: no entries
+        return {}
     if isinstance(value, list | tuple):
         value = _pairs_to_mapping(key, value)
     if not isinstance(value, Mapping):

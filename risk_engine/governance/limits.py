@@ -78,7 +78,7 @@ def _level_limits(raw: Any, what: str) -> tuple[tuple[float, float], ...]:
         except (TypeError, ValueError, IndexError) as exc:
             raise SettingError(what, item, "entries (confidence_level, limit in currency)"
                                ) from exc
-        require(0.0 < level < 1.0, f"{what}.{item[0]}", level,
+        require(0.0 < level < 1.0, f"{what}.{level:g}", item[0],
                 "the key is a confidence level in (0, 1) (0.99, not 99)")
         require(math.isfinite(limit) and limit > 0, f"{what}.{level:g}", item[1],
                 "a positive amount in currency")
