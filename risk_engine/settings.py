@@ -265,9 +265,10 @@ def _coerce(key: str, value: Any, typ: Any, localns: Mapping[str, Any] | None,
         return value
     if origin is tuple:
         if _is_pairs(typ) and isinstance(value, Mapping):
+            k_type, v_type = get_args(args[0])
             return tuple(sorted(
-                (_coerce(f"{key}.{k}", k, get_args(args[0])[0], localns, root),
-                 _coerce(f"{key}.{k}", v, get_args(args[0])[1], localns, root))
+                (str(k) if k_type is str else _coerce(f"{key}.{k}", k, k_type, localns, root),
+                 _coerce(f"{key}.{k}", v, v_type, localns, root))
                 for k, v in value.items()))
         if not isinstance(value, list | tuple):
             raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
