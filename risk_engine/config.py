@@ -2,29 +2,58 @@
 
 A config file may name a base file with ``extends: <path relative to this file>``; keys of
 the later file are merged over the base (mappings recursively, everything else replaced).
-Every unknown key and every out-of-range value is a :class:`ConfigError` that names the
-dotted key, the value and the accepted range. YAML is read with ``yaml.safe_load`` only.
-Relative paths in ``input.root`` and ``output.root`` are taken from the working directory.
+Every section is a typed settings dataclass built by the one builder
+(:func:`risk_engine.settings.build`): every unknown key and every bad value is a
+:class:`ConfigError` that names the dotted key, the value and the accepted range. YAML is
+read with a safe loader that also refuses aliases (``*name``: an alias bomb expands a few
+hundred bytes into gigabytes). Relative paths in ``input.root`` and ``output.root`` are
+taken from the working directory.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from risk_engine.errors import ConfigError
+from risk_engine.settings import build, require, to_plain
+
+if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
+    from risk_engine.governance.settings import GovernanceSettings
+    from risk_engine.worst_case.stage import WorstCaseStageSettings
 
 DAY_COUNTS = ("trading_252", "act_365")
 SCENARIO_SOURCES = ("history", "factor_model")
 REVALUATION_METHODS = ("full", "grid")
+MAX_SEED = 2**63 - 1
+"""Largest root seed: the run manifest stores it in a Spark/Arrow ``long`` (int64) column."""
+MAX_BLOCK_SIZE = 10_000_000
+"""Largest scenario block: a block is generated and held in memory by one task."""
+MAX_BLOCKS = 1_000_000
+"""Most scenario blocks in a run: each block is a seeded unit of work with its own task
+bookkeeping, and the driver lists them all."""
+MAX_HISTORY_WINDOW_DAYS = 10_000
+"""Longest history window in trading days (about 40 years)."""
+MAX_PARTITIONS = 1_000_000
+"""Most Spark partitions of the block range."""
+SPARK_MASTER = re.compile(
+    r"local(\[(\*|[1-9]\d*)(,[1-9]\d*)?\])?"
+    r"|local-cluster\[[1-9]\d*,[1-9]\d*,[1-9]\d*\]"
+    r"|spark://[A-Za-z0-9_.\-]+:\d{1,5}(,[A-Za-z0-9_.\-]+:\d{1,5})*"
+    r"|yarn"
+    r"|k8s://(https?://)?[A-Za-z0-9_.\-]+(:\d{1,5})?/?"
+    r"|mesos://\S+"
+)
+"""Accepted ``spark.master`` forms."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +62,9 @@ class InputConfig:
 
     root: str = "data/demo"
 
+    def __post_init__(self) -> None:
+        require(bool(self.root), "root", self.root, "must be a non-empty path")
+
 
 @dataclass(frozen=True)
 class OutputConfig:
@@ -40,6 +72,9 @@ class OutputConfig:
 
     root: str = "output"
     write_scenario_pnl: bool = False
+
+    def __post_init__(self) -> None:
+        require(bool(self.root), "root", self.root, "must be a non-empty path")
 
 
 @dataclass(frozen=True)
@@ -56,12 +91,47 @@ class MonteCarloConfig:
     grid_resolution: float = 12.0
     grid_range_sd: float = 9.0
 
+    def __post_init__(self) -> None:
+        require(1 <= self.n_scenarios <= 2_000_000_000, "n_scenarios", self.n_scenarios,
+                "must be >= 1 and <= 2e9")
+        require(1 <= self.horizon_days <= 2520, "horizon_days", self.horizon_days,
+                "trading days, >= 1 and <= 2520")
+        require(1 <= self.block_size <= MAX_BLOCK_SIZE, "block_size", self.block_size,
+                f"must be >= 1 and <= {MAX_BLOCK_SIZE:_}: a block is held in memory by one task")
+        n_blocks = -(-self.n_scenarios // self.block_size)
+        require(n_blocks <= MAX_BLOCKS, "block_size", self.block_size,
+                f"n_scenarios / block_size = {n_blocks:_} blocks, at most {MAX_BLOCKS:_}: "
+                "each block is one seeded task; raise block_size")
+        require(self.chunk_size >= 1, "chunk_size", self.chunk_size, "must be >= 1")
+        require(0 <= self.seed <= MAX_SEED, "seed", self.seed,
+                "a non-negative integer < 2**63 (stored as a 64-bit integer)")
+        require(self.revaluation in REVALUATION_METHODS, "revaluation", self.revaluation,
+                f"one of {REVALUATION_METHODS}")
+        require(math.isfinite(self.grid_resolution) and self.grid_resolution >= 2,
+                "grid_resolution", self.grid_resolution, "cells per sigma sqrt(tau), >= 2")
+        require(math.isfinite(self.grid_range_sd) and self.grid_range_sd >= 4,
+                "grid_range_sd", self.grid_range_sd,
+                "standard deviations of the horizon return covered, >= 4")
+        if self.antithetic:
+            require(self.block_size % 2 == 0, "block_size", self.block_size,
+                    "must be even with antithetic: true")
+            require(self.n_scenarios % 2 == 0, "n_scenarios", self.n_scenarios,
+                    "must be even with antithetic: true")
+
 
 @dataclass(frozen=True)
 class RiskConfig:
     """Confidence levels ``alpha`` in (0, 1) of every VaR and ES figure."""
 
     confidence_levels: tuple[float, ...] = (0.95, 0.975, 0.99)
+
+    def __post_init__(self) -> None:
+        levels = self.confidence_levels
+        require(len(levels) > 0, "confidence_levels", levels, "a non-empty list")
+        for i, a in enumerate(levels):
+            require(0.0 < a < 1.0, f"confidence_levels[{i}]", a,
+                    "a confidence level is a fraction in (0, 1), e.g. 0.99 (not 99)")
+        require(len(set(levels)) == len(levels), "confidence_levels", levels, "no duplicates")
 
 
 @dataclass(frozen=True)
@@ -72,6 +142,15 @@ class ScenarioModelConfig:
     history_window_days: int = 500
     min_history_days: int = 60
 
+    def __post_init__(self) -> None:
+        require(self.source in SCENARIO_SOURCES, "source", self.source,
+                f"one of {SCENARIO_SOURCES}")
+        require(2 <= self.history_window_days <= MAX_HISTORY_WINDOW_DAYS, "history_window_days",
+                self.history_window_days,
+                f"trading days, >= 2 and <= {MAX_HISTORY_WINDOW_DAYS:_} (about 40 years)")
+        require(2 <= self.min_history_days <= self.history_window_days, "min_history_days",
+                self.min_history_days, "must be >= 2 and <= history_window_days")
+
 
 @dataclass(frozen=True)
 class TimeConfig:
@@ -79,15 +158,32 @@ class TimeConfig:
 
     day_count: str = "trading_252"
 
+    def __post_init__(self) -> None:
+        require(self.day_count in DAY_COUNTS, "day_count", self.day_count,
+                f"one of {DAY_COUNTS}")
+
 
 @dataclass(frozen=True)
 class SparkConfig:
-    """Spark session settings. ``partitions`` None means one partition per scenario block."""
+    """Spark session settings. ``partitions`` None means one partition per scenario block.
+
+    ``master`` is one of ``local``, ``local[N]``, ``local[*]``, ``local[N,F]``,
+    ``local-cluster[N,C,M]``, ``spark://host:port[,host:port...]``, ``yarn``,
+    ``k8s://[https://]host[:port]`` or ``mesos://...``.
+    """
 
     master: str = "local[*]"
     app_name: str = "risk-engine-nightly"
     partitions: int | None = None
     conf: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require(SPARK_MASTER.fullmatch(self.master) is not None, "master", self.master,
+                "local, local[N], local[*], local[N,F], spark://host:port[,host:port], "
+                "yarn, k8s://host:port or mesos://...")
+        if self.partitions is not None:
+            require(1 <= self.partitions <= MAX_PARTITIONS, "partitions", self.partitions,
+                    f">= 1 and <= {MAX_PARTITIONS:_}, or null")
 
 
 @dataclass(frozen=True)
@@ -102,6 +198,14 @@ class ValidationConfig:
     max_rejected_positions: int | None = None
     max_rejected_share: float | None = 0.05
 
+    def __post_init__(self) -> None:
+        if self.max_rejected_positions is not None:
+            require(self.max_rejected_positions >= 0, "max_rejected_positions",
+                    self.max_rejected_positions, "must be >= 0 or null")
+        if self.max_rejected_share is not None:
+            require(0.0 <= self.max_rejected_share <= 1.0, "max_rejected_share",
+                    self.max_rejected_share, "a fraction in [0, 1] (0.05 for 5%) or null")
+
 
 @dataclass(frozen=True)
 class TestingConfig:
@@ -115,10 +219,40 @@ class TestingConfig:
     fail_attempts: int = 0
     block_delay_seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        require(self.fail_attempts >= 0, "fail_attempts", self.fail_attempts, ">= 0")
+        require(self.block_delay_seconds >= 0, "block_delay_seconds", self.block_delay_seconds,
+                ">= 0")
+
+
+def _worst_case_default() -> WorstCaseStageSettings:
+    from risk_engine.worst_case.stage import WorstCaseStageSettings
+
+    return WorstCaseStageSettings()
+
+
+def _governance_default() -> GovernanceSettings:
+    from risk_engine.governance.settings import GovernanceSettings
+
+    return GovernanceSettings()
+
+
+def _section_types() -> dict[str, Any]:
+    """The section types imported lazily (they import cvxpy), to resolve ``Config``'s hints."""
+    from risk_engine.governance.settings import GovernanceSettings
+    from risk_engine.worst_case.stage import WorstCaseStageSettings
+
+    return {"GovernanceSettings": GovernanceSettings,
+            "WorstCaseStageSettings": WorstCaseStageSettings}
+
 
 @dataclass(frozen=True)
 class Config:
-    """The whole run configuration."""
+    """The whole run configuration; every section typed.
+
+    ``worst_case.models.confidence_levels`` defaults to ``risk.confidence_levels`` when the
+    YAML leaves ``worst_case.confidence_levels`` out or null (see :func:`config_from_dict`).
+    """
 
     as_of_date: dt.date
     input: InputConfig = field(default_factory=InputConfig)
@@ -129,8 +263,8 @@ class Config:
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
-    worst_case: Mapping[str, Any] = field(default_factory=dict)
-    governance: Mapping[str, Any] = field(default_factory=dict)
+    worst_case: WorstCaseStageSettings = field(default_factory=_worst_case_default)
+    governance: GovernanceSettings = field(default_factory=_governance_default)
     testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property
@@ -147,8 +281,11 @@ class Config:
         return sizes
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping (dates as ISO strings), the form that is hashed and logged."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        """Plain YAML-shaped mapping, the form that is hashed and logged.
+
+        Dates are ISO strings; ``config_from_dict(cfg.to_dict()) == cfg``.
+        """
+        return json.loads(json.dumps(to_plain(self), default=str))
 
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of the config (first 16 hex digits)."""
@@ -169,15 +306,42 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses aliases.
+
+    No config needs them, and nested aliases (an alias bomb) turn a few hundred bytes into
+    an exponentially large document.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"found alias *{event.anchor}: YAML aliases (*name, <<: *name) "
+                "are not allowed in config files", event.start_mark)
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text safely: plain types only, no aliases.
+
+    Raises
+    ------
+    yaml.YAMLError
+        For invalid YAML, a non-plain tag (``!!python/...``) or an alias.
+    """
+    return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """Read a YAML config file safely, resolving ``extends`` chains."""
+    """Read a YAML config file safely (no tags, no aliases), resolving ``extends`` chains."""
     p = Path(path).resolve()
     if p in _seen:
         raise ConfigError(f"config 'extends' cycle: {' -> '.join(map(str, (*_seen, p)))}")
     if not p.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = parse_yaml(p.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
@@ -189,144 +353,22 @@ def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(base, data)
 
 
-def _coerce(key: str, value: Any, typ: Any) -> Any:
-    origin = get_origin(typ)
-    args = get_args(typ)
-    if typ is Any:
-        return value
-    if origin is not None and type(None) in args:  # Optional[T]
-        if value is None:
-            return None
-        inner = [a for a in args if a is not type(None)][0]
-        return _coerce(key, value, inner)
-    if dataclasses.is_dataclass(typ):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
-        return _build(typ, value, key + ".")
-    if origin is tuple:
-        if not isinstance(value, list | tuple) or (len(value) == 0 and key.startswith("risk.")):
-            raise ConfigError(f"config key '{key}' must be a non-empty list, got {value!r}")
-        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
-    if origin is Mapping or typ is Mapping:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
-        if args and args[1] is str:
-            return {str(k): str(v) for k, v in value.items()}
-        return dict(value)
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
-        return value
-    if typ is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
-        return value
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        return float(value)
-    if typ is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
-        return value
-    if typ is dt.date:
-        if isinstance(value, dt.datetime):
-            return value.date()
-        if isinstance(value, dt.date):
-            return value
-        try:
-            return dt.date.fromisoformat(str(value))
-        except ValueError as exc:
-            raise ConfigError(
-                f"config key '{key}' must be a date YYYY-MM-DD, got {value!r}") from exc
-    raise ConfigError(f"config key '{key}': unsupported type {typ}")  # pragma: no cover
-
-
-def _build(cls: Any, data: Mapping[str, Any], prefix: str = "") -> Any:
-    hints = get_type_hints(cls)
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(map(str, data)) - set(names))
-    if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + u for u in unknown)}; "
-            f"known keys here: {', '.join(names)}"
-        )
-    kwargs = {name: _coerce(prefix + name, data[name], hints[name])
-              for name in names if name in data}
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"config section '{prefix.rstrip('.') or 'top level'}': {exc}") from exc
-
-
-def _require(ok: bool, key: str, value: Any, rule: str) -> None:
-    if not ok:
-        raise ConfigError(f"config key '{key}' = {value!r} is out of range: {rule}")
-
-
-def validate(cfg: Config) -> Config:
-    """Check every value's range; returns ``cfg`` unchanged or raises :class:`ConfigError`."""
-    mc = cfg.monte_carlo
-    _require(mc.n_scenarios >= 1, "monte_carlo.n_scenarios", mc.n_scenarios, "must be >= 1")
-    _require(mc.n_scenarios <= 2_000_000_000, "monte_carlo.n_scenarios", mc.n_scenarios, "<= 2e9")
-    _require(mc.horizon_days >= 1, "monte_carlo.horizon_days", mc.horizon_days, "must be >= 1")
-    _require(mc.horizon_days <= 2520, "monte_carlo.horizon_days", mc.horizon_days, "<= 2520")
-    _require(mc.block_size >= 1, "monte_carlo.block_size", mc.block_size, "must be >= 1")
-    _require(mc.chunk_size >= 1, "monte_carlo.chunk_size", mc.chunk_size, "must be >= 1")
-    _require(mc.seed >= 0, "monte_carlo.seed", mc.seed, "must be a non-negative integer")
-    _require(mc.revaluation in REVALUATION_METHODS, "monte_carlo.revaluation", mc.revaluation,
-             f"one of {REVALUATION_METHODS}")
-    _require(mc.grid_resolution >= 2, "monte_carlo.grid_resolution", mc.grid_resolution,
-             "cells per sigma sqrt(tau), >= 2")
-    _require(mc.grid_range_sd >= 4, "monte_carlo.grid_range_sd", mc.grid_range_sd,
-             "standard deviations of the horizon return covered, >= 4")
-    if mc.antithetic:
-        _require(mc.block_size % 2 == 0, "monte_carlo.block_size", mc.block_size,
-                 "must be even with antithetic: true")
-        _require(mc.n_scenarios % 2 == 0, "monte_carlo.n_scenarios", mc.n_scenarios,
-                 "must be even with antithetic: true")
-    levels = cfg.risk.confidence_levels
-    for i, a in enumerate(levels):
-        _require(0.0 < a < 1.0, f"risk.confidence_levels[{i}]", a,
-                 "a confidence level is a fraction in (0, 1), e.g. 0.99 (not 99)")
-    _require(len(set(levels)) == len(levels), "risk.confidence_levels", levels, "no duplicates")
-    sm = cfg.scenario_model
-    _require(sm.source in SCENARIO_SOURCES, "scenario_model.source", sm.source,
-             f"one of {SCENARIO_SOURCES}")
-    _require(sm.history_window_days >= 2, "scenario_model.history_window_days",
-             sm.history_window_days, "must be >= 2")
-    _require(2 <= sm.min_history_days <= sm.history_window_days, "scenario_model.min_history_days",
-             sm.min_history_days, "must be >= 2 and <= history_window_days")
-    _require(cfg.time.day_count in DAY_COUNTS, "time.day_count", cfg.time.day_count,
-             f"one of {DAY_COUNTS}")
-    if cfg.spark.partitions is not None:
-        _require(cfg.spark.partitions >= 1, "spark.partitions", cfg.spark.partitions, ">= 1")
-    v = cfg.validation
-    if v.max_rejected_positions is not None:
-        _require(v.max_rejected_positions >= 0, "validation.max_rejected_positions",
-                 v.max_rejected_positions, "must be >= 0 or null")
-    if v.max_rejected_share is not None:
-        _require(0.0 <= v.max_rejected_share <= 1.0, "validation.max_rejected_share",
-                 v.max_rejected_share, "a fraction in [0, 1] (0.05 for 5%) or null")
-    _require(cfg.testing.fail_attempts >= 0, "testing.fail_attempts", cfg.testing.fail_attempts,
-             ">= 0")
-    _require(cfg.testing.block_delay_seconds >= 0, "testing.block_delay_seconds",
-             cfg.testing.block_delay_seconds, ">= 0")
-    from risk_engine.governance.settings import parse_governance
-    from risk_engine.worst_case.stage import parse_worst_case
-
-    parse_governance(cfg.governance)  # raises ConfigError naming the bad key
-    parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
-    _require(bool(cfg.input.root), "input.root", cfg.input.root, "must be a non-empty path")
-    _require(bool(cfg.output.root), "output.root", cfg.output.root, "must be a non-empty path")
-    return cfg
-
-
 def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Build and validate a :class:`Config` from a plain mapping."""
+    """Build and validate a :class:`Config` from a plain mapping: the one way to make one.
+
+    Every section is built by :func:`risk_engine.settings.build` and checked by its
+    settings class; ``worst_case.confidence_levels`` absent or null takes
+    ``risk.confidence_levels``.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted key of the first unknown key or bad value.
+    """
     if "as_of_date" not in data:
         raise ConfigError("config key 'as_of_date' is required (or pass --as-of YYYY-MM-DD)")
-    return validate(_build(Config, data))
+    cfg: Config = build(Config, data, localns=_section_types())
+    return cfg
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -360,7 +402,7 @@ def load_config(
     for key, value in (overrides or {}).items():
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value)
+                value = parse_yaml(value)
             except yaml.YAMLError as exc:
                 raise ConfigError(f"override {key}={value!r} is not a YAML scalar") from exc
         data = set_dotted(data, key, value)

@@ -42,7 +42,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from risk_engine.errors import ConfigError
+from risk_engine.settings import require
 
 logger = logging.getLogger(__name__)
 
@@ -135,33 +135,18 @@ class NotificationSettings:
     send_when_empty: bool = False
 
     def __post_init__(self) -> None:
+        require(self.kind in ("http", "file"), "kind", self.kind, "'http' or 'file'")
         if self.kind == "http":
-            if not self.url or not self.url.lower().startswith(("http://", "https://")):
-                raise ConfigError(
-                    f"governance.notification.url={self.url!r} must be an http(s) URL"
-                )
-        elif self.kind == "file":
-            if not self.path:
-                raise ConfigError("governance.notification.path is required for kind 'file'")
+            require(bool(self.url) and str(self.url).lower().startswith(("http://", "https://")),
+                    "url", self.url, "an http(s) URL (kind: http)")
         else:
-            raise ConfigError(
-                f"governance.notification.kind={self.kind!r} must be 'http' or 'file'"
-            )
-        if not (math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0):
-            raise ConfigError(
-                f"governance.notification.timeout_seconds={self.timeout_seconds!r} must be > 0"
-            )
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or not (
-            1 <= self.max_attempts <= 10
-        ):
-            raise ConfigError(
-                f"governance.notification.max_attempts={self.max_attempts!r} must be in 1..10"
-            )
-        if not (math.isfinite(self.retry_backoff_seconds) and self.retry_backoff_seconds >= 0):
-            raise ConfigError(
-                "governance.notification.retry_backoff_seconds="
-                f"{self.retry_backoff_seconds!r} must be >= 0"
-            )
+            require(bool(self.path), "path", self.path, "a file path (kind: file)")
+        require(math.isfinite(self.timeout_seconds) and self.timeout_seconds > 0,
+                "timeout_seconds", self.timeout_seconds, "> 0")
+        require(not isinstance(self.max_attempts, bool) and isinstance(self.max_attempts, int)
+                and 1 <= self.max_attempts <= 10, "max_attempts", self.max_attempts, "1..10")
+        require(math.isfinite(self.retry_backoff_seconds) and self.retry_backoff_seconds >= 0,
+                "retry_backoff_seconds", self.retry_backoff_seconds, ">= 0")
 
 
 @dataclass(frozen=True)
@@ -185,16 +170,10 @@ class AlertSettings:
     notification: NotificationSettings | None = None
 
     def __post_init__(self) -> None:
-        if not (0.0 < self.warning_utilization <= 1.0):
-            raise ConfigError(
-                f"governance.warning_utilization={self.warning_utilization!r} must be in "
-                "(0, 1] (0.9 for 90%)"
-            )
-        if not (0.0 < self.max_drawdown <= 1.0):
-            raise ConfigError(
-                f"governance.max_drawdown={self.max_drawdown!r} must be in (0, 1] "
-                "(0.1 for 10%)"
-            )
+        require(0.0 < self.warning_utilization <= 1.0, "warning_utilization",
+                self.warning_utilization, "a fraction in (0, 1] (0.9 for 90%)")
+        require(0.0 < self.max_drawdown <= 1.0, "max_drawdown", self.max_drawdown,
+                "a fraction in (0, 1] (0.1 for 10%)")
 
 
 def _fmt(x: float) -> str:

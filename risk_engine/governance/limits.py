@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from risk_engine.errors import ConfigError, DataError, SchemaError
+from risk_engine.errors import DataError, SchemaError
+from risk_engine.settings import MERGE_OVER, SettingError, require
 
 logger = logging.getLogger(__name__)
 
@@ -75,21 +76,14 @@ def _level_limits(raw: Any, what: str) -> tuple[tuple[float, float], ...]:
         try:
             level, limit = float(item[0]), float(item[1])
         except (TypeError, ValueError, IndexError) as exc:
-            raise ConfigError(
-                f"governance {what}: entries must be (confidence_level, limit), got {item!r}"
-            ) from exc
-        if not (0.0 < level < 1.0):
-            raise ConfigError(
-                f"governance {what}: confidence level {item[0]!r} must be in (0, 1) "
-                "(0.99, not 99)"
-            )
-        if not (math.isfinite(limit) and limit > 0):
-            raise ConfigError(
-                f"governance {what}: limit {item[1]!r} at {level:g} must be a positive "
-                "amount in currency"
-            )
-        if level in out:
-            raise ConfigError(f"governance {what}: confidence level {level:g} given twice")
+            raise SettingError(what, item, "entries (confidence_level, limit in currency)"
+                               ) from exc
+        require(0.0 < level < 1.0, f"{what}.{level:g}", item[0],
+                "the key is a confidence level in (0, 1) (0.99, not 99)")
+        require(math.isfinite(limit) and limit > 0, f"{what}.{level:g}", item[1],
+                "a positive amount in currency")
+        require(level not in out, f"{what}.{level:g}", item[1],
+                "the confidence level is given twice")
         out[level] = limit
     return tuple(sorted(out.items()))
 
@@ -125,17 +119,12 @@ class LimitSettings:
     def __post_init__(self) -> None:
         for name in ("max_position_share", "max_sector_share"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and 0.0 < v <= 1.0):
-                raise ConfigError(
-                    f"governance.{name}={v!r} must be a fraction in (0, 1] (0.2 for 20%)"
-                )
-        if not (isinstance(self.max_leverage, (int, float)) and math.isfinite(self.max_leverage)
-                and self.max_leverage > 0):
-            raise ConfigError(f"governance.max_leverage={self.max_leverage!r} must be > 0")
-        if self.capital is not None and not (math.isfinite(self.capital) and self.capital > 0):
-            raise ConfigError(
-                f"governance.capital={self.capital!r} must be a positive amount in currency"
-            )
+            require(isinstance(v, (int, float)) and 0.0 < v <= 1.0, name, v,
+                    "a fraction in (0, 1] (0.2 for 20%)")
+        require(isinstance(self.max_leverage, (int, float)) and math.isfinite(self.max_leverage)
+                and self.max_leverage > 0, "max_leverage", self.max_leverage, "> 0")
+        require(self.capital is None or (math.isfinite(self.capital) and self.capital > 0),
+                "capital", self.capital, "a positive amount in currency, or null")
         object.__setattr__(self, "var_limits", _level_limits(self.var_limits, "var_limits"))
         object.__setattr__(self, "es_limits", _level_limits(self.es_limits, "es_limits"))
 
@@ -143,6 +132,8 @@ class LimitSettings:
 @dataclass(frozen=True)
 class GovernanceLimits:
     """Default limits plus per-desk overrides (complete :class:`LimitSettings` per desk).
+
+    In the run config, each desk's keys are merged over ``default``'s keys.
 
     Attributes
     ----------
@@ -154,17 +145,16 @@ class GovernanceLimits:
     """
 
     default: LimitSettings = LimitSettings()
-    desks: tuple[tuple[str, LimitSettings], ...] = ()
+    desks: tuple[tuple[str, LimitSettings], ...] = field(default=(),
+                                                         metadata={MERGE_OVER: "default"})
 
     def __post_init__(self) -> None:
         raw = self.desks
         pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw)
         for desk, lim in pairs:
-            if not isinstance(lim, LimitSettings):
-                raise ConfigError(f"governance limits for desk {desk!r} must be LimitSettings")
+            require(isinstance(lim, LimitSettings), f"desks.{desk}", lim, "LimitSettings")
         names = [str(d) for d, _ in pairs]
-        if len(set(names)) != len(names):
-            raise ConfigError(f"governance: desk overrides repeated in {names}")
+        require(len(set(names)) == len(names), "desks", names, "each desk once")
         object.__setattr__(self, "desks", tuple(sorted((str(d), v) for d, v in pairs)))
 
     def for_desk(self, desk: str) -> LimitSettings:

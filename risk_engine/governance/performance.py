@@ -32,12 +32,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from risk_engine.errors import ConfigError, DataError
+from risk_engine.errors import DataError
+from risk_engine.settings import require
 
 logger = logging.getLogger(__name__)
 
 SeriesKind = Literal["pnl", "value"]
 TRADING_DAYS_PER_YEAR = 252
+MAX_LOOKBACK_DAYS = 10_000
+"""Longest performance lookback in trading days (about 40 years of history is read)."""
 
 #: performance table: one row per desk.
 PERFORMANCE_COLUMNS: dict[str, str] = {
@@ -83,26 +86,15 @@ class PerformanceSettings:
     lookback_days: int | None = None
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.risk_free_rate) or abs(self.risk_free_rate) >= 1:
-            raise ConfigError(
-                f"governance.performance.risk_free_rate={self.risk_free_rate!r} must be a "
-                "fraction (0.02 for 2%)"
-            )
-        if isinstance(self.periods_per_year, bool) or not isinstance(
-            self.periods_per_year, int
-        ) or self.periods_per_year < 1:
-            raise ConfigError(
-                f"governance.performance.periods_per_year={self.periods_per_year!r} must be "
-                "a positive integer"
-            )
-        if self.lookback_days is not None and (
-            isinstance(self.lookback_days, bool) or not isinstance(self.lookback_days, int)
-            or self.lookback_days < 2
-        ):
-            raise ConfigError(
-                f"governance.performance.lookback_days={self.lookback_days!r} must be an "
-                "integer >= 2 or null"
-            )
+        require(math.isfinite(self.risk_free_rate) and abs(self.risk_free_rate) < 1,
+                "risk_free_rate", self.risk_free_rate, "a fraction (0.02 for 2%)")
+        require(not isinstance(self.periods_per_year, bool)
+                and isinstance(self.periods_per_year, int) and self.periods_per_year >= 1,
+                "periods_per_year", self.periods_per_year, "a positive integer")
+        require(self.lookback_days is None or (
+            not isinstance(self.lookback_days, bool) and isinstance(self.lookback_days, int)
+            and 2 <= self.lookback_days <= MAX_LOOKBACK_DAYS), "lookback_days",
+            self.lookback_days, f"an integer >= 2 and <= {MAX_LOOKBACK_DAYS:_}, or null")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ``governance:`` section of the run config, parsed into the typed settings.
+"""The ``governance:`` section of the run config, as typed settings.
 
 ```yaml
 governance:
@@ -14,58 +14,20 @@ governance:
   performance: {risk_free_rate: 0.02, lookback_days: null}
   portfolio: {bounds: {lower: 0.0, upper: null}, n_frontier_points: 20, risk_free_rate: 0.02}
 ```
-Every unknown key is a :class:`ConfigError` naming it.
+The run config's builder (:func:`risk_engine.settings.build`, called by
+:func:`risk_engine.config.config_from_dict`) makes ``cfg.governance`` from it; every
+unknown key or bad value is a :class:`~risk_engine.errors.ConfigError` naming the dotted
+key.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from risk_engine.errors import ConfigError
-from risk_engine.governance.alerts import AlertSettings, NotificationSettings
-from risk_engine.governance.limits import GovernanceLimits, LimitSettings
+from risk_engine.governance.alerts import AlertSettings
+from risk_engine.governance.limits import GovernanceLimits
 from risk_engine.governance.performance import PerformanceSettings
-from risk_engine.portfolio.settings import Bounds, PortfolioSettings
-
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-
-
-def _numbers(value: Any) -> Any:
-    """YAML 1.1 reads ``5e6`` as a string: turn numeric strings into floats, recursively."""
-    if isinstance(value, str) and _NUMBER.match(value.strip()):
-        return float(value)
-    if isinstance(value, Mapping):
-        return {(_numbers(k) if isinstance(k, str) else k): _numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    return value
-
-
-def from_mapping(cls: Any, data: Any, key: str, **nested: Any) -> Any:
-    """Build dataclass ``cls`` from a mapping, naming ``key`` in every error.
-
-    ``nested`` maps a field name to a callable turning that field's raw value into its type.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"config key '{key}' must be a mapping, got {data!r}")
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    unknown = sorted(set(map(str, data)) - set(names))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
-                          f"known keys here: {', '.join(names)}")
-    kwargs = {k: (nested[k](v, f"{key}.{k}") if k in nested else v) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config section '{key}': {exc}") from exc
+from risk_engine.portfolio.settings import PortfolioSettings
 
 
 @dataclass(frozen=True)
@@ -80,45 +42,9 @@ class GovernanceSettings:
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
 
 
-def _limits(raw: Any, key: str) -> GovernanceLimits:
-    raw = _numbers(raw or {})
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"config key '{key}' must be a mapping")
-    unknown = sorted(set(raw) - {"default", "desks"})
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(f'{key}.{u}' for u in unknown)}; "
-                          "known keys here: default, desks")
-    base = dict(raw.get("default") or {})
-    default = from_mapping(LimitSettings, base, f"{key}.default")
-    desks = {}
-    for desk, over in (raw.get("desks") or {}).items():
-        if not isinstance(over, Mapping):
-            raise ConfigError(f"config key '{key}.desks.{desk}' must be a mapping")
-        desks[str(desk)] = from_mapping(LimitSettings, {**base, **over}, f"{key}.desks.{desk}")
-    return GovernanceLimits(default=default, desks=tuple(sorted(desks.items())))
-
-
-def _alerts(raw: Any, key: str) -> AlertSettings:
-    return from_mapping(AlertSettings, _numbers(raw), key, notification=lambda v, k: (
-        None if v is None else from_mapping(NotificationSettings, v, k)))
-
-
-def _portfolio(raw: Any, key: str) -> PortfolioSettings:
-    def budgets(v: Any, k: str) -> Any:
-        if v is None:
-            return None
-        if not isinstance(v, Mapping):
-            raise ConfigError(f"config key '{k}' must map underlying -> budget")
-        return tuple(sorted((str(u), float(b)) for u, b in v.items()))
-
-    return from_mapping(PortfolioSettings, _numbers(raw), key,
-                        bounds=lambda v, k: from_mapping(Bounds, v, k), risk_budgets=budgets)
-
-
-def parse_governance(data: Mapping[str, Any] | None) -> GovernanceSettings:
-    """Parse and validate the ``governance`` config section."""
-    return from_mapping(
-        GovernanceSettings, data or {}, "governance",
-        limits=_limits, alerts=_alerts, portfolio=_portfolio,
-        performance=lambda v, k: from_mapping(PerformanceSettings, _numbers(v), k),
-    )
+def parse_governance(data: GovernanceSettings) -> GovernanceSettings:
+    """Deprecated: ``cfg.governance`` is already typed; returns ``data`` unchanged."""
+    if not isinstance(data, GovernanceSettings):
+        raise TypeError("parse_governance takes cfg.governance (GovernanceSettings); "
+                        "build a config with risk_engine.config.config_from_dict")
+    return data

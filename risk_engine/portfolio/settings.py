@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from risk_engine.errors import ConfigError
+from risk_engine.settings import SettingError, require
 
 TargetMode = Literal["eq", "ge"]
 SOLVERS = ("CLARABEL", "SCS")
@@ -32,16 +32,12 @@ class Bounds:
     def __post_init__(self) -> None:
         for name in ("lower", "upper"):
             v = getattr(self, name)
-            if v is not None and not math.isfinite(v):
-                raise ConfigError(f"portfolio bound {name}={v!r} must be finite or null")
-        if self.lower is not None and self.upper is not None and self.lower > self.upper:
-            raise ConfigError(
-                f"portfolio bounds: lower={self.lower} exceeds upper={self.upper}"
-            )
-        if self.upper is not None and self.upper <= 0:
-            raise ConfigError(
-                f"portfolio bound upper={self.upper} must be > 0 (weights sum to 1)"
-            )
+            require(v is None or math.isfinite(v), name, v, "finite or null")
+        if self.lower is not None and self.upper is not None:
+            require(self.lower <= self.upper, "upper", self.upper,
+                    f"lower={self.lower} exceeds upper: need lower <= upper")
+        require(self.upper is None or self.upper > 0, "upper", self.upper,
+                "> 0 (weights sum to 1), or null")
 
     @property
     def is_unbounded(self) -> bool:
@@ -105,54 +101,35 @@ class PortfolioSettings:
     risk_parity_max_iter: int = 100
 
     def __post_init__(self) -> None:
-        if self.target_mode not in ("eq", "ge"):
-            raise ConfigError(
-                f"portfolio.target_mode={self.target_mode!r} must be 'eq' or 'ge'"
-            )
-        if self.target_return is not None and not math.isfinite(self.target_return):
-            raise ConfigError(f"portfolio.target_return={self.target_return!r} must be finite")
-        if isinstance(self.n_frontier_points, bool) or not isinstance(
-            self.n_frontier_points, int
-        ) or self.n_frontier_points < 2:
-            raise ConfigError(
-                f"portfolio.n_frontier_points={self.n_frontier_points!r} must be an integer >= 2"
-            )
-        if self.max_frontier_return is not None and not math.isfinite(self.max_frontier_return):
-            raise ConfigError(
-                f"portfolio.max_frontier_return={self.max_frontier_return!r} must be finite"
-            )
-        if not math.isfinite(self.risk_free_rate):
-            raise ConfigError(f"portfolio.risk_free_rate={self.risk_free_rate!r} must be finite")
-        if abs(self.risk_free_rate) >= 1.0:
-            raise ConfigError(
-                f"portfolio.risk_free_rate={self.risk_free_rate!r} looks like a percentage; "
-                "give a fraction (0.02 for 2%)"
-            )
+        require(self.target_mode in ("eq", "ge"), "target_mode", self.target_mode,
+                "'eq' or 'ge'")
+        require(self.target_return is None or math.isfinite(self.target_return),
+                "target_return", self.target_return, "finite or null")
+        require(not isinstance(self.n_frontier_points, bool)
+                and isinstance(self.n_frontier_points, int) and self.n_frontier_points >= 2,
+                "n_frontier_points", self.n_frontier_points, "an integer >= 2")
+        require(self.max_frontier_return is None or math.isfinite(self.max_frontier_return),
+                "max_frontier_return", self.max_frontier_return, "finite or null")
+        require(math.isfinite(self.risk_free_rate) and abs(self.risk_free_rate) < 1.0,
+                "risk_free_rate", self.risk_free_rate,
+                "a fraction (0.02 for 2%), not a percentage")
         if self.risk_budgets is not None:
             raw = self.risk_budgets
             pairs = list(raw.items()) if isinstance(raw, Mapping) else list(raw)
             try:
                 clean = tuple(sorted((str(k), float(v)) for k, v in pairs))
             except (TypeError, ValueError) as exc:
-                raise ConfigError(
-                    f"portfolio.risk_budgets={raw!r} must map underlying names to numbers"
-                ) from exc
-            bad = [k for k, v in clean if not (math.isfinite(v) and v > 0)]
-            if bad:
-                raise ConfigError(
-                    f"portfolio.risk_budgets for {bad} must be positive finite numbers"
-                )
+                raise SettingError("risk_budgets", raw,
+                                   "a mapping of underlying names to numbers") from exc
+            for k, v in clean:
+                require(math.isfinite(v) and v > 0, f"risk_budgets.{k}", v,
+                        "a positive finite number")
             object.__setattr__(self, "risk_budgets", clean)
-        if self.solver.upper() not in SOLVERS:
-            raise ConfigError(f"portfolio.solver={self.solver!r} must be one of {SOLVERS}")
-        if not (0 < self.risk_parity_tol < 1e-3):
-            raise ConfigError(
-                f"portfolio.risk_parity_tol={self.risk_parity_tol!r} must be in (0, 1e-3)"
-            )
-        if self.risk_parity_max_iter < 1:
-            raise ConfigError(
-                f"portfolio.risk_parity_max_iter={self.risk_parity_max_iter!r} must be >= 1"
-            )
+        require(self.solver.upper() in SOLVERS, "solver", self.solver, f"one of {SOLVERS}")
+        require(0 < self.risk_parity_tol < 1e-3, "risk_parity_tol", self.risk_parity_tol,
+                "in (0, 1e-3)")
+        require(self.risk_parity_max_iter >= 1, "risk_parity_max_iter",
+                self.risk_parity_max_iter, ">= 1")
 
     def budgets_for(self, underlyings: Sequence[str]) -> tuple[float, ...] | None:
         """Relative risk budgets for a desk's underlyings (None: equal budgets)."""

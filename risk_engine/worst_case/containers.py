@@ -18,6 +18,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from risk_engine.settings import DEFAULT_FROM, require
+
 EQUITY: int = 0
 """Instrument kind code for a share of the underlying."""
 CALL: int = 1
@@ -257,7 +259,8 @@ class WorstCaseSettings:
     ----------
     confidence_levels : tuple of float
         Confidence levels alpha in (0, 1); the tail probability is
-        ``eps = 1 - alpha`` and ``kappa = sqrt((1 - eps) / eps)``.
+        ``eps = 1 - alpha`` and ``kappa = sqrt((1 - eps) / eps)``. In the run config,
+        absent or null means the run's ``risk.confidence_levels``.
     moments : {'exact', 'sample'}
         Which underlying moments the caller passes: exact GBM moments of
         simple returns or the simulated scenarios' sample moments. Recorded in
@@ -295,7 +298,8 @@ class WorstCaseSettings:
         turns an ``optimal`` status into ``inaccurate``.
     """
 
-    confidence_levels: tuple[float, ...] = (0.95, 0.975, 0.99)
+    confidence_levels: tuple[float, ...] = field(
+        default=(0.95, 0.975, 0.99), metadata={DEFAULT_FROM: "risk.confidence_levels"})
     moments: Literal["exact", "sample"] = "exact"
     models: tuple[str, ...] = MODELS
     optimize: bool = True
@@ -312,48 +316,40 @@ class WorstCaseSettings:
 
     def __post_init__(self) -> None:
         levels = tuple(float(x) for x in self.confidence_levels)
-        if not levels:
-            raise ValueError("worst_case.confidence_levels must not be empty")
-        for level in levels:
-            if not 0.0 < level < 1.0:
-                raise ValueError(
-                    f"worst_case.confidence_levels: {level!r} is not in (0, 1); write 0.99, not 99"
-                )
+        require(len(levels) > 0, "confidence_levels", self.confidence_levels,
+                "a non-empty list")
+        for i, level in enumerate(levels):
+            require(0.0 < level < 1.0, f"confidence_levels[{i}]", level,
+                    "a confidence level is a fraction in (0, 1): write 0.99, not 99")
+        require(len(set(levels)) == len(levels), "confidence_levels", levels, "no duplicates")
         object.__setattr__(self, "confidence_levels", levels)
-        if self.moments not in ("exact", "sample"):
-            raise ValueError(
-                f"worst_case.moments must be 'exact' or 'sample', got {self.moments!r}"
-            )
+        require(self.moments in ("exact", "sample"), "moments", self.moments,
+                "'exact' or 'sample'")
         models = tuple(self.models)
         unknown = [x for x in models if x not in MODELS]
-        if unknown or not models:
-            raise ValueError(f"worst_case.models: unknown {unknown}; choose from {MODELS}")
+        require(bool(models) and not unknown, "models", models,
+                f"a non-empty subset of {MODELS}")
         object.__setattr__(self, "models", models)
-        if self.current_method not in ("fast", "solver"):
-            raise ValueError(
-                f"worst_case.current_method must be 'fast' or 'solver', got {self.current_method!r}"
-            )
+        require(self.current_method in ("fast", "solver"), "current_method",
+                self.current_method, "'fast' or 'solver'")
         solvers = [self.solver.upper()]
+        require(solvers[0] in SOLVERS, "solver", self.solver,
+                f"a solver of the SOC/PSD problems: one of {SOLVERS}")
         if self.fallback_solver is not None and self.fallback_solver.upper() != solvers[0]:
             solvers.append(self.fallback_solver.upper())
-        for name in solvers:
-            if name not in SOLVERS:
-                raise ValueError(
-                    f"worst_case solver {name!r} cannot solve the SOC/PSD problems; "
-                    f"use one of {SOLVERS}"
-                )
+            require(solvers[1] in SOLVERS, "fallback_solver", self.fallback_solver,
+                    f"a solver of the SOC/PSD problems: one of {SOLVERS}, or null")
         object.__setattr__(self, "_solvers", tuple(solvers))
         lower, upper = float(self.weight_lower), float(self.weight_upper)
-        if np.isnan(lower) or np.isnan(upper) or lower > upper:
-            raise ValueError(
-                f"worst_case weight bounds: need weight_lower <= weight_upper, got {lower}, {upper}"
-            )
+        require(not np.isnan(lower), "weight_lower", self.weight_lower,
+                "a number or -.inf (no bound)")
+        require(not np.isnan(upper) and lower <= upper, "weight_upper", self.weight_upper,
+                f"a number or .inf (no bound), >= weight_lower ({lower})")
         object.__setattr__(self, "weight_lower", lower)
         object.__setattr__(self, "weight_upper", upper)
-        if int(self.max_sdp_size) < 2:
-            raise ValueError(f"worst_case.max_sdp_size must be >= 2, got {self.max_sdp_size!r}")
-        if not (self.rtol > 0 and self.atol > 0):
-            raise ValueError("worst_case rtol and atol must be > 0")
+        require(int(self.max_sdp_size) >= 2, "max_sdp_size", self.max_sdp_size, ">= 2")
+        require(self.rtol > 0, "rtol", self.rtol, "> 0")
+        require(self.atol > 0, "atol", self.atol, "> 0")
 
     @property
     def solvers(self) -> tuple[str, ...]:

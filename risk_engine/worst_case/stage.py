@@ -12,16 +12,14 @@ worst-case models (their simple returns are unbounded), with a warning.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from risk_engine.book import CALL, EQUITY, ResolvedBook, select_positions
-from risk_engine.errors import ConfigError
 from risk_engine.scenarios import ScenarioModel, ScenarioSource
+from risk_engine.settings import FLATTEN, require
 from risk_engine.valuation import position_values
 from risk_engine.worst_case.containers import DeskInstruments, ReturnMoments, WorstCaseSettings
 from risk_engine.worst_case.desk import evaluate_desk, reports_to_frames
@@ -30,35 +28,48 @@ from risk_engine.worst_case.moments import MomentSums, gbm_simple_return_moments
 
 @dataclass(frozen=True)
 class WorstCaseStageSettings:
-    """The ``worst_case`` config section: the stage switches plus the model settings."""
+    """The ``worst_case`` config section: the stage switches plus the model settings.
+
+    In YAML the model settings sit flat beside the switches (``worst_case.solver``, not
+    ``worst_case.models.solver``); ``worst_case.models`` is the list of model names.
+
+    Attributes
+    ----------
+    enabled : bool
+        Run the stage.
+    moment_blocks : int
+        Scenario blocks behind the instruments' sample moments, >= 1.
+    min_premium : float
+        Options worth less than this fraction of their spot are left out, in [0, 1).
+    models : WorstCaseSettings
+        The model settings.
+    """
 
     enabled: bool = True
     moment_blocks: int = 1
     min_premium: float = 1e-6
-    models: WorstCaseSettings = dataclasses.field(default_factory=WorstCaseSettings)
+    models: WorstCaseSettings = dataclasses.field(default_factory=WorstCaseSettings,
+                                                  metadata={FLATTEN: True})
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.moment_blocks, int) and self.moment_blocks >= 1,
+                "moment_blocks", self.moment_blocks, "an integer >= 1")
+        require(0.0 <= self.min_premium < 1.0, "min_premium", self.min_premium,
+                "a fraction of spot in [0, 1)")
 
 
-def parse_worst_case(data: Mapping[str, Any] | None,
-                     confidence_levels: tuple[float, ...]) -> WorstCaseStageSettings:
-    """Parse ``worst_case``; levels default to the run's ``risk.confidence_levels``."""
-    from risk_engine.governance.settings import from_mapping
+def parse_worst_case(data: WorstCaseStageSettings,
+                     confidence_levels: tuple[float, ...] | None = None
+                     ) -> WorstCaseStageSettings:
+    """Deprecated: ``cfg.worst_case`` is already typed; returns ``data`` unchanged.
 
-    raw = dict(data or {})
-    stage = {k: raw.pop(k) for k in ("enabled", "moment_blocks", "min_premium") if k in raw}
-    if raw.get("confidence_levels") is None:
-        raw["confidence_levels"] = list(confidence_levels)
-    for key in ("confidence_levels", "models"):
-        if isinstance(raw.get(key), list):
-            raw[key] = tuple(raw[key])
-    models = from_mapping(WorstCaseSettings, raw, "worst_case")
-    out = from_mapping(WorstCaseStageSettings, {**stage, "models": models}, "worst_case")
-    if not (isinstance(out.moment_blocks, int) and out.moment_blocks >= 1):
-        raise ConfigError(f"config key 'worst_case.moment_blocks' = {out.moment_blocks!r}: "
-                          "an integer >= 1")
-    if not (0.0 <= out.min_premium < 1.0):
-        raise ConfigError(f"config key 'worst_case.min_premium' = {out.min_premium!r}: "
-                          "a fraction of spot in [0, 1)")
-    return out
+    Kept only for callers not yet moved to ``cfg.worst_case``; ``confidence_levels`` is
+    ignored (the config builder applied the ``risk.confidence_levels`` default).
+    """
+    if not isinstance(data, WorstCaseStageSettings):
+        raise TypeError("parse_worst_case takes cfg.worst_case (WorstCaseStageSettings); "
+                        "build a config with risk_engine.config.config_from_dict")
+    return data
 
 
 def instrument_ids(book: ResolvedBook) -> np.ndarray:

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
+from risk_engine.errors import ConfigError
 from risk_engine.worst_case import (
     CALL,
     EQUITY,
@@ -213,13 +214,13 @@ def test_moment_sums_merge_blocks_equals_one_pass():
 
 
 def test_settings_validation_names_the_bad_value():
-    with pytest.raises(ValueError, match="99"):
+    with pytest.raises(ConfigError, match=r"confidence_levels\[1\]' = 99"):
         WorstCaseSettings(confidence_levels=(0.95, 99.0))
-    with pytest.raises(ValueError, match="weight_lower"):
+    with pytest.raises(ConfigError, match="weight_upper.*weight_lower"):
         WorstCaseSettings(weight_lower=0.5, weight_upper=0.1)
-    with pytest.raises(ValueError, match="ECOS"):
+    with pytest.raises(ConfigError, match="'solver' = 'ECOS'"):
         WorstCaseSettings(solver="ECOS")
-    with pytest.raises(ValueError, match="models"):
+    with pytest.raises(ConfigError, match="'models'"):
         WorstCaseSettings(models=("VaR",))
     assert WorstCaseSettings(fallback_solver=None).solvers == ("CLARABEL",)
 
