@@ -31,7 +31,6 @@ from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import DataError, RejectionCeilingError
 from risk_engine.governance.alerts import Alert
-from risk_engine.governance.settings import GovernanceSettings, parse_governance
 from risk_engine.governance.stage import governance_tables
 from risk_engine.revaluation_grid import build_plan
 from risk_engine.scenarios import (
@@ -43,11 +42,7 @@ from risk_engine.scenarios import (
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
-from risk_engine.worst_case.stage import (
-    WorstCaseStageSettings,
-    parse_worst_case,
-    worst_case_tables,
-)
+from risk_engine.worst_case.stage import worst_case_tables
 
 log = logging.getLogger(__name__)
 
@@ -197,16 +192,6 @@ def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[s
     return out
 
 
-def worst_case_settings(cfg: Config) -> WorstCaseStageSettings:
-    """The typed ``worst_case`` section."""
-    return parse_worst_case(cfg.worst_case, cfg.risk.confidence_levels)
-
-
-def governance_settings(cfg: Config) -> GovernanceSettings:
-    """The typed ``governance`` section."""
-    return parse_governance(cfg.governance)
-
-
 def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[str, pd.DataFrame]:
     """Risk measures, desk contributions and Greeks from the exact tail summary.
 
@@ -354,7 +339,7 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
     with rl.stage("risk_measures"):
         tables.update(risk_tables(tails, book, cfg))
     tables["rejected_rows"] = prepared.rejected
-    wc = worst_case_settings(cfg)
+    wc = cfg.worst_case
     if wc.enabled:
         with rl.stage("worst_case"):
             frame, alloc, warnings = worst_case_tables(
@@ -362,7 +347,7 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
                 horizon_days=cfg.monte_carlo.horizon_days)
         tables["worst_case_var"], tables["optimal_allocations"] = frame, alloc
         rl.warnings.extend(warnings)
-    gov = governance_settings(cfg)
+    gov = cfg.governance
     alerts: list[Alert] = []
     if gov.enabled and gov.attribution:
         with rl.stage("attribution"):

@@ -40,11 +40,3 @@ class GovernanceSettings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
-
-
-def parse_governance(data: GovernanceSettings) -> GovernanceSettings:
-    """Deprecated: ``cfg.governance`` is already typed; returns ``data`` unchanged."""
-    if not isinstance(data, GovernanceSettings):
-        raise TypeError("parse_governance takes cfg.governance (GovernanceSettings); "
-                        "build a config with risk_engine.config.config_from_dict")
-    return data

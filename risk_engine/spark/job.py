@@ -17,7 +17,7 @@ from risk_engine import __version__, schemas
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, dispatch_alerts
-from risk_engine.pipeline import InputTables, RunLog, governance_settings, nightly_run
+from risk_engine.pipeline import InputTables, RunLog, nightly_run
 from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
@@ -81,7 +81,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     history = None
     if hist is not None:
         days = cfg.scenario_model.history_window_days
-        lookback = governance_settings(cfg).performance.lookback_days
+        lookback = cfg.governance.performance.lookback_days
         days = max(days, lookback or days)
         # Calendar days comfortably covering the window of trading days.
         start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
@@ -189,7 +189,7 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
 
 def _send_alerts(run: Run, alerts: list[Alert]) -> None:
     """Log and notify the published run's alerts; an undelivered one is a run warning."""
-    settings = governance_settings(run.cfg).alerts
+    settings = run.cfg.governance.alerts
     sent = dispatch_alerts(alerts, run.cfg.as_of_date, settings, log=log)
     failures = sent[len(alerts):]
     if failures:

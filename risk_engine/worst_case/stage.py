@@ -58,20 +58,6 @@ class WorstCaseStageSettings:
                 "a fraction of spot in [0, 1)")
 
 
-def parse_worst_case(data: WorstCaseStageSettings,
-                     confidence_levels: tuple[float, ...] | None = None
-                     ) -> WorstCaseStageSettings:
-    """Deprecated: ``cfg.worst_case`` is already typed; returns ``data`` unchanged.
-
-    Kept only for callers not yet moved to ``cfg.worst_case``; ``confidence_levels`` is
-    ignored (the config builder applied the ``risk.confidence_levels`` default).
-    """
-    if not isinstance(data, WorstCaseStageSettings):
-        raise TypeError("parse_worst_case takes cfg.worst_case (WorstCaseStageSettings); "
-                        "build a config with risk_engine.config.config_from_dict")
-    return data
-
-
 def instrument_ids(book: ResolvedBook) -> np.ndarray:
     """Instrument of each position: the underlying for stocks, else ``U C|P K YYYY-MM-DD``."""
     names = np.asarray(book.underlyings, dtype=object)[book.underlying_index]
