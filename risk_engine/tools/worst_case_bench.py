@@ -8,7 +8,7 @@ live one more month. Instrument moments come from a small simulation.
 
 For single-core figures run with ``RAYON_NUM_THREADS=1`` (Clarabel's dense
 linear algebra is multithreaded) and one pinned core, e.g.
-``RAYON_NUM_THREADS=1 taskset -c 0 python -c "from risk_engine.worst_case.bench
+``RAYON_NUM_THREADS=1 taskset -c 0 python -c "from risk_engine.tools.worst_case_bench
 import benchmark_worst_case as b; print(b())"``.
 """
 
@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from risk_engine.pricing import black_scholes_greeks
-
-from .containers import (
+from risk_engine.worst_case.containers import (
     CALL,
     EQUITY,
     PUT,
@@ -32,11 +31,18 @@ from .containers import (
     SolveOutcome,
     WorstCaseSettings,
 )
-from .desk import Structure, _current, _minimize
-from .moments import gbm_simple_return_moments, instrument_return_moments_from_samples
-from .optimize import AllocationProblem
-from .solvers import clear_problem_cache
-from .structures import linear_structure, polyhedral_structure, quadratic_structure
+from risk_engine.worst_case.desk import Structure, _current, _minimize
+from risk_engine.worst_case.moments import (
+    gbm_simple_return_moments,
+    instrument_return_moments_from_samples,
+)
+from risk_engine.worst_case.optimize import AllocationProblem
+from risk_engine.worst_case.solvers import clear_problem_cache
+from risk_engine.worst_case.structures import (
+    linear_structure,
+    polyhedral_structure,
+    quadratic_structure,
+)
 
 TRADING_DAYS = 252.0
 

@@ -42,11 +42,11 @@ import numpy as np
 import pandas as pd
 
 from risk_engine.book import CALL, EQUITY, ResolvedBook
-from risk_engine.demo_data import generate
 from risk_engine.measures import var_es
 from risk_engine.pipeline import InputTables, Prepared, SimulationSpec, prepare, simulate_block
 from risk_engine.revaluation import desk_pnl
 from risk_engine.revaluation_grid import METHODS, GridPlan, build_plan, contract_errors
+from risk_engine.tools.demo_data import generate
 
 AS_OF = dt.date(2026, 11, 20)
 LEVELS = (0.95, 0.975, 0.99)
@@ -74,7 +74,7 @@ def bench_tables(positions: int = 2000, underlyings: int = 50, desks: int = 10,
     """Demo tables whose book is ``positions`` options spread round-robin over ``desks``.
 
     The options (calls and puts, long and short, weekly to one-year expiries, some expiring
-    inside a 10-day horizon) come from :func:`risk_engine.demo_data.generate`; its stock
+    inside a 10-day horizon) come from :func:`risk_engine.tools.demo_data.generate`; its stock
     lines are dropped so that every revaluation counted is an option pricing.
     """
     n_gen = max(2 * positions, 100)
@@ -465,7 +465,8 @@ def _scale_child() -> None:
 def _scale_in_subprocess(params: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, "-c", "from risk_engine.bench import _scale_child; _scale_child()"],
+        [sys.executable, "-c",
+         "from risk_engine.tools.bench.run import _scale_child; _scale_child()"],
         input=json.dumps(params), capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith("BENCH-RESULT "):
