@@ -323,9 +323,9 @@ def test_submit_to_standalone_matches_local(local_run: Callable[[], int],
 
 def test_bench_scaling_point_on_the_standalone_cluster(standalone_master: Cluster) -> None:
     """`risk-engine bench --scale-master spark://...`: the driver apart from the executors."""
-    from risk_engine.tools.bench.run import _scale_in_subprocess
+    from risk_engine.tools.bench.scaling import scale_in_subprocess
 
-    res = _scale_in_subprocess({
+    res = scale_in_subprocess({
         "n_scenarios": 20_000, "positions": 200, "underlyings": 10, "desks": 4,
         "horizon_days": 10, "block_size": 1_000, "method": "full",
         "master": standalone_master.url, "driver_memory": "1g"})
