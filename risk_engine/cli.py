@@ -79,7 +79,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from risk_engine.demo_data import DEFAULT_AS_OF, generate, write_tables
+    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, write_tables
 
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else DEFAULT_AS_OF
     tables = generate(as_of, n_positions=args.positions, seed=args.seed)
@@ -101,7 +101,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench_worst_case(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from risk_engine.worst_case.bench import benchmark_worst_case
+    from risk_engine.tools.worst_case_bench import benchmark_worst_case
 
     sizes = []
     for item in args.sizes:
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None, *, master_from_submit: bool = False)
     """Entry point of the ``risk-engine`` command; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # its own options: risk-engine bench --help
-        from risk_engine.bench import bench_main
+        from risk_engine.tools.bench import bench_main
 
         return bench_main(argv[1:])
     parser = build_parser()

@@ -41,7 +41,7 @@ def spark():
 @pytest.fixture(scope="session")
 def snapshot_root(tmp_path_factory):
     """Demo data for two as-of dates (400 positions each) under one input root."""
-    from risk_engine.demo_data import generate, write_tables
+    from risk_engine.tools.demo_data import generate, write_tables
 
     root = tmp_path_factory.mktemp("snapshot")
     for i, day in enumerate((D1, D2)):

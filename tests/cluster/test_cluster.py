@@ -214,7 +214,7 @@ def executor_env() -> Path:
 @pytest.fixture(scope="module")
 def job_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Demo snapshot (400 positions) and a config overlay extending conf/cluster.yaml."""
-    from risk_engine.demo_data import DEFAULT_AS_OF, generate, write_tables
+    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, write_tables
 
     base = tmp_path_factory.mktemp("job")
     write_tables(generate(DEFAULT_AS_OF, n_positions=N_POSITIONS), base / "input")
@@ -323,9 +323,9 @@ def test_submit_to_standalone_matches_local(local_run: Callable[[], int],
 
 def test_bench_scaling_point_on_the_standalone_cluster(standalone_master: Cluster) -> None:
     """`risk-engine bench --scale-master spark://...`: the driver apart from the executors."""
-    from risk_engine.bench import _scale_in_subprocess
+    from risk_engine.tools.bench.scaling import scale_in_subprocess
 
-    res = _scale_in_subprocess({
+    res = scale_in_subprocess({
         "n_scenarios": 20_000, "positions": 200, "underlyings": 10, "desks": 4,
         "horizon_days": 10, "block_size": 1_000, "method": "full",
         "master": standalone_master.url, "driver_memory": "1g"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from risk_engine.bench import format_table, run_benchmark
+from risk_engine.tools.bench import format_table, run_benchmark
 
 
 def test_bench_small_book_measures_every_section():

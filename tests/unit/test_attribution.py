@@ -8,10 +8,10 @@ from risk_engine.attribution import (
     attribution_requests,
     position_tables,
 )
-from risk_engine.demo_data import generate
 from risk_engine.measures import euler_contributions, tail_rank, var_es
 from risk_engine.pipeline import InputTables
 from risk_engine.tails import summarize_matrix
+from risk_engine.tools.demo_data import generate
 from risk_engine.valuation import position_values
 from tests import helpers as h
 

@@ -7,13 +7,13 @@ import pytest
 from scipy.stats import norm
 
 from risk_engine.book import resolve_book, validate_snapshot
-from risk_engine.demo_data import generate
 from risk_engine.measures import var_es
 from risk_engine.pipeline import InputTables, prepare
 from risk_engine.revaluation import desk_pnl, plan_revaluation
 from risk_engine.scenarios import block_rng, draw_log_returns
 from risk_engine.simulation import simulate_block
 from risk_engine.timeaxis import ZeroCurve
+from risk_engine.tools.demo_data import generate
 from risk_engine.valuation import position_values
 from tests import helpers as h
 

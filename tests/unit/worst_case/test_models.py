@@ -24,6 +24,7 @@ import pytest
 from scipy.stats import norm
 
 from risk_engine.errors import ConfigError
+from risk_engine.tools.worst_case_bench import benchmark_worst_case, random_book
 from risk_engine.worst_case import (
     CALL,
     EQUITY,
@@ -56,7 +57,6 @@ from risk_engine.worst_case import (
     wcvar,
     wcvar_robust,
 )
-from risk_engine.worst_case.bench import benchmark_worst_case, random_book
 
 YEAR = 252.0
 MU = np.array([0.12, 0.08])

@@ -9,6 +9,7 @@ one-year expiries, some expiring inside a 10-day horizon). It also writes a fact
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -27,6 +28,17 @@ DESKS = ("index_vol", "tech_mm", "financials_mm", "energy_mm", "single_stock_vol
 
 
 
+@dataclasses.dataclass(frozen=True)
+class _Universe:
+    """The generated underlyings: sectors, names, spots and the factor model."""
+
+    sector_id: np.ndarray  # (U,) index into SECTORS
+    names: list[str]
+    spot: np.ndarray  # (U,) today's close
+    vol: np.ndarray  # (U,) annualized volatility
+    drift: np.ndarray  # (U,) annualized price drift
+    corr: np.ndarray  # (U, U) market + sector correlation
+
 
 def generate(
     as_of: dt.date = DEFAULT_AS_OF,
@@ -39,7 +51,31 @@ def generate(
     """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
+    # One generator, drawn from in a fixed order: universe, history, market, positions.
     rng = np.random.default_rng(seed)
+    uni = _universe(rng, n_underlyings)
+    history = _history(rng, uni, as_of, history_days)
+    market = _market(rng, uni, as_of)
+    rates = pd.DataFrame({
+        "as_of_date": as_of,
+        "tenor_years": [1 / 12, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
+        "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425],
+    })
+    positions = _positions(rng, uni, as_of, n_positions)
+    factor_model = pd.DataFrame({"underlying": uni.names, "drift": uni.drift,
+                                 "volatility": uni.vol})
+    iu = np.triu_indices(n_underlyings, 1)
+    correlations = pd.DataFrame({
+        "underlying_a": np.asarray(uni.names)[iu[0]],
+        "underlying_b": np.asarray(uni.names)[iu[1]],
+        "correlation": uni.corr[iu],
+    })
+    return {"positions": positions, "market": market, "rates": rates, "history": history,
+            "factor_model": factor_model, "correlations": correlations}
+
+
+def _universe(rng: np.random.Generator, n_underlyings: int) -> _Universe:
+    """Sectors, market and sector betas, volatilities, drifts, names and spots."""
     sector_id = np.repeat(np.arange(len(SECTORS)), n_underlyings // len(SECTORS))
     beta_m = rng.uniform(0.5, 0.8, n_underlyings)
     beta_s = rng.uniform(0.3, 0.5, n_underlyings)
@@ -51,81 +87,84 @@ def generate(
     names = [f"{SECTORS[s][:4].upper()}{i % (n_underlyings // len(SECTORS)) + 1:02d}"
              for i, s in enumerate(sector_id)]
     spot = np.round(np.exp(rng.uniform(np.log(20), np.log(500), n_underlyings)), 2)
+    return _Universe(sector_id, names, spot, vol, drift, corr)
 
-    # History: GBM daily closes on trading days ending at as_of, last close = spot.
+
+def _history(rng: np.random.Generator, uni: _Universe, as_of: dt.date,
+             history_days: int) -> pd.DataFrame:
+    """GBM daily closes on trading days ending at ``as_of``, the last close = spot."""
+    n_underlyings = len(uni.names)
     days = np.busday_offset(np.datetime64(as_of, "D"), -np.arange(history_days + 1)[::-1],
                             roll="backward")
-    chol = np.linalg.cholesky(corr)
+    chol = np.linalg.cholesky(uni.corr)
     dt_y = 1 / 252
     z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
-    rets = (drift - 0.5 * vol**2) * dt_y + vol * np.sqrt(dt_y) * z
+    rets = (uni.drift - 0.5 * uni.vol**2) * dt_y + uni.vol * np.sqrt(dt_y) * z
     log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
-    closes = spot * np.exp(log_path - log_path[-1])
+    closes = uni.spot * np.exp(log_path - log_path[-1])
     history = pd.DataFrame({
         "date": np.repeat(days.astype("datetime64[D]"), n_underlyings),
-        "underlying": np.tile(names, history_days + 1),
+        "underlying": np.tile(uni.names, history_days + 1),
         "close": np.round(closes.ravel(), 4),
     })
     history["date"] = pd.to_datetime(history["date"]).dt.date
+    return history
 
-    implied = np.round(vol * rng.uniform(0.9, 1.25, n_underlyings), 4)
-    market = pd.DataFrame({
-        "as_of_date": as_of, "underlying": names, "spot": spot, "volatility": implied,
+
+def _market(rng: np.random.Generator, uni: _Universe, as_of: dt.date) -> pd.DataFrame:
+    """Today's spots, implied volatilities (near the model's) and dividend yields."""
+    n_underlyings = len(uni.names)
+    implied = np.round(uni.vol * rng.uniform(0.9, 1.25, n_underlyings), 4)
+    return pd.DataFrame({
+        "as_of_date": as_of, "underlying": uni.names, "spot": uni.spot, "volatility": implied,
         "dividend_yield": np.round(rng.uniform(0.0, 0.03, n_underlyings), 4),
-        "sector": [SECTORS[s] for s in sector_id],
-    })
-    rates = pd.DataFrame({
-        "as_of_date": as_of,
-        "tenor_years": [1 / 12, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
-        "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425],
+        "sector": [SECTORS[s] for s in uni.sector_id],
     })
 
+
+#: Desks that trade only some sectors (indices into SECTORS); the others trade every name.
+_DESK_SECTORS = {"tech_mm": [0, 8], "financials_mm": [1, 9], "energy_mm": [3, 7]}
+
+
+def _positions(rng: np.random.Generator, uni: _Universe, as_of: dt.date,
+               n_positions: int) -> pd.DataFrame:
+    """Stocks, calls and puts, long and short, dealt round-robin over DESKS."""
     # Expiries: two weeklies inside a 10-day horizon, monthlies and quarterlies beyond.
-    expiries = [horizon_date(as_of, 5), horizon_date(as_of, 10), horizon_date(as_of, 20),
-                horizon_date(as_of, 40), horizon_date(as_of, 85), horizon_date(as_of, 146),
-                horizon_date(as_of, 252)]
+    expiries = [horizon_date(as_of, d) for d in (5, 10, 20, 40, 85, 146, 252)]
     exp_p = np.array([0.08, 0.08, 0.2, 0.2, 0.18, 0.14, 0.12])
-    desk_sectors = {
-        "tech_mm": [0, 8], "financials_mm": [1, 9], "energy_mm": [3, 7],
-    }
-    rows: list[tuple[object, ...]] = []
-    for i in range(n_positions):
-        desk = DESKS[i % len(DESKS)]
-        if desk in desk_sectors:
-            cands = np.flatnonzero(np.isin(sector_id, desk_sectors[desk]))
-        else:
-            cands = np.arange(n_underlyings)
-        u = int(rng.choice(cands))
-        if desk == "delta_one":
-            itype = "equity"
-        else:
-            itype = rng.choice(["equity", "call", "put"], p=[0.2, 0.42, 0.38])
-        long_short = 1 if rng.random() < 0.55 else -1
-        if itype == "equity":
-            qty = long_short * float(rng.integers(1, 50)) * 100
-            rows.append((f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", "equity", names[u], qty,
-                         None, None, 1.0))
-            continue
-        exp = expiries[int(rng.choice(len(expiries), p=exp_p))]
-        moneyness = float(np.exp(rng.normal(0.0, 0.12)))
-        step = 1.0 if spot[u] < 100 else 5.0
-        strike = max(step, round(spot[u] * moneyness / step) * step)
-        qty = long_short * float(rng.integers(1, 40))
-        rows.append((f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", str(itype), names[u], qty,
-                     strike, exp, 100.0))
+    rows = [_position_row(rng, uni, i, expiries, exp_p) for i in range(n_positions)]
     positions = pd.DataFrame(rows, columns=["position_id", "desk", "book", "instrument_type",
                                             "underlying", "quantity", "strike", "expiry",
                                             "multiplier"])
     positions.insert(0, "as_of_date", as_of)
+    return positions
 
-    factor_model = pd.DataFrame({"underlying": names, "drift": drift, "volatility": vol})
-    iu = np.triu_indices(n_underlyings, 1)
-    correlations = pd.DataFrame({
-        "underlying_a": np.asarray(names)[iu[0]], "underlying_b": np.asarray(names)[iu[1]],
-        "correlation": corr[iu],
-    })
-    return {"positions": positions, "market": market, "rates": rates, "history": history,
-            "factor_model": factor_model, "correlations": correlations}
+
+def _position_row(rng: np.random.Generator, uni: _Universe, i: int,
+                  expiries: list[dt.date], exp_p: np.ndarray) -> tuple[object, ...]:
+    """Draw position ``i``: underlying, instrument, side, size (and strike, expiry)."""
+    desk = DESKS[i % len(DESKS)]
+    if desk in _DESK_SECTORS:
+        cands = np.flatnonzero(np.isin(uni.sector_id, _DESK_SECTORS[desk]))
+    else:
+        cands = np.arange(len(uni.names))
+    u = int(rng.choice(cands))
+    if desk == "delta_one":
+        itype = "equity"
+    else:
+        itype = rng.choice(["equity", "call", "put"], p=[0.2, 0.42, 0.38])
+    long_short = 1 if rng.random() < 0.55 else -1
+    if itype == "equity":
+        qty = long_short * float(rng.integers(1, 50)) * 100
+        return (f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", "equity", uni.names[u], qty,
+                None, None, 1.0)
+    exp = expiries[int(rng.choice(len(expiries), p=exp_p))]
+    moneyness = float(np.exp(rng.normal(0.0, 0.12)))
+    step = 1.0 if uni.spot[u] < 100 else 5.0
+    strike = max(step, round(uni.spot[u] * moneyness / step) * step)
+    qty = long_short * float(rng.integers(1, 40))
+    return (f"P{i + 1:06d}", desk, f"{desk}_{i % 3}", str(itype), uni.names[u], qty,
+            strike, exp, 100.0)
 
 
 def write_tables(tables: dict[str, pd.DataFrame], root: str | Path) -> list[Path]:

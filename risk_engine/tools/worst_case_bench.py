@@ -8,7 +8,7 @@ live one more month. Instrument moments come from a small simulation.
 
 For single-core figures run with ``RAYON_NUM_THREADS=1`` (Clarabel's dense
 linear algebra is multithreaded) and one pinned core, e.g.
-``RAYON_NUM_THREADS=1 taskset -c 0 python -c "from risk_engine.worst_case.bench
+``RAYON_NUM_THREADS=1 taskset -c 0 python -c "from risk_engine.tools.worst_case_bench
 import benchmark_worst_case as b; print(b())"``.
 """
 
@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from risk_engine.pricing import black_scholes_greeks
-
-from .containers import (
+from risk_engine.worst_case.containers import (
     CALL,
     EQUITY,
     PUT,
@@ -32,11 +31,18 @@ from .containers import (
     SolveOutcome,
     WorstCaseSettings,
 )
-from .desk import Structure, _current, _minimize
-from .moments import gbm_simple_return_moments, instrument_return_moments_from_samples
-from .optimize import AllocationProblem
-from .solvers import clear_problem_cache
-from .structures import linear_structure, polyhedral_structure, quadratic_structure
+from risk_engine.worst_case.desk import Structure, _current, _minimize
+from risk_engine.worst_case.moments import (
+    gbm_simple_return_moments,
+    instrument_return_moments_from_samples,
+)
+from risk_engine.worst_case.optimize import AllocationProblem
+from risk_engine.worst_case.solvers import clear_problem_cache
+from risk_engine.worst_case.structures import (
+    linear_structure,
+    polyhedral_structure,
+    quadratic_structure,
+)
 
 TRADING_DAYS = 252.0
 
@@ -79,8 +85,30 @@ def random_book(
     desk, underlying_moments, instrument_moments, horizon_years
     """
     rng = np.random.default_rng(seed)
-    u, o = n_underlyings, n_options
     h = horizon_days / TRADING_DAYS
+    tau_after = option_days_after_horizon / TRADING_DAYS
+    # One generator, drawn from in a fixed order: market, book, then the scenarios.
+    vol, cov, drift, spots = _random_market(rng, n_underlyings)
+    desk, options = _random_desk(rng, spots, vol, n_options, h, tau_after)
+    mean, covariance = gbm_simple_return_moments(drift, cov, h)
+    underlying = ReturnMoments(mean, covariance, desk.underlyings)
+    chol = np.linalg.cholesky(cov * h)
+    logs = (drift - 0.5 * vol**2) * h + rng.standard_normal((n_scenarios, n_underlyings)) @ chol.T
+    later_spots = spots * np.exp(logs)
+    und, strike, is_call = options
+    later_options = _black_scholes(
+        later_spots[:, und], strike, np.full(n_options, tau_after), vol[und], is_call
+    )[0]
+    instruments = instrument_return_moments_from_samples(
+        desk.unit_value, np.hstack([later_spots, later_options]), desk.instrument_ids
+    )
+    return desk, underlying, instruments, h
+
+
+def _random_market(
+    rng: np.random.Generator, u: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Volatilities, 3-factor covariance, drifts and spots of ``u`` underlyings."""
     vol = rng.uniform(0.15, 0.45, u)
     loadings = rng.normal(0.0, 0.35, (u, 3))
     corr = loadings @ loadings.T
@@ -90,10 +118,21 @@ def random_book(
     cov = corr * np.outer(vol, vol)
     drift = rng.uniform(0.02, 0.12, u)
     spots = rng.uniform(50.0, 150.0, u)
+    return vol, cov, drift, spots
+
+
+def _random_desk(
+    rng: np.random.Generator, spots: np.ndarray, vol: np.ndarray, o: int, h: float,
+    tau_after: float,
+) -> tuple[DeskInstruments, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One long equity line per underlying and ``o`` options; $1m of capital in all.
+
+    Returns the desk and the options' (underlying index, strike, is_call).
+    """
+    u = len(spots)
     und = rng.integers(0, u, o)
     is_call = rng.random(o) < 0.5
     strike = spots[und] * rng.uniform(0.9, 1.1, o)
-    tau_after = option_days_after_horizon / TRADING_DAYS
     premium, delta, gamma, theta = _black_scholes(
         spots[und], strike, np.full(o, h + tau_after), vol[und], is_call
     )
@@ -118,18 +157,7 @@ def random_book(
         gamma=np.concatenate([nan, gamma]),
         theta=np.concatenate([nan, theta]),
     )
-    mean, covariance = gbm_simple_return_moments(drift, cov, h)
-    underlying = ReturnMoments(mean, covariance, desk.underlyings)
-    chol = np.linalg.cholesky(cov * h)
-    logs = (drift - 0.5 * vol**2) * h + rng.standard_normal((n_scenarios, u)) @ chol.T
-    later_spots = spots * np.exp(logs)
-    later_options = _black_scholes(
-        later_spots[:, und], strike, np.full(o, tau_after), vol[und], is_call
-    )[0]
-    instruments = instrument_return_moments_from_samples(
-        unit_value, np.hstack([later_spots, later_options]), desk.instrument_ids
-    )
-    return desk, underlying, instruments, h
+    return desk, (und, strike, is_call)
 
 
 def benchmark_worst_case(
@@ -177,38 +205,49 @@ def benchmark_worst_case(
         )
         clear_problem_cache()
         for model in ("WCVaR", "WCPVaR", "WCQVaR"):
-            desk, und_moments, inst_moments, h = living if model == "WCQVaR" else expiring
-            structure: Structure
-            if model == "WCVaR":
-                structure = linear_structure(desk, inst_moments)
-            elif model == "WCPVaR":
-                structure = polyhedral_structure(desk, und_moments)
-            else:
-                structure = quadratic_structure(desk, und_moments, h)
-            x = desk.exposures
-            problem = AllocationProblem(desk.net_value, x / desk.net_value, inst_moments.mean)
-            for portfolio in ("current", "optimized"):
-                for phase, level in zip(("first", "resolve"), confidence_levels, strict=True):
-                    start = time.perf_counter()
-                    out: SolveOutcome | OptimizationOutcome
-                    if portfolio == "current":
-                        out = _current(model, structure, x, level, settings)
-                    else:
-                        out = _minimize(structure, problem, level, settings)
-                    seconds = time.perf_counter() - start
-                    gross = desk.gross_value
-                    records.append(
-                        {
-                            "model": model,
-                            "n_underlyings": u,
-                            "n_options": o,
-                            "portfolio": portfolio,
-                            "phase": phase,
-                            "confidence_level": level,
-                            "seconds": seconds,
-                            "status": out.status,
-                            "solver": out.solver,
-                            "value_pct": out.value / gross,
-                        }
-                    )
+            book = living if model == "WCQVaR" else expiring
+            records.extend(_timed_solves(model, book, confidence_levels, settings))
     return pd.DataFrame.from_records(records)
+
+
+def _structure(
+    model: str, desk: DeskInstruments, und_moments: ReturnMoments,
+    inst_moments: ReturnMoments, h: float,
+) -> Structure:
+    """The loss structure of ``model`` for ``desk``."""
+    if model == "WCVaR":
+        return linear_structure(desk, inst_moments)
+    if model == "WCPVaR":
+        return polyhedral_structure(desk, und_moments)
+    return quadratic_structure(desk, und_moments, h)
+
+
+def _timed_solves(
+    model: str,
+    book: tuple[DeskInstruments, ReturnMoments, ReturnMoments, float],
+    confidence_levels: tuple[float, float],
+    settings: WorstCaseSettings,
+) -> list[dict[str, object]]:
+    """Time the first solve and the re-solve of one model, current and optimized."""
+    desk, und_moments, inst_moments, h = book
+    structure = _structure(model, desk, und_moments, inst_moments, h)
+    x = desk.exposures
+    problem = AllocationProblem(desk.net_value, x / desk.net_value, inst_moments.mean)
+    records: list[dict[str, object]] = []
+    for portfolio in ("current", "optimized"):
+        for phase, level in zip(("first", "resolve"), confidence_levels, strict=True):
+            start = time.perf_counter()
+            out: SolveOutcome | OptimizationOutcome
+            if portfolio == "current":
+                out = _current(model, structure, x, level, settings)
+            else:
+                out = _minimize(structure, problem, level, settings)
+            seconds = time.perf_counter() - start
+            records.append({
+                "model": model, "n_underlyings": len(desk.underlyings),
+                "n_options": len(desk.instrument_ids) - len(desk.underlyings),
+                "portfolio": portfolio, "phase": phase, "confidence_level": level,
+                "seconds": seconds, "status": out.status, "solver": out.solver,
+                "value_pct": out.value / desk.gross_value,
+            })
+    return records

@@ -1,0 +1,64 @@
+"""``risk-engine bench``: throughput, accuracy, scaling and memory of the Monte Carlo stage.
+
+The command line of :func:`risk_engine.tools.bench.run.run_benchmark`: it prints the table
+of :func:`risk_engine.tools.bench.report.format_table`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from risk_engine.revaluation_grid import METHODS
+from risk_engine.tools.bench.report import format_table
+from risk_engine.tools.bench.run import run_benchmark
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="risk-engine bench", description=__doc__.split("\n")[0])
+    p.add_argument("--scenarios", default="100000,1000000,10000000",
+                   help="comma-separated scenario counts; the first one also drives the "
+                        "throughput and accuracy sections (default %(default)s)")
+    p.add_argument("--positions", type=int, default=2000, help="option positions")
+    p.add_argument("--underlyings", type=int, default=50, help="a multiple of 10")
+    p.add_argument("--desks", type=int, default=10)
+    p.add_argument("--horizon-days", type=int, default=10)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--scale-master", metavar="URL",
+                   help="master of the scaling points (default: --master), e.g. a standalone "
+                        "cluster on this machine, spark://127.0.0.1:7077, where the driver "
+                        "JVM does not also run the executor")
+    p.add_argument("--methods", default="full,grid",
+                   help=f"revaluation methods to compare, of {', '.join(METHODS)}")
+    p.add_argument("--scale-methods", default="full",
+                   help="methods run at every scenario count (default %(default)s)")
+    p.add_argument("--block-size", type=int, default=10_000)
+    p.add_argument("--accuracy-scenarios", type=int, default=20_000)
+    p.add_argument("--driver-memory", default="1g")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating single-process / Spark rounds; the best of each is kept")
+    p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
+    return p
+
+
+def bench_main(argv: list[str]) -> int:
+    """``risk-engine bench``: run the benchmark and print the table."""
+    args = _parser().parse_args(argv)
+    scen = [int(float(s)) for s in args.scenarios.split(",") if s.strip()]
+    table = run_benchmark(
+        scen, positions=args.positions, underlyings=args.underlyings, desks=args.desks,
+        horizon_days=args.horizon_days, master=args.master,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        scale_methods=[m.strip() for m in args.scale_methods.split(",") if m.strip()],
+        block_size=args.block_size, accuracy_scenarios=args.accuracy_scenarios,
+        driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
+        log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
+    )
+    print(format_table(table))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(bench_main(sys.argv[1:]))

@@ -1,0 +1,66 @@
+"""One benchmark run: the book, throughput, accuracy and scaling sections in order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from risk_engine.revaluation_grid import METHODS
+from risk_engine.tools.bench.accuracy import accuracy_rows
+from risk_engine.tools.bench.report import Rows
+from risk_engine.tools.bench.scaling import scaling_rows
+from risk_engine.tools.bench.stage import cores_of
+from risk_engine.tools.bench.throughput import method_specs, spark_throughput
+from risk_engine.tools.bench.workload import bench_prepare, book_rows
+
+
+def run_benchmark(
+    scenarios: Sequence[int] = (100_000, 1_000_000, 10_000_000),
+    *,
+    positions: int = 2000,
+    underlyings: int = 50,
+    desks: int = 10,
+    horizon_days: int = 10,
+    master: str = "local[2]",
+    methods: Sequence[str] = ("full", "grid"),
+    scale_methods: Sequence[str] = ("full",),
+    block_size: int = 10_000,
+    accuracy_scenarios: int = 20_000,
+    driver_memory: str = "1g",
+    rounds: int = 3,
+    scale_subprocess: bool = True,
+    scale_master: str | None = None,
+    log: Any = None,
+) -> pd.DataFrame:
+    """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
+
+    The throughput and accuracy sections run at the first scenario count; the scaling
+    section runs every count for each of ``scale_methods`` (each point in a fresh process
+    when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
+    where the driver JVM is not also the executor), else on ``master``.
+    """
+    for m in (*methods, *scale_methods):
+        if m not in METHODS:
+            raise ValueError(f"unknown method {m!r}; expected one of {METHODS}")
+    say = log or (lambda msg: None)
+    cores = cores_of(master)
+    rows = Rows()
+    n0 = int(scenarios[0])
+    prep = bench_prepare(n0, positions=positions, underlyings=underlyings, desks=desks,
+                         horizon_days=horizon_days, block_size=block_size)
+    n_positions = prep.book.n_positions
+    book_rows(rows, prep.book, cores, master)
+    specs = method_specs(rows, prep, methods, n0, say)
+    pnls = spark_throughput(rows, specs, methods, master=master, driver_memory=driver_memory,
+                            cores=cores, rounds=rounds, n0=n0, n_positions=n_positions,
+                            say=say)
+    say("accuracy")
+    accuracy_rows(rows, prep, specs, pnls, methods, n0, accuracy_scenarios)
+    point = {"positions": positions, "underlyings": underlyings, "desks": desks,
+             "horizon_days": horizon_days, "block_size": block_size,
+             "master": scale_master or master, "driver_memory": driver_memory}
+    scaling_rows(rows, scenarios, scale_methods, point=point, where=scale_master or master,
+                 n_positions=n_positions, subprocess_each=scale_subprocess, say=say)
+    return rows.frame()
