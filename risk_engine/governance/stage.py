@@ -54,11 +54,12 @@ def hypothetical_values(
     closes = closes[(closes > 0).all(axis=1)]
     if lookback_days is not None:
         closes = closes.tail(lookback_days + 1)
-    full = np.ones((len(closes), len(book.underlyings)))
+    # Underlyings of other desks keep today's spot (log return 0); no price is used as a
+    # marker, so a stock that really closed at 1.00 is revalued at 1.00.
+    log_ret = np.zeros((len(closes), len(book.underlyings)))
     for name in names:
-        full[:, book.underlyings.index(name)] = closes[name].to_numpy(float)
-    log_ret = np.log(full / np.where(full == 1.0, 1.0, book.spot))
-    log_ret[:, [u for u in range(len(book.underlyings)) if book.underlyings[u] not in names]] = 0
+        u = book.underlyings.index(name)
+        log_ret[:, u] = np.log(closes[name].to_numpy(float) / book.spot[u])
     values = position_values(sub, log_ret, at_horizon=False).sum(axis=1)
     return pd.Series(values, index=pd.Index(closes.index, name="date"))
 
