@@ -39,7 +39,7 @@ def hypothetical_values(
 
     Options are valued with today's times to expiry, implied volatilities and rates (the
     current book under each day's prices). Only dates where every underlying of the desk
-    has a close are used.
+    has one close (or identical copies of it) are used.
 
     Returns
     -------
@@ -48,8 +48,17 @@ def hypothetical_values(
     idx = np.flatnonzero(book.desk_mask(desk))
     sub = select_positions(book, idx)
     names = [book.underlyings[u] for u in np.unique(sub.underlying_index)]
-    closes = history[history["underlying"].isin(names)].pivot_table(
-        index="date", columns="underlying", values="close", aggfunc="last").sort_index()
+    mine = history[history["underlying"].isin(names)]
+    closes = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="last").sort_index()
+    if mine.duplicated(["date", "underlying"]).any():
+        # A (date, underlying) given twice with different closes: that date is left out,
+        # whatever the order of the rows.
+        lo = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="min").reindex_like(closes)
+        hi = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="max").reindex_like(closes)
+        closes = closes.where(lo == hi)
     closes = closes.reindex(columns=names).dropna()
     closes = closes[(closes > 0).all(axis=1)]
     if lookback_days is not None:
