@@ -199,9 +199,9 @@ def check_correlations(correlations: pd.DataFrame) -> TableCheck:
     a = corr["underlying_a"].astype("string")
     b = corr["underlying_b"].astype("string")
     c = pd.to_numeric(corr["correlation"], errors="coerce").astype(float)
-    lo = pd.concat([a, b], axis=1).min(axis=1).astype("string")
-    hi = pd.concat([a, b], axis=1).max(axis=1).astype("string")
-    key = lo.fillna("<missing>") + "/" + hi.fillna("<missing>")
+    a_txt, b_txt = a.fillna("<missing>").astype(str), b.fillna("<missing>").astype(str)
+    swap = (a_txt > b_txt).to_numpy(bool)
+    key = pd.Series(np.where(swap, b_txt + "/" + a_txt, a_txt + "/" + b_txt), index=corr.index)
     keep = pd.Series(True, index=corr.index)
 
     def reject(mask: pd.Series, reason: str) -> None:

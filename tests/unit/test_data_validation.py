@@ -378,3 +378,17 @@ def test_unknown_underlyings_count_toward_the_rejection_ceiling() -> None:
         want, rel=1e-12)
     with pytest.raises(RejectionCeilingError):
         check_rejection_ceiling(_cfg(), hinputs, hprep)
+
+
+def test_hypothetical_values_skip_dates_with_conflicting_closes_whatever_the_order() -> None:
+    mkt = h.market([("A", 10.0, 0.3, 0.0, "x")])
+    pos = h.positions([("s", "d", "equity", "A", 100.0, None, None, 1.0)])
+    book = resolve_book(validate_snapshot(pos, mkt, h.AS_OF),
+                        ZeroCurve.from_points([1.0], [0.02]), as_of=h.AS_OF, horizon_days=10)
+    dates = _dates(4)
+    hist = pd.DataFrame({"date": dates + [dates[1], dates[2]], "underlying": "A",
+                         "close": [9.0, 9.5, 10.5, 10.0, 9.9, 10.5]})
+    got = hypothetical_values(book, "d", hist)
+    assert list(got.index) == [dates[0], dates[2], dates[3]]
+    np.testing.assert_allclose(got.to_numpy(), [900.0, 1050.0, 1000.0], rtol=1e-12)
+    pd.testing.assert_series_equal(hypothetical_values(book, "d", hist.iloc[::-1]), got)
