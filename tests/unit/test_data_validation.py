@@ -392,3 +392,31 @@ def test_hypothetical_values_skip_dates_with_conflicting_closes_whatever_the_ord
     assert list(got.index) == [dates[0], dates[2], dates[3]]
     np.testing.assert_allclose(got.to_numpy(), [900.0, 1050.0, 1000.0], rtol=1e-12)
     pd.testing.assert_series_equal(hypothetical_values(book, "d", hist.iloc[::-1]), got)
+
+
+def test_more_implausible_values_in_market_rates_and_correlations() -> None:
+    t = _tables()
+    rates = t["rates"]
+    t["rates"] = pd.concat([rates, rates.iloc[[0]].assign(as_of_date=None, tenor_years=3.0)],
+                           ignore_index=True)
+    mkt = t["market"].copy()
+    mkt.loc[mkt["underlying"] == "MATE01", "dividend_yield"] = 1e300
+    t["market"] = mkt
+    corr = t["correlations"].copy()
+    corr.loc[0, "correlation"] = np.nan
+    t["correlations"] = corr
+    cfg = _cfg("factor_model", validation={"max_rejected_share": None})
+    prep = prepare(cfg, _inputs(t, "factor_model"))
+    assert _reasons(prep, "rates") == {"tenor_years=3.0": ["as_of_date is missing"]}
+    assert "dividend_yield" in _reasons(prep, "market")["MATE01"][0]
+    pos = t["positions"]
+    opts_on = set(pos.loc[(pos["underlying"] == "MATE01")
+                          & (pos["instrument_type"] != "equity"), "position_id"])
+    a, b = corr.loc[0, "underlying_a"], corr.loc[0, "underlying_b"]
+    r = _reasons(prep, "positions")
+    assert set(r) == opts_on | _positions_on(t, a) | _positions_on(t, b)
+    assert np.all(np.isfinite(_firm(cfg, _inputs(t, "factor_model"))["value"]))
+    t["rates"] = rates.assign(zero_rate=np.where(rates["tenor_years"] == 1.0, 1e300, 0.03))
+    with pytest.raises(DataError, match=re.escape(
+            "rates: column zero_rate, key tenor_years=1.0: value 1e+300")):
+        prepare(cfg, _inputs(t, "factor_model"))
