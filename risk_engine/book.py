@@ -140,10 +140,15 @@ def validate_snapshot(
     mkt = market.copy()
     mkt["underlying"] = mkt["underlying"].astype("string")
     all_market = set(mkt["underlying"].dropna().astype(str))
+    dated = np.ones(len(mkt), dtype=bool)
     for mask, reason in _date_checks(mkt, as_of):
-        for u, v in zip(mkt.loc[mask, "underlying"], mkt.loc[mask, "as_of_date"], strict=True):
+        m = mask & dated
+        for u, v in zip(mkt.loc[m, "underlying"], mkt.loc[m, "as_of_date"], strict=True):
             rej.append(Rejection("market", str(u), "as_of_date", v, reason))
-        mkt = mkt[~mask]
+        dated &= ~mask
+    mkt = mkt[dated]
+    rej.extend(Rejection("market", "<missing>", "underlying", None, "underlying is missing")
+               for _ in range(int(mkt["underlying"].isna().sum())))
     mkt = mkt[mkt["underlying"].notna()]
     same, conflicts = duplicate_rows(
         mkt, mkt["underlying"], [c for c in mkt.columns if c != "underlying"])

@@ -401,7 +401,9 @@ def test_more_implausible_values_in_market_rates_and_correlations() -> None:
                            ignore_index=True)
     mkt = t["market"].copy()
     mkt.loc[mkt["underlying"] == "MATE01", "dividend_yield"] = 1e300
-    t["market"] = mkt
+    t["market"] = pd.concat([mkt, mkt.iloc[[0]].assign(underlying=None),
+                             mkt.iloc[[1]].assign(as_of_date=None),
+                             mkt.iloc[[2]].assign(as_of_date=h.D1)], ignore_index=True)
     corr = t["correlations"].copy()
     corr.loc[0, "correlation"] = np.nan
     t["correlations"] = corr
@@ -409,6 +411,10 @@ def test_more_implausible_values_in_market_rates_and_correlations() -> None:
     prep = prepare(cfg, _inputs(t, "factor_model"))
     assert _reasons(prep, "rates") == {"tenor_years=3.0": ["as_of_date is missing"]}
     assert "dividend_yield" in _reasons(prep, "market")["MATE01"][0]
+    assert _reasons(prep, "market")["<missing>"] == ["underlying is missing"]
+    assert _reasons(prep, "market")[mkt["underlying"].iloc[1]] == [
+        "as_of_date is missing: the row belongs to no snapshot"]
+    assert "not the run's as-of date" in _reasons(prep, "market")[mkt["underlying"].iloc[2]][0]
     pos = t["positions"]
     opts_on = set(pos.loc[(pos["underlying"] == "MATE01")
                           & (pos["instrument_type"] != "equity"), "position_id"])
