@@ -19,11 +19,16 @@ from numpy.typing import NDArray
 
 from risk_engine.errors import DataError
 from risk_engine.pricing import black_scholes_greeks
-from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
+from risk_engine.timeaxis import ZeroCurve, as_days, horizon_date, year_fraction
 
 EQUITY, CALL, PUT = 0, 1, 2
 KINDS = {"equity": EQUITY, "call": CALL, "put": PUT}
-MAX_VOLATILITY = 5.0  # 500% annual: anything above is taken as a data error
+# Plausibility bounds: a value beyond them is taken as a data error and its row rejected.
+MAX_VOLATILITY = 5.0  # 500% annual (implied or factor-model volatility)
+MAX_DIVIDEND_YIELD = 1.0  # |q| <= 100% a year
+MAX_PRICE = 1e9  # spot and strike, in currency per unit
+MAX_NOTIONAL = 1e15  # |quantity x multiplier x spot| of one position, in currency
+MAX_EXPIRY_YEARS = 100  # expiry at most 100 years (of 365.25 days) after the as-of date
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,60 @@ class Snapshot:
     positions: pd.DataFrame
     market: pd.DataFrame
     rejected: tuple[Rejection, ...] = field(default_factory=tuple)
+    warnings: tuple[str, ...] = ()
+
+
+def duplicate_rows(
+    frame: pd.DataFrame, key: pd.Series, columns: list[str]
+) -> tuple[pd.Series, dict[Any, tuple[str, list[str]]]]:
+    """Rows sharing a key: identical ones collapse, conflicting ones are reported.
+
+    Parameters
+    ----------
+    frame
+        The rows.
+    key
+        The key of each row (aligned with ``frame``); missing keys are ignored.
+    columns
+        The columns compared between rows of one key (missing values compare equal).
+
+    Returns
+    -------
+    drop, conflicts
+        ``drop`` marks the extra copies of identical rows (the first copy of each key is
+        kept; the copies are equal, so which one does not matter). ``conflicts`` maps each
+        key whose rows differ to the first differing column and its distinct values (as
+        sorted text), independent of row order.
+    """
+    drop = pd.Series(False, index=frame.index)
+    conflicts: dict[Any, tuple[str, list[str]]] = {}
+    dup = (key.duplicated(keep=False) & key.notna()).to_numpy(bool)
+    if not dup.any():
+        return drop, conflicts
+    sub = frame.loc[dup, columns].astype(object)
+    sub = sub.where(sub.notna(), None)
+    for k, idx in sub.groupby(key[dup].to_numpy(object), sort=True).groups.items():
+        rows = sub.loc[idx]
+        diff = [c for c in columns if len(set(rows[c])) > 1]
+        if diff:
+            conflicts[k] = (diff[0], sorted({str(v) for v in rows[diff[0]]}))
+        else:
+            drop[idx[1:]] = True
+    return drop, conflicts
+
+
+def _date_checks(
+    frame: pd.DataFrame, as_of: dt.date
+) -> list[tuple[NDArray[np.bool_], str]]:
+    """Masks and reasons for rows whose ``as_of_date`` is missing, not a date or another day."""
+    if "as_of_date" not in frame.columns:
+        return []
+    days, not_date = as_days(frame["as_of_date"])
+    missing = np.isnat(days) & ~not_date
+    other = ~np.isnat(days) & (days != np.datetime64(as_of, "D"))
+    return [(missing, "as_of_date is missing: the row belongs to no snapshot"),
+            (not_date, "as_of_date is not a date"),
+            (other, f"as_of_date is not the run's as-of date {as_of}")]
 
 
 def validate_snapshot(
@@ -64,29 +123,56 @@ def validate_snapshot(
 ) -> Snapshot:
     """Set aside bad market and position rows; keep the good ones.
 
-    Market rows: duplicate underlying, spot not finite or <= 0 (every position on the
-    underlying is rejected), volatility not finite, <= 0 or > 500% and dividend yield not
-    finite (options on the underlying are rejected; stock positions go on).
-    Position rows: duplicate position_id, empty desk, unknown instrument_type, unknown
-    underlying, non-finite quantity, multiplier not finite or <= 0, option without a positive
-    strike or without expiry, expiry before the as-of date.
+    Market rows: as_of_date missing or another day, rows of one underlying that differ
+    (identical copies collapse, with a warning), spot not finite, <= 0 or above
+    ``MAX_PRICE`` (every position on the underlying is rejected), volatility not finite,
+    <= 0 or > 500% and dividend yield not finite or beyond ``MAX_DIVIDEND_YIELD`` (options
+    on the underlying are rejected; stock positions go on).
+    Position rows: as_of_date missing or another day, rows of one position_id that differ
+    (identical copies collapse, with a warning), empty desk, unknown instrument_type,
+    unknown underlying, non-finite quantity, multiplier not finite or <= 0, notional
+    ``|quantity x multiplier x spot|`` above ``MAX_NOTIONAL``, option without a strike in
+    (0, ``MAX_PRICE``] or without expiry, expiry before the as-of date or more than
+    ``MAX_EXPIRY_YEARS`` after it.
     """
     rej: list[Rejection] = []
+    warnings: list[str] = []
     mkt = market.copy()
     mkt["underlying"] = mkt["underlying"].astype("string")
-    dup_u = mkt["underlying"].duplicated(keep=False) & mkt["underlying"].notna()
-    for u in mkt.loc[dup_u, "underlying"].unique():
-        rej.append(Rejection("market", str(u), "underlying", u, "duplicate underlying in market"))
-    mkt = mkt[~dup_u & mkt["underlying"].notna()]
+    all_market = set(mkt["underlying"].dropna().astype(str))
+    dated = np.ones(len(mkt), dtype=bool)
+    for mask, reason in _date_checks(mkt, as_of):
+        m = mask & dated
+        for u, v in zip(mkt.loc[m, "underlying"], mkt.loc[m, "as_of_date"], strict=True):
+            rej.append(Rejection("market", str(u), "as_of_date", v, reason))
+        dated &= ~mask
+    mkt = mkt[dated]
+    rej.extend(Rejection("market", "<missing>", "underlying", None, "underlying is missing")
+               for _ in range(int(mkt["underlying"].isna().sum())))
+    mkt = mkt[mkt["underlying"].notna()]
+    same, conflicts = duplicate_rows(
+        mkt, mkt["underlying"], [c for c in mkt.columns if c != "underlying"])
+    if same.any():
+        warnings.append(f"market: {int(same.sum())} identical duplicate row(s) collapsed "
+                        f"(underlying {', '.join(sorted(set(mkt.loc[same, 'underlying'])))})")
+    mkt = mkt[~same]
+    dup_u = mkt["underlying"].isin(list(conflicts)).fillna(False).astype(bool)
+    for u in mkt.loc[dup_u, "underlying"]:
+        col, vals = conflicts[u]
+        rej.append(Rejection("market", str(u), "underlying", u,
+                             f"duplicate underlying in market with different {col}: "
+                             f"{' and '.join(vals)}"))
+    mkt = mkt[~dup_u]
     spot = pd.to_numeric(mkt["spot"], errors="coerce").astype(float)
-    bad_spot = ~np.isfinite(spot) | (spot <= 0)
+    bad_spot = ~(np.isfinite(spot) & (spot > 0) & (spot <= MAX_PRICE))
     for u, s in zip(mkt.loc[bad_spot, "underlying"], spot[bad_spot], strict=True):
-        rej.append(Rejection("market", str(u), "spot", s, "spot must be finite and > 0"))
+        rej.append(Rejection("market", str(u), "spot", s,
+                             f"spot must be finite, > 0 and <= {MAX_PRICE:g}"))
     mkt = mkt[~bad_spot]
     vol = pd.to_numeric(mkt["volatility"], errors="coerce").astype(float)
     div = pd.to_numeric(mkt["dividend_yield"], errors="coerce").astype(float)
     bad_vol = ~np.isfinite(vol) | (vol <= 0) | (vol > MAX_VOLATILITY)
-    bad_div = ~np.isfinite(div)
+    bad_div = ~(np.isfinite(div) & (div.abs() <= MAX_DIVIDEND_YIELD))
     for u, v in zip(mkt.loc[bad_vol, "underlying"], vol[bad_vol], strict=True):
         rej.append(Rejection(
             "market", str(u), "volatility", v,
@@ -94,9 +180,9 @@ def validate_snapshot(
     only_div = bad_div & ~bad_vol
     for u, v in zip(mkt.loc[only_div, "underlying"], div[only_div], strict=True):
         rej.append(Rejection("market", str(u), "dividend_yield", v,
-                             "dividend_yield must be finite; options on it rejected"))
+                             f"dividend_yield must be finite and within "
+                             f"+-{MAX_DIVIDEND_YIELD:g}; options on it rejected"))
     no_options = set(mkt.loc[bad_vol | bad_div, "underlying"])
-    all_market = set(market["underlying"].dropna().astype(str))
     good_market = set(mkt["underlying"])
     mkt = mkt.assign(sector=mkt["sector"].fillna("unknown")).reset_index(drop=True)
 
@@ -104,13 +190,27 @@ def validate_snapshot(
     pid = pos["position_id"].astype("string")
     keep = pd.Series(True, index=pos.index)
 
-    def reject(mask: pd.Series, column: str, reason: str) -> None:
+    def reject(mask: pd.Series | NDArray[np.bool_], column: str, reason: str) -> None:
+        mask = pd.Series(np.asarray(mask, dtype=bool), index=pos.index)
         for i in pos.index[mask & keep]:
             rej.append(Rejection("positions", str(pid[i]), column, pos.at[i, column], reason))
         keep[mask] = False
 
+    for mask, reason in _date_checks(pos, as_of):
+        reject(mask, "as_of_date", reason)
     reject(pid.isna(), "position_id", "position_id is missing")
-    reject(pid.duplicated(keep=False), "position_id", "duplicate position_id for this date")
+    same, conflicts = duplicate_rows(
+        pos[keep], pid[keep], [c for c in pos.columns if c != "position_id"])
+    if same.any():
+        warnings.append(f"positions: {int(same.sum())} identical duplicate row(s) collapsed "
+                        f"(position_id {', '.join(sorted(set(pid[same.index[same]])))})")
+        keep[same.index[same]] = False
+    for i in pos.index[keep & pid.isin(list(conflicts)).fillna(False).astype(bool)]:
+        col, vals = conflicts[pid[i]]
+        rej.append(Rejection("positions", str(pid[i]), "position_id", pid[i],
+                             f"duplicate position_id for this date with different {col}: "
+                             f"{' and '.join(vals)}"))
+        keep[i] = False
     desk = pos["desk"].astype("string").str.strip()
     reject(desk.isna() | (desk == ""), "desk", "desk is missing")
     itype = pos["instrument_type"].astype("string").str.strip().str.lower()
@@ -125,24 +225,49 @@ def validate_snapshot(
     reject(~np.isfinite(qty), "quantity", "quantity must be finite")
     mult = pd.to_numeric(pos["multiplier"], errors="coerce").astype(float)
     reject(~np.isfinite(mult) | (mult <= 0), "multiplier", "multiplier must be finite and > 0")
+    spot_of = pd.Series(spot[~bad_spot].to_numpy(float),
+                        index=mkt["underlying"].astype(str).to_numpy(object))
+    pos_spot = und.map(spot_of).astype(float)
+    with np.errstate(over="ignore", invalid="ignore"):
+        notional = (qty * mult * pos_spot).abs()
+    big = keep & ~(notional <= MAX_NOTIONAL)
+    for i in pos.index[big]:
+        col = "quantity" if abs(qty[i]) >= mult[i] else "multiplier"
+        rej.append(Rejection(
+            "positions", str(pid[i]), col, pos.at[i, col],
+            f"notional |quantity x multiplier x spot| = {notional[i]:.4g} above the "
+            f"plausibility bound {MAX_NOTIONAL:g} (quantity {qty[i]:g}, multiplier "
+            f"{mult[i]:g}, spot {pos_spot[i]:g})"))
+    keep[big] = False
     is_opt = itype.isin(["call", "put"]).fillna(False).astype(bool)
     strike = pd.to_numeric(pos["strike"], errors="coerce").astype(float)
-    reject(is_opt & ~(np.isfinite(strike) & (strike > 0)), "strike",
-           "option needs a finite strike > 0")
-    expiry = pd.to_datetime(pos["expiry"], errors="coerce")
-    reject(is_opt & expiry.isna(), "expiry", "option needs an expiry date")
-    reject(is_opt & (expiry < pd.Timestamp(as_of)).fillna(False).astype(bool), "expiry",
+    reject(is_opt & ~(np.isfinite(strike) & (strike > 0) & (strike <= MAX_PRICE)), "strike",
+           f"option needs a finite strike > 0 and <= {MAX_PRICE:g}")
+    days, not_date = as_days(pos["expiry"])
+    as_of_day = np.datetime64(as_of, "D")
+    latest = as_of_day + int(MAX_EXPIRY_YEARS * 365.25)
+    reject(is_opt & not_date, "expiry", "expiry is not a date")
+    reject(is_opt & np.isnat(days), "expiry", "option needs an expiry date")
+    reject(is_opt & ~np.isnat(days) & (days < as_of_day), "expiry",
            f"expiry before the as-of date {as_of}")
+    reject(is_opt & ~np.isnat(days) & (days > latest), "expiry",
+           f"expiry out of range: more than {MAX_EXPIRY_YEARS} years after the as-of date "
+           f"{as_of} (latest {latest})")
     reject(is_opt & und.isin(list(no_options)).fillna(False).astype(bool), "underlying",
            "option on an underlying whose volatility or dividend yield was rejected")
 
+    # Kept options' expiries are within MAX_EXPIRY_YEARS, inside the nanosecond range;
+    # any other date (ignored on stocks) that is not becomes NaT.
+    in_ns = (days >= np.datetime64("1678-01-01")) & (days <= np.datetime64("2262-04-11"))
+    expiry = pd.Series(np.where(in_ns, days, np.datetime64("NaT")).astype("datetime64[ns]"),
+                       index=pos.index)
     good = pos[keep].assign(
         position_id=pid[keep].astype(str), desk=desk[keep].astype(str),
         instrument_type=itype[keep].astype(str), underlying=und[keep].astype(str),
         quantity=qty[keep], multiplier=mult[keep], strike=strike[keep],
         expiry=expiry[keep],
     ).reset_index(drop=True)
-    return Snapshot(positions=good, market=mkt, rejected=tuple(rej))
+    return Snapshot(positions=good, market=mkt, rejected=tuple(rej), warnings=tuple(warnings))
 
 
 def reject_positions_on(snapshot: Snapshot, underlyings: dict[str, str]) -> Snapshot:
@@ -156,7 +281,7 @@ def reject_positions_on(snapshot: Snapshot, underlyings: dict[str, str]) -> Snap
         for pid, u in zip(pos.loc[mask, "position_id"], pos.loc[mask, "underlying"], strict=True)
     ]
     return Snapshot(pos[~mask].reset_index(drop=True), snapshot.market,
-                    snapshot.rejected + tuple(extra))
+                    snapshot.rejected + tuple(extra), snapshot.warnings)
 
 
 FloatArray = NDArray[np.float64]

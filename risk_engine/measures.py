@@ -29,6 +29,28 @@ from numpy.typing import ArrayLike, NDArray
 
 FloatArray = NDArray[np.float64]
 
+# Fewer scenarios than this beyond VaR ((1 - alpha) N) and ES rests on one or two losses:
+# the run says so in a warning (the figures are computed all the same).
+MIN_TAIL_SCENARIOS = 10
+
+
+def thin_tail_warnings(levels: Sequence[float], n_scenarios: int) -> list[str]:
+    """A warning per confidence level whose tail holds fewer than ``MIN_TAIL_SCENARIOS``.
+
+    ``(1 - alpha) N`` scenarios lie beyond VaR; with fewer than ``MIN_TAIL_SCENARIOS`` the
+    expected shortfall is an average of a handful of losses (ES = VaR below one scenario)
+    and the standard errors, which are asymptotic, understate the uncertainty.
+    """
+    out = []
+    for alpha in levels:
+        tail = (1.0 - alpha) * n_scenarios
+        if tail < MIN_TAIL_SCENARIOS:
+            out.append(f"confidence level {alpha}: only {tail:.3g} of {n_scenarios} scenarios "
+                       f"in the tail (fewer than {MIN_TAIL_SCENARIOS}); VaR and ES at this "
+                       "level rest on too few losses and their standard errors understate "
+                       "the uncertainty: raise monte_carlo.n_scenarios")
+    return out
+
 
 def tail_rank(n: int, alpha: float) -> int:
     """``k = ceil(alpha N)``, robust to binary rounding of ``alpha N`` (1-based rank)."""

@@ -7,6 +7,8 @@ layer reads the snapshot, calls it with its engine, then publishes and notifies;
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +22,8 @@ from numpy.typing import NDArray
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
 from risk_engine.book import (
+    MAX_NOTIONAL,
+    MAX_PRICE,
     ResolvedBook,
     Snapshot,
     greeks_table,
@@ -32,6 +36,15 @@ from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import DataError, RejectionCeilingError
 from risk_engine.governance.alerts import Alert
 from risk_engine.governance.stage import governance_tables
+from risk_engine.input_checks import (
+    check_correlations,
+    check_factor_model,
+    check_history,
+    check_rates,
+    last_closes,
+    snapshot_date,
+)
+from risk_engine.measures import thin_tail_warnings
 from risk_engine.revaluation_grid import build_plan
 from risk_engine.scenarios import (
     ScenarioModel,
@@ -75,10 +88,15 @@ class Prepared:
 def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     """Validate rows, resolve the book and build the scenario model, on the driver.
 
+    Bad rows of every table are set aside in ``rejected`` with their reasons, and so are
+    the positions that depend on them (:mod:`risk_engine.book`,
+    :mod:`risk_engine.input_checks`); nothing depends on the order of the rows.
+
     Raises
     ------
     DataError
-        If no valid position remains, or the scenario model's inputs are missing.
+        If no valid position remains, a table is empty or unusable (naming table, column,
+        key and value), or the scenario model's inputs are missing.
     """
     as_of = cfg.as_of_date
     warnings: list[str] = []
@@ -89,16 +107,27 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
         raise DataError(f"market: no rows for as_of_date {as_of} under {cfg.input.root}")
     if len(inputs.rates) == 0:
         raise DataError(f"rates: no zero curve for as_of_date {as_of} under {cfg.input.root}")
+    rates = check_rates(inputs.rates, as_of)
+    if len(rates.frame) == 0:
+        raise DataError(f"rates: no zero curve for as_of_date {as_of} under {cfg.input.root} "
+                        f"({len(rates.rejected)} row(s) rejected)")
+    curve = ZeroCurve.from_points(rates.frame["tenor_years"], rates.frame["zero_rate"])
     snap = validate_snapshot(inputs.positions, inputs.market, as_of)
+    warnings.extend(snap.warnings)
     if len(snap.positions) == 0:
         raise DataError(f"positions: no valid position for as_of_date {as_of} "
                         f"({len(inputs.positions)} row(s) read, {len(snap.rejected)} rejected)")
+    checks = [rates]
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
     if cfg.scenario_model.source == "history":
         if inputs.history is None:
             raise DataError("history: table not found but scenario_model.source is history")
+        hist = check_history(inputs.history, as_of, underlyings)
+        checks.append(hist)
+        snap = reject_positions_on(snap, hist.bad_underlyings)
+        underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = estimate_from_history(
-            inputs.history, underlyings, as_of,
+            hist.frame, underlyings, as_of,
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
@@ -109,11 +138,18 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
         corr = inputs.correlations
         if corr is None:
             corr = pd.DataFrame(columns=["underlying_a", "underlying_b", "correlation"])
-        model, missing = from_factor_model(inputs.factor_model, corr, underlyings)
+        fm, cc = check_factor_model(inputs.factor_model), check_correlations(corr)
+        checks += [fm, cc]
+        snap = reject_positions_on(snap, {**cc.bad_underlyings, **fm.bad_underlyings})
+        underlyings = tuple(sorted(snap.positions["underlying"].unique()))
+        model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
     snap = reject_positions_on(snap, missing)
+    for check in checks:
+        warnings.extend(check.warnings)
+    snap = dataclasses.replace(
+        snap, rejected=snap.rejected + tuple(r for c in checks for r in c.rejected))
     if model.repair:
         warnings.append(model.repair)
-    curve = ZeroCurve.from_points(inputs.rates["tenor_years"], inputs.rates["zero_rate"])
     book = resolve_book(snap, curve, as_of=as_of, horizon_days=cfg.monte_carlo.horizon_days,
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
@@ -128,30 +164,59 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     counts = _row_counts(inputs, rejected)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
+    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
 
 
-def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame) -> float:
-    """Rejected positions' share of the book's gross notional ``|qty x multiplier x spot|``.
+def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame,
+                            as_of: dt.date | None = None) -> float:
+    """Rejected positions' share of the book, weighing positions by gross notional.
 
-    Positions without a usable spot, quantity or multiplier are left out of both sums.
+    A position's notional is ``|quantity x multiplier x price|``, the price being the
+    underlying's spot in ``market`` when usable (finite, > 0, at most ``MAX_PRICE``, one
+    value for the underlying), else its last close in ``history`` on or before ``as_of``.
+    Positions that cannot be valued so (no price, quantity or multiplier not finite, or a
+    notional not finite or above ``MAX_NOTIONAL``) are weighed by count: with ``c`` their
+    share of the rows, the share is ``c + (1 - c) x`` (rejected notional / notional of the
+    valued positions). Such positions are always rejected, so an unknown underlying counts.
     """
     pos = inputs.positions
-    spot = inputs.market.drop_duplicates("underlying").set_index("underlying")["spot"]
-    notional = (pd.to_numeric(pos["quantity"], errors="coerce")
-                * pd.to_numeric(pos["multiplier"], errors="coerce")
-                * pos["underlying"].map(spot).astype(float)).abs()
-    notional = notional.where(np.isfinite(notional) & (notional > 0), 0.0)
-    total = float(notional.sum())
-    if total <= 0:
+    if len(pos) == 0:
         return 0.0
+    mkt = inputs.market
+    m_spot = pd.to_numeric(mkt["spot"], errors="coerce").astype(float)
+    g = m_spot.groupby(mkt["underlying"].astype(str).to_numpy(object))
+    one = (g.min() == g.max()) & (g.count() == g.size())
+    spot = g.min()[one]
+    spot = spot[np.isfinite(spot) & (spot > 0) & (spot <= MAX_PRICE)]
+    und = pos["underlying"].astype("string")
+    price = und.map(spot).astype(float)
+    unpriced = sorted(set(und[price.isna()].dropna().astype(str)))
+    if unpriced:
+        as_of = as_of or snapshot_date(pos)
+        if as_of is not None:
+            price = price.fillna(und.map(last_closes(inputs.history, unpriced, as_of))
+                                 .astype(float))
+    with np.errstate(over="ignore", invalid="ignore"):
+        notional = (pd.to_numeric(pos["quantity"], errors="coerce").astype(float)
+                    * pd.to_numeric(pos["multiplier"], errors="coerce").astype(float)
+                    * price).abs()
+    valued = (np.isfinite(notional) & (notional <= MAX_NOTIONAL)).to_numpy(bool)
+    pid = pos["position_id"].astype("string")
     bad_ids = set(rejected.loc[rejected["table"] == "positions", "key"])
-    bad = pos["position_id"].astype(str).isin(bad_ids)
-    return float(notional[bad].sum()) / total
+    bad = (pid.isin(list(bad_ids)).fillna(False).astype(bool) | pid.isna()).to_numpy(bool)
+    c = float((~valued).sum()) / len(pos)
+    n = notional.to_numpy(float)
+    total = float(n[valued].sum())
+    share = float(n[valued & bad].sum()) / total if total > 0 else 0.0
+    return share if c == 0 else c + (1.0 - c) * share
 
 
 def check_rejection_ceiling(cfg: Config, inputs: InputTables, prepared: Prepared) -> None:
     """Fail the run if rejected positions exceed ``validation`` ceilings.
+
+    The share is :func:`rejected_notional_share` (positions on an unknown underlying are
+    valued at its last close, or counted by number).
 
     Raises
     ------
@@ -166,7 +231,7 @@ def check_rejection_ceiling(cfg: Config, inputs: InputTables, prepared: Prepared
             f"positions: {count} rejected position(s) exceed validation.max_rejected_positions "
             f"= {v.max_rejected_positions}; nothing published for {cfg.as_of_date}")
     if v.max_rejected_share is not None:
-        share = rejected_notional_share(inputs, rej)
+        share = rejected_notional_share(inputs, rej, cfg.as_of_date)
         if share > v.max_rejected_share:
             raise RejectionCeilingError(
                 f"positions: rejected positions are {share:.2%} of gross notional, above "

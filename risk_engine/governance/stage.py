@@ -35,7 +35,7 @@ def hypothetical_values(
 
     Options are valued with today's times to expiry, implied volatilities and rates (the
     current book under each day's prices). Only dates where every underlying of the desk
-    has a close are used.
+    has one close (or identical copies of it) are used.
 
     Returns
     -------
@@ -44,17 +44,27 @@ def hypothetical_values(
     idx = np.flatnonzero(book.desk_mask(desk))
     sub = select_positions(book, idx)
     names = [book.underlyings[u] for u in np.unique(sub.underlying_index)]
-    closes = history[history["underlying"].isin(names)].pivot_table(
-        index="date", columns="underlying", values="close", aggfunc="last").sort_index()
+    mine = history[history["underlying"].isin(names)]
+    closes = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="last").sort_index()
+    if mine.duplicated(["date", "underlying"]).any():
+        # A (date, underlying) given twice with different closes: that date is left out,
+        # whatever the order of the rows.
+        lo = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="min").reindex_like(closes)
+        hi = mine.pivot_table(index="date", columns="underlying", values="close",
+                              aggfunc="max").reindex_like(closes)
+        closes = closes.where(lo == hi)
     closes = closes.reindex(columns=names).dropna()
     closes = closes[(closes > 0).all(axis=1)]
     if lookback_days is not None:
         closes = closes.tail(lookback_days + 1)
-    full = np.ones((len(closes), len(book.underlyings)))
+    # Underlyings of other desks keep today's spot (log return 0); no price is used as a
+    # marker, so a stock that really closed at 1.00 is revalued at 1.00.
+    log_ret = np.zeros((len(closes), len(book.underlyings)))
     for name in names:
-        full[:, book.underlyings.index(name)] = closes[name].to_numpy(float)
-    log_ret = np.log(full / np.where(full == 1.0, 1.0, book.spot))
-    log_ret[:, [u for u in range(len(book.underlyings)) if book.underlyings[u] not in names]] = 0
+        u = book.underlyings.index(name)
+        log_ret[:, u] = np.log(closes[name].to_numpy(float) / book.spot[u])
     values = position_values(sub, log_ret, at_horizon=False).sum(axis=1)
     return pd.Series(values, index=pd.Index(closes.index, name="date"))
 

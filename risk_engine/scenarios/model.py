@@ -111,37 +111,64 @@ def estimate_from_history(
     -------
     model, missing
         The model over the underlyings with enough history, and ``{underlying: reason}`` for
-        those without (fewer than ``min_days`` returns, or a non-positive close).
+        those without: a (date, underlying) given twice with different closes, a
+        non-positive or non-finite close, fewer than ``min_days`` returns, a constant close
+        (zero volatility), or fewer than 2 return dates shared with other underlyings (the
+        underlyings short of shared dates with the most others go first, ties together, until
+        every pair left shares 2 dates). The outcome does not depend on the order of rows.
     """
     hist = history[history["underlying"].isin(list(underlyings))]
     hist = hist[pd.to_datetime(hist["date"]) <= pd.Timestamp(as_of)]
+    missing: dict[str, str] = {}
+    twice = hist[hist.duplicated(["date", "underlying"], keep=False)]
+    if len(twice):
+        g = twice.groupby(["underlying", "date"])["close"]
+        spread = pd.DataFrame({"min": g.min(), "max": g.max(), "n": g.count(),
+                               "size": g.size()})
+        same = (spread["n"] == 0) | ((spread["n"] == spread["size"])
+                                     & (spread["min"] == spread["max"]))
+        for u, d in spread.index[~same]:
+            rows = twice[(twice["underlying"] == u) & (twice["date"] == d)]
+            vals = " and ".join(sorted({str(v) for v in rows["close"]}))
+            missing.setdefault(str(u), f"history has different closes for {u} on {d}: {vals}")
     closes = hist.pivot_table(index="date", columns="underlying", values="close", aggfunc="last")
     closes = closes.sort_index()
-    missing: dict[str, str] = {}
     bad_close = closes.columns[(closes <= 0).any() | ~np.isfinite(closes.fillna(1.0)).all()]
     for u in bad_close:
-        missing[str(u)] = "history has a non-positive or non-finite close"
+        missing.setdefault(str(u), "history has a non-positive or non-finite close")
     rets = np.log(closes.where(closes > 0)).diff().iloc[1:].tail(window_days)
     counts = rets.notna().sum()
     for u in underlyings:
         n = int(counts.get(u, 0))
         if u not in missing and n < min_days:
             missing[u] = f"only {n} daily returns in history (need {min_days})"
-    kept = tuple(u for u in underlyings if u not in missing)
-    if not kept:
+    kept = [u for u in underlyings if u not in missing]
+    if kept:
+        cov_d = rets[kept].cov(min_periods=2).to_numpy(float)
+        var = np.diag(cov_d)
+        for i in np.flatnonzero(~(var > 0)):
+            missing[kept[i]] = "history has a constant close (zero volatility)"
+        alive = var > 0
+        short = ~np.isfinite(cov_d)
+        while (short & np.outer(alive, alive)).any():
+            n_short = (short & np.outer(alive, alive)).sum(axis=1)
+            worst = np.flatnonzero(n_short == n_short.max())
+            for i in worst:
+                others = [kept[j] for j in np.flatnonzero(short[i] & alive) if j != i]
+                missing[kept[i]] = ("history shares fewer than 2 return dates with "
+                                    + ", ".join(others[:5])
+                                    + (f" and {len(others) - 5} more" if len(others) > 5 else ""))
+            alive[worst] = False
+    kept_t = tuple(u for u in underlyings if u not in missing)
+    if not kept_t:
         empty = ScenarioModel((), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "history")
         return empty, missing
-    r = rets[list(kept)]
+    r = rets[list(kept_t)]
     cov_d = r.cov(min_periods=2).to_numpy(float)
-    if not np.all(np.isfinite(cov_d)):
-        raise ModelError("history: some pairs of underlyings share fewer than 2 return dates")
     vol = np.sqrt(np.diag(cov_d) * PERIODS_PER_YEAR)
-    if np.any(vol <= 0):
-        flat = [kept[i] for i in np.flatnonzero(vol <= 0)]
-        raise ModelError(f"history: constant prices (zero volatility) for {flat}")
     corr = cov_d * PERIODS_PER_YEAR / np.outer(vol, vol)
     mu = r.mean().to_numpy(float) * PERIODS_PER_YEAR + 0.5 * vol**2
-    return _from_vol_corr(kept, mu, vol, corr, "history", int(len(r))), missing
+    return _from_vol_corr(kept_t, mu, vol, corr, "history", int(len(r))), missing
 
 
 def from_factor_model(

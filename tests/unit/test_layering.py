@@ -12,7 +12,8 @@ import risk_engine
 def _core_modules() -> list[str]:
     names = []
     for info in pkgutil.walk_packages(risk_engine.__path__, "risk_engine."):
-        if not info.name.startswith("risk_engine.spark"):
+        # __main__ modules run a command when imported; the Spark layer may import pyspark.
+        if not (info.name.startswith("risk_engine.spark") or info.name.endswith("__main__")):
             names.append(info.name)
     return sorted(names)
 
