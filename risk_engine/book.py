@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 from risk_engine.errors import DataError
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
+from risk_engine.types import CALL, EQUITY, KINDS, FloatArray, IntArray
 
-EQUITY, CALL, PUT = 0, 1, 2
-KINDS = {"equity": EQUITY, "call": CALL, "put": PUT}
 MAX_VOLATILITY = 5.0  # 500% annual: anything above is taken as a data error
 
 
@@ -157,10 +156,6 @@ def reject_positions_on(snapshot: Snapshot, underlyings: dict[str, str]) -> Snap
     ]
     return Snapshot(pos[~mask].reset_index(drop=True), snapshot.market,
                     snapshot.rejected + tuple(extra))
-
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-FloatArray = NDArray[np.float64]
+from risk_engine.types import FloatArray
 
 
 def tail_rank(n: int, alpha: float) -> int:

@@ -17,13 +17,12 @@ or ``mu' w >= r``, optional ``lower <= w <= upper``.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Literal
 
 import cvxpy as cp
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
 from risk_engine.portfolio._moments import (
     Moments,
@@ -31,8 +30,16 @@ from risk_engine.portfolio._moments import (
     portfolio_volatility,
     validate_moments,
 )
-from risk_engine.portfolio.results import PortfolioResult, failed_result, map_cvxpy_status
-from risk_engine.portfolio.settings import LONG_ONLY, SOLVERS, Bounds, TargetMode
+from risk_engine.portfolio.results import PortfolioResult, failed_result
+from risk_engine.portfolio.settings import LONG_ONLY, Bounds, TargetMode
+from risk_engine.solvers import (
+    QP_SOLVERS,
+    USABLE_STATUSES,
+    CompiledProblem,
+    cached_problem,
+    check_solver,
+)
+from risk_engine.types import FloatArray
 
 #: Relative threshold below which the smallest eigenvalue makes Sigma "singular" for the
 #: closed forms (which need ``Sigma^-1``).
@@ -44,7 +51,7 @@ Objective = Literal["variance", "return"]
 # --------------------------------------------------------------------------- closed forms
 def _closed_form_scalars(
     m: Moments,
-) -> tuple[float, float, float, NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[float, float, float, FloatArray, FloatArray]:
     ones = np.ones(m.n_assets)
     s_inv_1 = np.asarray(np.linalg.solve(m.sigma, ones), dtype=np.float64)
     s_inv_mu = np.asarray(np.linalg.solve(m.sigma, m.mu), dtype=np.float64)
@@ -149,15 +156,42 @@ class _ProblemKey:
     has_upper: bool
 
 
-class AllocationProblem:
-    """A fully-invested allocation problem over U assets, built once with cvxpy Parameters.
+def _build(key: _ProblemKey) -> CompiledProblem:
+    n = key.n
+    w = cp.Variable(n, name="w")
+    factor = cp.Parameter((n, n), name="factor")
+    mu = cp.Parameter(n, name="mu")
+    target_return = cp.Parameter(name="target_return")
+    lower = cp.Parameter(n, name="lower")
+    upper = cp.Parameter(n, name="upper")
+    constraints: list[cp.Constraint] = [cp.sum(w) == 1]
+    if key.target == "eq":
+        constraints.append(mu @ w == target_return)
+    elif key.target == "ge":
+        constraints.append(mu @ w >= target_return)
+    if key.has_lower:
+        constraints.append(w >= lower)
+    if key.has_upper:
+        constraints.append(w <= upper)
+    obj: cp.Minimize | cp.Maximize
+    if key.objective == "variance":
+        obj = cp.Minimize(cp.sum_squares(factor @ w))
+    else:
+        obj = cp.Maximize(mu @ w)
+    params = {"factor": factor, "mu": mu, "target_return": target_return,
+              "lower": lower, "upper": upper}
+    return CompiledProblem(cp.Problem(obj, constraints), params, {"w": w})
+
+
+class MeanVarianceProblem:
+    """A fully-invested mean-variance problem over U assets, compiled once per shape.
 
     ``objective="variance"``: minimize ``||F w||^2`` (= ``w' Sigma w``);
     ``objective="return"``: maximize ``mu' w``. Constraints: ``sum w = 1``, and optionally a
     target return (``"eq"`` or ``"ge"``), a lower and an upper bound on every weight.
-    Parameter values are assigned per desk by :meth:`solve`; the problem is DPP so cvxpy
-    re-uses its canonicalization. Instances are not thread-safe on their own; the module-level
-    cache serializes access with a lock.
+    The cvxpy problem is built with Parameters (DPP) and held in the shared cache of
+    :mod:`risk_engine.solvers`; :meth:`solve` assigns a desk's values and solves under the
+    problem's lock, so instances may be shared between threads.
 
     Parameters
     ----------
@@ -180,34 +214,17 @@ class AllocationProblem:
         has_upper: bool = False,
     ) -> None:
         self.key = _ProblemKey(n, objective, target, has_lower, has_upper)
-        self.w = cp.Variable(n, name="w")
-        self.factor = cp.Parameter((n, n), name="factor")
-        self.mu = cp.Parameter(n, name="mu")
-        self.target_return = cp.Parameter(name="target_return")
-        self.lower = cp.Parameter(n, name="lower")
-        self.upper = cp.Parameter(n, name="upper")
-        constraints: list[cp.Constraint] = [cp.sum(self.w) == 1]
-        if target == "eq":
-            constraints.append(self.mu @ self.w == self.target_return)
-        elif target == "ge":
-            constraints.append(self.mu @ self.w >= self.target_return)
-        if has_lower:
-            constraints.append(self.w >= self.lower)
-        if has_upper:
-            constraints.append(self.w <= self.upper)
-        obj: cp.Minimize | cp.Maximize
-        if objective == "variance":
-            obj = cp.Minimize(cp.sum_squares(self.factor @ self.w))
-        else:
-            obj = cp.Maximize(self.mu @ self.w)
-        self.problem = cp.Problem(obj, constraints)
-        # construction invariant: convex and DPP, so per-desk values reuse the compilation
-        if not (self.problem.is_dcp() and self.problem.is_dpp()):  # pragma: no cover
-            raise RuntimeError(f"allocation problem {self.key} is not DPP")
-        self.lock = threading.Lock()
+        key = self.key
+        self.compiled = cached_problem(
+            ("mean_variance", n, objective, target, has_lower, has_upper), lambda: _build(key)
+        )
 
     def solve(
-        self, moments: Moments, bounds: Bounds, target_return: float | None, solver: str
+        self,
+        moments: Moments,
+        bounds: Bounds,
+        target_return: float | None,
+        solvers: str | tuple[str, ...],
     ) -> PortfolioResult:
         """Assign parameters from ``moments``/``bounds``/``target_return`` and solve.
 
@@ -219,8 +236,9 @@ class AllocationProblem:
             Weight bounds; must match ``has_lower``/``has_upper`` of the problem.
         target_return : float or None
             Target return when the problem has one.
-        solver : str
-            cvxpy solver name.
+        solvers : str or tuple of str
+            cvxpy solver name, or names in order of preference (the next one is tried when
+            one fails; see :func:`risk_engine.solvers.solve`).
 
         Returns
         -------
@@ -228,41 +246,27 @@ class AllocationProblem:
             Typed outcome; exceptions from the solver become ``solver_error``.
         """
         n = self.key.n
-        solver = solver.upper()
-        with self.lock:
-            self.factor.value = moments.factor
-            self.mu.value = moments.mu
-            self.target_return.value = 0.0 if target_return is None else float(target_return)
-            self.lower.value = np.full(n, 0.0 if bounds.lower is None else bounds.lower)
-            self.upper.value = np.full(n, 1.0 if bounds.upper is None else bounds.upper)
-            try:
-                self.problem.solve(solver=solver)
-            except cp.error.SolverError as exc:
-                return failed_result(n, "solver_error", f"{solver}: {exc}", solver)
-            except Exception as exc:  # noqa: BLE001 - any solver crash is a typed result
-                return failed_result(
-                    n, "solver_error", f"{solver}: {type(exc).__name__}: {exc}", solver
-                )
-            cvx_status = self.problem.status
-            w_value = None if self.w.value is None else np.array(self.w.value, dtype=np.float64)
-        status = map_cvxpy_status(cvx_status)
-        if status not in ("optimal", "inaccurate") or w_value is None:
-            if status in ("optimal", "inaccurate"):
-                status = "solver_error"
-            return failed_result(n, status, f"{solver} returned status {cvx_status}", solver)
-        message = "" if status == "optimal" else f"{solver} returned status {cvx_status}"
+        names = (solvers,) if isinstance(solvers, str) else solvers
+        names = tuple(x.upper() for x in names)
+        values = {
+            "factor": moments.factor,
+            "mu": moments.mu,
+            "target_return": 0.0 if target_return is None else float(target_return),
+            "lower": np.full(n, 0.0 if bounds.lower is None else bounds.lower),
+            "upper": np.full(n, 1.0 if bounds.upper is None else bounds.upper),
+        }
+        run = self.compiled.solve(values, names, capture=("w",))
+        if run.status not in USABLE_STATUSES:
+            return failed_result(n, run.status, run.message, run.solver)
+        w_value = run.values["w"]
         return PortfolioResult(
-            status,
-            message,
+            run.status,
+            run.message,
             w_value,
             portfolio_return(w_value, moments.mu),
             portfolio_volatility(w_value, moments.sigma),
-            solver,
+            run.solver,
         )
-
-
-_CACHE: dict[_ProblemKey, AllocationProblem] = {}
-_CACHE_LOCK = threading.Lock()
 
 
 def get_problem(
@@ -270,22 +274,15 @@ def get_problem(
     objective: Objective,
     target: TargetMode | None,
     bounds: Bounds,
-) -> AllocationProblem:
-    """Return the cached :class:`AllocationProblem` for this shape, building it once."""
-    key = _ProblemKey(n, objective, target, bounds.lower is not None, bounds.upper is not None)
-    with _CACHE_LOCK:
-        prob = _CACHE.get(key)
-        if prob is None:
-            prob = AllocationProblem(n, objective, target, key.has_lower, key.has_upper)
-            _CACHE[key] = prob
-    return prob
+) -> MeanVarianceProblem:
+    """Return the :class:`MeanVarianceProblem` for this shape (compiled once, then cached)."""
+    return MeanVarianceProblem(
+        n, objective, target, bounds.lower is not None, bounds.upper is not None
+    )
 
 
 def _check_solver(solver: str) -> str:
-    s = solver.upper()
-    if s not in SOLVERS:
-        raise ValueError(f"solver={solver!r} must be one of {SOLVERS}")
-    return s
+    return check_solver(solver, QP_SOLVERS, "solver")
 
 
 def min_variance(

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from risk_engine.errors import ConfigError
+from risk_engine.solvers import QP_SOLVERS
 
 TargetMode = Literal["eq", "ge"]
-SOLVERS = ("CLARABEL", "SCS")
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,6 @@ class Bounds:
             raise ConfigError(
                 f"portfolio bound upper={self.upper} must be > 0 (weights sum to 1)"
             )
-
-    @property
-    def is_unbounded(self) -> bool:
-        """True when neither bound is set (the closed forms apply)."""
-        return self.lower is None and self.upper is None
 
     @classmethod
     def unbounded(cls) -> Bounds:
@@ -143,8 +138,10 @@ class PortfolioSettings:
                     f"portfolio.risk_budgets for {bad} must be positive finite numbers"
                 )
             object.__setattr__(self, "risk_budgets", clean)
-        if self.solver.upper() not in SOLVERS:
-            raise ConfigError(f"portfolio.solver={self.solver!r} must be one of {SOLVERS}")
+        if self.solver.upper() not in QP_SOLVERS:
+            raise ConfigError(
+                f"portfolio.solver={self.solver!r} must be one of {QP_SOLVERS}"
+            )
         if not (0 < self.risk_parity_tol < 1e-3):
             raise ConfigError(
                 f"portfolio.risk_parity_tol={self.risk_parity_tol!r} must be in (0, 1e-3)"

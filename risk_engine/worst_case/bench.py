@@ -21,11 +21,10 @@ import numpy as np
 import pandas as pd
 
 from risk_engine.pricing import black_scholes_greeks
+from risk_engine.solvers import clear_problem_cache
+from risk_engine.types import CALL, EQUITY, PUT
 
 from .containers import (
-    CALL,
-    EQUITY,
-    PUT,
     DeskInstruments,
     OptimizationOutcome,
     ReturnMoments,
@@ -35,7 +34,6 @@ from .containers import (
 from .desk import Structure, _current, _minimize
 from .moments import gbm_simple_return_moments, instrument_return_moments_from_samples
 from .optimize import AllocationProblem
-from .solvers import clear_problem_cache
 from .structures import linear_structure, polyhedral_structure, quadratic_structure
 
 TRADING_DAYS = 252.0

@@ -18,34 +18,11 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-EQUITY: int = 0
-"""Instrument kind code for a share of the underlying."""
-CALL: int = 1
-"""Instrument kind code for a European call."""
-PUT: int = 2
-"""Instrument kind code for a European put."""
+from risk_engine.solvers import CONE_SOLVERS
+from risk_engine.types import CALL, EQUITY, PUT, FloatArray, IntArray
 
 MODELS: tuple[str, ...] = ("WCVaR", "WCPVaR", "WCQVaR")
 """Model names as written to the ``worst_case_var`` table."""
-
-STATUSES: tuple[str, ...] = (
-    "optimal",
-    "inaccurate",
-    "not_applicable",
-    "infeasible",
-    "unbounded",
-    "solver_error",
-)
-"""Every status a worst-case figure can carry (DESIGN section 4)."""
-
-USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "inaccurate"})
-"""Statuses that come with a number (``inaccurate`` is flagged, not hidden)."""
-
-SOLVERS: tuple[str, ...] = ("CLARABEL", "SCS", "MOSEK")
-"""cvxpy solvers accepted in settings: each handles SOC and PSD cones."""
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 def _frozen(values: npt.ArrayLike, dtype: type, name: str) -> np.ndarray:
@@ -337,10 +314,10 @@ class WorstCaseSettings:
         if self.fallback_solver is not None and self.fallback_solver.upper() != solvers[0]:
             solvers.append(self.fallback_solver.upper())
         for name in solvers:
-            if name not in SOLVERS:
+            if name not in CONE_SOLVERS:
                 raise ValueError(
                     f"worst_case solver {name!r} cannot solve the SOC/PSD problems; "
-                    f"use one of {SOLVERS}"
+                    f"use one of {CONE_SOLVERS}"
                 )
         object.__setattr__(self, "_solvers", tuple(solvers))
         lower, upper = float(self.weight_lower), float(self.weight_upper)
