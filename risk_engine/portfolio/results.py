@@ -84,10 +84,12 @@ class FrontierResult:
     Attributes
     ----------
     status : Status
-        ``optimal`` if every point is optimal; otherwise the first non-optimal status met
-        (the points themselves keep their own statuses).
+        Status of the frontier's ends, which fix the range of targets: the min-variance
+        portfolio (point 0) and the maximum achievable return. ``optimal`` when both are
+        found, even if some target point failed: each point keeps its own status (see
+        :attr:`failed_points`), so one failed point does not condemn the others.
     message : str
-        Why the frontier is incomplete, if it is.
+        Why the frontier is incomplete or degenerate, if it is; it names the failed points.
     min_return, max_return : float
         Return of the minimum-variance portfolio and the largest target used (the maximum
         achievable return under the bounds, or the caller's cap), annualized fractions.
@@ -106,6 +108,11 @@ class FrontierResult:
     target_returns: FloatArray
     points: tuple[PortfolioResult, ...]
     risk_free_rate: float
+
+    @property
+    def failed_points(self) -> tuple[int, ...]:
+        """Indices of the points whose status is not ``optimal``."""
+        return tuple(i for i, p in enumerate(self.points) if p.status != "optimal")
 
     @property
     def sharpe_ratios(self) -> FloatArray:

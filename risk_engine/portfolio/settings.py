@@ -82,6 +82,8 @@ class PortfolioSettings:
         to sum 1 over its own underlyings. None: equal budgets.
     solver : {"CLARABEL", "SCS"}
         cvxpy solver for min-variance and the frontier.
+    fallback_solver : {"SCS", "CLARABEL"} or None
+        Solver tried when ``solver`` raises, stops at a limit or is inaccurate (None: none).
     risk_parity_tol : float
         Convergence tolerance of the risk parity Newton method on the risk shares.
     risk_parity_max_iter : int
@@ -96,6 +98,7 @@ class PortfolioSettings:
     risk_free_rate: float = 0.0
     risk_budgets: tuple[tuple[str, float], ...] | None = None
     solver: str = "CLARABEL"
+    fallback_solver: str | None = "SCS"
     risk_parity_tol: float = 1e-10
     risk_parity_max_iter: int = 100
 
@@ -138,10 +141,10 @@ class PortfolioSettings:
                     f"portfolio.risk_budgets for {bad} must be positive finite numbers"
                 )
             object.__setattr__(self, "risk_budgets", clean)
-        if self.solver.upper() not in QP_SOLVERS:
-            raise ConfigError(
-                f"portfolio.solver={self.solver!r} must be one of {QP_SOLVERS}"
-            )
+        for key in ("solver", "fallback_solver"):
+            name = getattr(self, key)
+            if (name is not None or key == "solver") and str(name).upper() not in QP_SOLVERS:
+                raise ConfigError(f"portfolio.{key}={name!r} must be one of {QP_SOLVERS}")
         if not (0 < self.risk_parity_tol < 1e-3):
             raise ConfigError(
                 f"portfolio.risk_parity_tol={self.risk_parity_tol!r} must be in (0, 1e-3)"
@@ -150,6 +153,14 @@ class PortfolioSettings:
             raise ConfigError(
                 f"portfolio.risk_parity_max_iter={self.risk_parity_max_iter!r} must be >= 1"
             )
+
+    @property
+    def solvers(self) -> tuple[str, ...]:
+        """Solvers in the order they are tried (the fallback only if it differs)."""
+        first = self.solver.upper()
+        if self.fallback_solver is None or self.fallback_solver.upper() == first:
+            return (first,)
+        return (first, self.fallback_solver.upper())
 
     def budgets_for(self, underlyings: Sequence[str]) -> tuple[float, ...] | None:
         """Relative risk budgets for a desk's underlyings (None: equal budgets)."""
