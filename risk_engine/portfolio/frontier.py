@@ -84,7 +84,7 @@ def efficient_frontier(
             risk_free_rate=float(risk_free_rate),
         )
 
-    mv = get_problem(n, "variance", None, bounds).solve(m, bounds, None, solvers)
+    mv = get_problem(n, None, bounds).solve(m, bounds, None, solvers)
     if mv.status != "optimal":
         return _result(mv.status, f"min-variance point: {mv.message}", float("nan"),
                        float("nan"), [], [])
@@ -111,7 +111,7 @@ def efficient_frontier(
 
     targets = np.linspace(r_min, r_max, int(n_points))
     points: list[PortfolioResult] = [mv]
-    prob = get_problem(n, "variance", "eq", bounds)
+    prob = get_problem(n, "eq", bounds)
     for t in targets[1:]:
         points.append(prob.solve(m, bounds, float(t), solvers))
     bad = [(i, p) for i, p in enumerate(points) if p.status != "optimal"]

@@ -11,14 +11,15 @@ Closed forms (no bounds, Sigma positive definite), with ``A = 1' S^-1 1``, ``B =
   ``lam = (C - B r) / D`` and ``gam = (A r - B) / D``; variance ``(A r^2 - 2 B r + C) / D``.
 
 The bounded problem is solved by cvxpy, built once per shape with Parameters (DPP):
-``minimize ||F w||^2`` with ``F' F = Sigma`` subject to ``sum w = 1``, optional ``mu' w = r``
-or ``mu' w >= r``, optional ``lower <= w <= upper``.
+``minimize ||F w||`` (the volatility) with ``F' F = Sigma`` subject to ``sum w = 1``,
+optional ``mu' w = r`` or ``mu' w >= r``, optional ``lower <= w <= upper``; the solver's
+weights are then polished to the exact optimum on their active set (:func:`polish_weights`).
+The maximum return under the bounds is exact in closed form (:func:`max_return`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import cvxpy as cp
 import numpy as np
@@ -45,9 +46,6 @@ from risk_engine.types import BoolArray, FloatArray
 #: Relative threshold below which the smallest eigenvalue makes Sigma "singular" for the
 #: closed forms (which need ``Sigma^-1``).
 SINGULAR_RTOL = 1e-12
-
-Objective = Literal["variance", "return"]
-
 
 # --------------------------------------------------------------------------- closed forms
 def _closed_form_scalars(
@@ -286,7 +284,6 @@ def _dual_certificate(
 @dataclass(frozen=True)
 class _ProblemKey:
     n: int
-    objective: Objective
     target: TargetMode | None
     has_lower: bool
     has_upper: bool
@@ -309,25 +306,22 @@ def _build(key: _ProblemKey) -> CompiledProblem:
         constraints.append(w >= lower)
     if key.has_upper:
         constraints.append(w <= upper)
-    obj: cp.Minimize | cp.Maximize
-    if key.objective == "variance":
-        # The volatility ||F w|| (a second-order cone), not the variance ||F w||^2 (a
-        # quadratic objective): same minimizer, and Clarabel's quadratic-objective path
-        # stalls on some well-posed frontier points (gap stuck, MaxIterations).
-        obj = cp.Minimize(cp.norm(factor @ w, 2))
-    else:
-        obj = cp.Maximize(mu @ w)
+    # The volatility ||F w|| (a second-order cone), not the variance ||F w||^2 (a quadratic
+    # objective): same minimizer, and Clarabel's quadratic-objective path stalls on some
+    # well-posed frontier points (duality gap stuck, MaxIterations).
+    obj = cp.Minimize(cp.norm(factor @ w, 2))
     params = {"factor": factor, "mu": mu, "target_return": target_return,
               "lower": lower, "upper": upper}
     return CompiledProblem(cp.Problem(obj, constraints), params, {"w": w})
 
 
 class MeanVarianceProblem:
-    """A fully-invested mean-variance problem over U assets, compiled once per shape.
+    """A fully-invested minimum-variance problem over U assets, compiled once per shape.
 
-    ``objective="variance"``: minimize ``||F w||^2`` (= ``w' Sigma w``);
-    ``objective="return"``: maximize ``mu' w``. Constraints: ``sum w = 1``, and optionally a
-    target return (``"eq"`` or ``"ge"``), a lower and an upper bound on every weight.
+    Minimizes the volatility ``||F w||`` (``F' F = Sigma``, so the minimizer is that of
+    ``w' Sigma w``) subject to ``sum w = 1`` and optionally a target return (``"eq"`` or
+    ``"ge"``), a lower and an upper bound on every weight; the solver's weights are then
+    polished to the exact optimum (:func:`polish_weights`).
     The cvxpy problem is built with Parameters (DPP) and held in the shared cache of
     :mod:`risk_engine.solvers`; :meth:`solve` assigns a desk's values and solves under the
     problem's lock, so instances may be shared between threads.
@@ -336,8 +330,6 @@ class MeanVarianceProblem:
     ----------
     n : int
         Number of assets U.
-    objective : {"variance", "return"}
-        What to optimize.
     target : {"eq", "ge"} or None
         Target return constraint, if any.
     has_lower, has_upper : bool
@@ -347,15 +339,14 @@ class MeanVarianceProblem:
     def __init__(
         self,
         n: int,
-        objective: Objective = "variance",
         target: TargetMode | None = None,
         has_lower: bool = True,
         has_upper: bool = False,
     ) -> None:
-        self.key = _ProblemKey(n, objective, target, has_lower, has_upper)
+        self.key = _ProblemKey(n, target, has_lower, has_upper)
         key = self.key
         self.compiled = cached_problem(
-            ("mean_variance", n, objective, target, has_lower, has_upper), lambda: _build(key)
+            ("min_variance", n, target, has_lower, has_upper), lambda: _build(key)
         )
 
     def solve(
@@ -399,16 +390,15 @@ class MeanVarianceProblem:
             return failed_result(n, run.status, run.message, run.solver)
         w_value = run.values["w"]
         status, message = run.status, run.message
-        if self.key.objective == "variance":
-            polished = polish_weights(moments.sigma, moments.mu, bounds, target_return,
-                                      self.key.target or "eq", w_value)
-            if polished is not None:
-                w_value = polished
-                status = "optimal"
-            else:
-                note = ("weights not polished: no active set met the KKT conditions, "
-                        "accuracy is the solver's tolerance")
-                message = f"{message}; {note}" if message else note
+        polished = polish_weights(moments.sigma, moments.mu, bounds, target_return,
+                                  self.key.target or "eq", w_value)
+        if polished is not None:
+            w_value = polished
+            status = "optimal"
+        else:
+            note = ("weights not polished: no active set met the KKT conditions, "
+                    "accuracy is the solver's tolerance")
+            message = f"{message}; {note}" if message else note
         return PortfolioResult(
             status,
             message,
@@ -419,16 +409,9 @@ class MeanVarianceProblem:
         )
 
 
-def get_problem(
-    n: int,
-    objective: Objective,
-    target: TargetMode | None,
-    bounds: Bounds,
-) -> MeanVarianceProblem:
+def get_problem(n: int, target: TargetMode | None, bounds: Bounds) -> MeanVarianceProblem:
     """Return the :class:`MeanVarianceProblem` for this shape (compiled once, then cached)."""
-    return MeanVarianceProblem(
-        n, objective, target, bounds.lower is not None, bounds.upper is not None
-    )
+    return MeanVarianceProblem(n, target, bounds.lower is not None, bounds.upper is not None)
 
 
 def _check_solver(solver: str) -> str:
@@ -503,7 +486,7 @@ def min_variance(
     solvers = solver_order(solver, fallback_solver)
     m = validate_moments(mu, sigma)
     target = None if target_return is None else target_mode
-    prob = get_problem(m.n_assets, "variance", target, bounds)
+    prob = get_problem(m.n_assets, target, bounds)
     return prob.solve(m, bounds, target_return, solvers)
 
 
