@@ -26,16 +26,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from risk_engine.book import ResolvedBook, select_positions
 from risk_engine.measures import tail_rank
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import TailSummary
+from risk_engine.types import FloatArray, IntArray
 from risk_engine.valuation import position_values
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 #: Consecutive blocks whose contributions are added up together before the groups are
 #: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.

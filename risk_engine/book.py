@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 from risk_engine.errors import DataError
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve, as_days, horizon_date, year_fraction
+from risk_engine.types import CALL, EQUITY, KINDS, FloatArray, IntArray
 
-EQUITY, CALL, PUT = 0, 1, 2
-KINDS = {"equity": EQUITY, "call": CALL, "put": PUT}
 # Plausibility bounds: a value beyond them is taken as a data error and its row rejected.
 MAX_VOLATILITY = 5.0  # 500% annual (implied or factor-model volatility)
 MAX_DIVIDEND_YIELD = 1.0  # |q| <= 100% a year
@@ -282,10 +281,6 @@ def reject_positions_on(snapshot: Snapshot, underlyings: dict[str, str]) -> Snap
     ]
     return Snapshot(pos[~mask].reset_index(drop=True), snapshot.market,
                     snapshot.rejected + tuple(extra), snapshot.warnings)
-
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
 
 
 @dataclass(frozen=True)

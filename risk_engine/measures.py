@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-FloatArray = NDArray[np.float64]
+from risk_engine.types import FloatArray
 
 # Fewer scenarios than this beyond VaR ((1 - alpha) N) and ES rests on one or two losses:
 # the run says so in a warning (the figures are computed all the same).

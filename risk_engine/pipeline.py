@@ -422,10 +422,11 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         tables["contributions"] = pd.concat([tables["contributions"], rows], ignore_index=True)
     if gov.enabled:
         with rl.stage("governance"):
-            out, alerts = governance_tables(book, prepared.model, tables["risk_measures"], gov,
-                                            cfg.as_of_date, history=inputs.history,
-                                            pnl_history=inputs.pnl_history)
+            out, alerts, warnings = governance_tables(
+                book, prepared.model, tables["risk_measures"], gov, cfg.as_of_date,
+                history=inputs.history, pnl_history=inputs.pnl_history)
         tables.update(out)
+        rl.warnings.extend(warnings)
     return RunResult(prepared, tables, alerts, tuple(engine_tables))
 
 

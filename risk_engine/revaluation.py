@@ -36,10 +36,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
-from risk_engine.book import CALL, EQUITY, ResolvedBook
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+from risk_engine.book import ResolvedBook
+from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
 
 #: Bytes of the per-tile working set aimed at. Measured on a 2-core AMD EPYC (1 MiB L2 per
 #: core): tiles of 64-128 scenarios were best for a 2,000-option book, flat within ~10%.

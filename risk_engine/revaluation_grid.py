@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from risk_engine.book import CALL, EQUITY, ResolvedBook
+from risk_engine.book import ResolvedBook
 from risk_engine.pricing import Greeks, black_scholes_greeks
 from risk_engine.revaluation import (
     RevaluationPlan,
@@ -43,9 +43,7 @@ from risk_engine.revaluation import (
     plan_revaluation,
 )
 from risk_engine.scenarios import ScenarioModel
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
 
 METHODS = ("full", "grid")
 #: Default grid settings (see the module docstring).

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import pandas as pd
 import pyarrow as pa
 
 from risk_engine.errors import SchemaError
@@ -63,19 +62,6 @@ class Table:
         """The pyarrow schema of the table."""
         return pa.schema([pa.field(c.name, _ARROW[c.type], nullable=c.nullable)
                           for c in self.columns])
-
-    def empty_frame(self) -> pd.DataFrame:
-        """An empty pandas frame with the table's columns and dtypes."""
-        return self.arrow_schema().empty_table().to_pandas()
-
-    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Select and order the table's columns from ``frame``, checking they are all there."""
-        missing = [n for n in self.names if n not in frame.columns]
-        if missing:
-            raise SchemaError(
-                f"table {self.name}: missing column(s) {missing}; got {list(frame.columns)}"
-            )
-        return frame[self.names]
 
 
 _ARROW: Mapping[str, pa.DataType] = {

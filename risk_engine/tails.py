@@ -41,9 +41,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from risk_engine.measures import TailEstimate, tail_rank
-
-FloatArray = NDArray[np.float64]
-IntArray = NDArray[np.int64]
+from risk_engine.types import FloatArray, IntArray
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

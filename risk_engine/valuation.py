@@ -7,12 +7,10 @@ scenarios, hypothetical P&L over history, moment estimation for worst-case model
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
 
-from risk_engine.book import CALL, EQUITY, ResolvedBook
+from risk_engine.book import ResolvedBook
 from risk_engine.pricing import black_scholes_price
-
-FloatArray = NDArray[np.float64]
+from risk_engine.types import CALL, EQUITY, FloatArray
 
 
 def position_values(

@@ -92,18 +92,21 @@ def governance_tables(
     *,
     history: pd.DataFrame | None = None,
     pnl_history: pd.DataFrame | None = None,
-) -> tuple[dict[str, pd.DataFrame], list[Alert]]:
+) -> tuple[dict[str, pd.DataFrame], list[Alert], list[str]]:
     """Run limits, portfolio construction, performance and alerts for every desk.
 
     Returns
     -------
-    tables, alerts
+    tables, alerts, warnings
         Frames ``limit_checks``, ``min_variance``, ``frontier``, ``risk_parity``,
         ``performance`` and ``alerts`` (without ``run_id``), and the alerts raised. The
         caller sends them (:func:`risk_engine.governance.alerts.dispatch_alerts`) once the
         date is published, never before: nobody is told of numbers they cannot read.
+        ``warnings`` are the portfolio problems' (failed or fallback solves), for the run's
+        manifest.
     """
     checks, minvar, frontier, parity, perf = [], [], [], [], []
+    warnings: list[str] = []
     desk_rm = risk_measures[risk_measures["scope"] == "desk"]
     gross = dict(zip(book.desks, book.gross_value(), strict=True))
     sector = np.asarray(book.sectors, dtype=object)[book.underlying_index]
@@ -120,6 +123,7 @@ def governance_tables(
                                        current_weights=_current_weights(book, desk, names),
                                        settings=settings.portfolio)
         minvar.append(tables.min_variance)
+        warnings.extend(tables.warnings)
         frontier.append(tables.frontier)
         parity.append(tables.risk_parity)
         capital = limits.capital or gross[desk]
@@ -154,4 +158,4 @@ def governance_tables(
     }
     if performance is not None:
         out["performance"] = performance
-    return out, alerts
+    return out, alerts, warnings

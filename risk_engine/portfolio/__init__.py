@@ -8,7 +8,7 @@ Weights are fractions of the desk's invested value. Solver outcomes are typed re
 
 from risk_engine.portfolio.frontier import efficient_frontier
 from risk_engine.portfolio.min_variance import (
-    AllocationProblem,
+    MeanVarianceProblem,
     max_return,
     min_variance,
     min_variance_closed_form,
@@ -40,9 +40,9 @@ __all__ = [
     "FRONTIER_COLUMNS",
     "MIN_VARIANCE_COLUMNS",
     "RISK_PARITY_COLUMNS",
-    "AllocationProblem",
     "Bounds",
     "FrontierResult",
+    "MeanVarianceProblem",
     "PortfolioResult",
     "PortfolioSettings",
     "PortfolioTables",

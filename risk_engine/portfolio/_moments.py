@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from risk_engine.covariance import cov_factor
 from risk_engine.errors import DataError
+from risk_engine.types import FloatArray
 
 #: Relative tolerance on asymmetry ``max|Sigma - Sigma'| / max|Sigma|``.
 SYMMETRY_RTOL = 1e-10
@@ -26,15 +28,16 @@ class Moments:
     sigma : ndarray, shape (U,U)
         Annualized covariance matrix, symmetric positive semidefinite (symmetrized copy).
     factor : ndarray, shape (U,U)
-        ``F`` with ``F.T @ F == sigma`` (from the eigendecomposition, so singular
-        ``sigma`` is allowed); ``||F w||^2 = w' Sigma w``.
+        ``F`` with ``F.T @ F == sigma``, the transpose of
+        :func:`risk_engine.covariance.cov_factor` (eigen method, so a singular ``sigma`` is
+        allowed); ``||F w||^2 = w' Sigma w``.
     min_eigenvalue : float
         Smallest eigenvalue of ``sigma`` after clipping rounding noise (0 if singular).
     """
 
-    mu: NDArray[np.float64]
-    sigma: NDArray[np.float64]
-    factor: NDArray[np.float64]
+    mu: FloatArray
+    sigma: FloatArray
+    factor: FloatArray
     min_eigenvalue: float
 
     @property
@@ -87,23 +90,23 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
             f"{float(np.max(np.abs(s - s.T))):.3e}); symmetrize it upstream"
         )
     s = 0.5 * (s + s.T)
-    eigval, eigvec = np.linalg.eigh(s)
+    eigval = np.linalg.eigh(s)[0]
     top = max(float(eigval[-1]), 0.0)
     if float(eigval[0]) < -PSD_RTOL * max(top, 1e-300):
         raise DataError(
             f"covariance is not positive semidefinite (smallest eigenvalue {eigval[0]:.3e}, "
             f"largest {eigval[-1]:.3e})"
         )
-    eigval = np.clip(eigval, 0.0, None)
-    factor = np.sqrt(eigval)[:, None] * eigvec.T
-    return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=float(eigval[0]))
+    factor = cov_factor(s).T
+    min_eig = float(np.clip(eigval, 0.0, None)[0])
+    return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=min_eig)
 
 
-def portfolio_return(weights: NDArray[np.float64], mu: NDArray[np.float64]) -> float:
+def portfolio_return(weights: FloatArray, mu: FloatArray) -> float:
     """Return the expected return ``mu' w`` (annualized fraction)."""
     return float(mu @ weights)
 
 
-def portfolio_volatility(weights: NDArray[np.float64], sigma: NDArray[np.float64]) -> float:
+def portfolio_volatility(weights: FloatArray, sigma: FloatArray) -> float:
     """Return the volatility ``sqrt(w' Sigma w)``; tiny negative rounding is clipped to 0."""
     return float(np.sqrt(max(float(weights @ sigma @ weights), 0.0)))

@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from risk_engine.portfolio._moments import validate_moments
-from risk_engine.portfolio.min_variance import _check_solver, get_problem, max_return
+from risk_engine.portfolio.min_variance import get_problem, max_return, solver_order
 from risk_engine.portfolio.results import FrontierResult, PortfolioResult
 from risk_engine.portfolio.settings import LONG_ONLY, Bounds
 
@@ -20,6 +20,7 @@ def efficient_frontier(
     bounds: Bounds = LONG_ONLY,
     max_target_return: float | None = None,
     solver: str = "CLARABEL",
+    fallback_solver: str | None = "SCS",
 ) -> FrontierResult:
     """Minimum-variance portfolios for ``n_points`` target returns, evenly spaced.
 
@@ -46,13 +47,17 @@ def efficient_frontier(
         (:meth:`Bounds.unbounded`), otherwise the frontier status is ``unbounded``.
     solver : {"CLARABEL", "SCS"}
         cvxpy solver.
+    fallback_solver : {"SCS", "CLARABEL"} or None
+        Solver tried for a point when ``solver`` fails on it.
 
     Returns
     -------
     FrontierResult
         ``P`` points when ``r_max > r_min``; a single point (the min-variance portfolio)
         when the frontier degenerates (``r_max <= r_min``, e.g. all means equal); no point
-        and the failing status when the min-variance problem itself fails.
+        and the failing status when the min-variance problem itself fails. Each point
+        carries its own status; a failed target point does not change the frontier's
+        status (see :class:`FrontierResult`) but is named in its message.
 
     Raises
     ------
@@ -63,7 +68,7 @@ def efficient_frontier(
     """
     if isinstance(n_points, bool) or int(n_points) != n_points or n_points < 2:
         raise ValueError(f"n_points={n_points!r} must be an integer >= 2")
-    solver = _check_solver(solver)
+    solvers = solver_order(solver, fallback_solver)
     m = validate_moments(mu, sigma)
     n = m.n_assets
 
@@ -79,13 +84,13 @@ def efficient_frontier(
             risk_free_rate=float(risk_free_rate),
         )
 
-    mv = get_problem(n, "variance", None, bounds).solve(m, bounds, None, solver)
+    mv = get_problem(n, None, bounds).solve(m, bounds, None, solvers)
     if mv.status != "optimal":
         return _result(mv.status, f"min-variance point: {mv.message}", float("nan"),
                        float("nan"), [], [])
     r_min = mv.expected_return
 
-    top = max_return(m.mu, bounds=bounds, sigma=m.sigma, solver=solver)
+    top = max_return(m.mu, bounds=bounds, sigma=m.sigma, solver=solvers[0])
     if top.status == "optimal":
         r_max = top.expected_return
         if max_target_return is not None:
@@ -106,12 +111,13 @@ def efficient_frontier(
 
     targets = np.linspace(r_min, r_max, int(n_points))
     points: list[PortfolioResult] = [mv]
-    prob = get_problem(n, "variance", "eq", bounds)
+    prob = get_problem(n, "eq", bounds)
     for t in targets[1:]:
-        points.append(prob.solve(m, bounds, float(t), solver))
+        points.append(prob.solve(m, bounds, float(t), solvers))
     bad = [(i, p) for i, p in enumerate(points) if p.status != "optimal"]
     if bad:
         i, p = bad[0]
-        return _result(p.status, f"{len(bad)} of {len(points)} points not optimal; first: "
-                       f"point {i}: {p.message}", r_min, r_max, list(targets), points)
+        return _result("optimal", f"{len(bad)} of {len(points)} points not optimal; first: "
+                       f"point {i}: {p.status}: {p.message}", r_min, r_max, list(targets),
+                       points)
     return _result("optimal", "", r_min, r_max, list(targets), points)

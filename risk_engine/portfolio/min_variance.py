@@ -11,19 +11,20 @@ Closed forms (no bounds, Sigma positive definite), with ``A = 1' S^-1 1``, ``B =
   ``lam = (C - B r) / D`` and ``gam = (A r - B) / D``; variance ``(A r^2 - 2 B r + C) / D``.
 
 The bounded problem is solved by cvxpy, built once per shape with Parameters (DPP):
-``minimize ||F w||^2`` with ``F' F = Sigma`` subject to ``sum w = 1``, optional ``mu' w = r``
-or ``mu' w >= r``, optional ``lower <= w <= upper``.
+``minimize ||F w||`` (the volatility) with ``F' F = Sigma`` subject to ``sum w = 1``,
+optional ``mu' w = r`` or ``mu' w >= r``, optional ``lower <= w <= upper``; the solver's
+weights are then polished to the exact optimum on their active set (:func:`polish_weights`).
+The maximum return under the bounds is exact in closed form (:func:`max_return`).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import Literal
 
 import cvxpy as cp
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
+from scipy.optimize import nnls
 
 from risk_engine.portfolio._moments import (
     Moments,
@@ -31,20 +32,25 @@ from risk_engine.portfolio._moments import (
     portfolio_volatility,
     validate_moments,
 )
-from risk_engine.portfolio.results import PortfolioResult, failed_result, map_cvxpy_status
-from risk_engine.portfolio.settings import LONG_ONLY, SOLVERS, Bounds, TargetMode
+from risk_engine.portfolio.results import PortfolioResult, failed_result
+from risk_engine.portfolio.settings import LONG_ONLY, Bounds, TargetMode
+from risk_engine.solvers import (
+    QP_SOLVERS,
+    USABLE_STATUSES,
+    CompiledProblem,
+    cached_problem,
+    check_solver,
+)
+from risk_engine.types import BoolArray, FloatArray
 
 #: Relative threshold below which the smallest eigenvalue makes Sigma "singular" for the
 #: closed forms (which need ``Sigma^-1``).
 SINGULAR_RTOL = 1e-12
 
-Objective = Literal["variance", "return"]
-
-
 # --------------------------------------------------------------------------- closed forms
 def _closed_form_scalars(
     m: Moments,
-) -> tuple[float, float, float, NDArray[np.float64], NDArray[np.float64]]:
+) -> tuple[float, float, float, FloatArray, FloatArray]:
     ones = np.ones(m.n_assets)
     s_inv_1 = np.asarray(np.linalg.solve(m.sigma, ones), dtype=np.float64)
     s_inv_mu = np.asarray(np.linalg.solve(m.sigma, m.mu), dtype=np.float64)
@@ -139,32 +145,191 @@ def two_fund_closed_form(mu: ArrayLike, sigma: ArrayLike, target_return: float) 
     )
 
 
+# --------------------------------------------------------------------------- exact polish
+#: A solver weight within this distance of a bound is first taken as sitting on it.
+POLISH_ACTIVE_TOL = 1e-6
+#: KKT tolerance of a polished answer: bounds and equalities (weight units) and the signs of
+#: the bound multipliers (relative to the largest covariance entry).
+POLISH_KKT_TOL = 1e-10
+
+
+def polish_weights(
+    sigma: FloatArray,
+    mu: FloatArray,
+    bounds: Bounds,
+    target_return: float | None,
+    target_mode: TargetMode,
+    start: FloatArray,
+) -> FloatArray | None:
+    """Exact minimizer of ``w' Sigma w`` from the active set of an approximate solution.
+
+    The bounds a solver's weights sit on (within :data:`POLISH_ACTIVE_TOL`) fix those weights;
+    the other weights and the multipliers of ``sum w = 1`` (and of a binding target return)
+    come from the KKT linear system. The active set is then corrected one index at a time
+    (a free weight outside its bounds is fixed at the bound; a bound whose multiplier has the
+    wrong sign is released) until every KKT condition of the convex problem holds to
+    :data:`POLISH_KKT_TOL`, which makes the answer the exact optimum up to the rounding of
+    one linear solve.
+
+    Parameters
+    ----------
+    sigma : ndarray, shape (U,U)
+        Covariance (symmetric positive semidefinite).
+    mu : ndarray, shape (U,)
+        Mean returns (used when a target return is given).
+    bounds : Bounds
+        Weight bounds.
+    target_return : float or None
+        Target return, if any.
+    target_mode : {"eq", "ge"}
+        How the target binds.
+    start : ndarray, shape (U,)
+        The solver's weights.
+
+    Returns
+    -------
+    ndarray or None
+        The polished weights, or None when no active set satisfying the KKT conditions was
+        found (singular KKT system, or no convergence within ``3 U + 3`` corrections).
+    """
+    n = start.shape[0]
+    lo = -np.inf if bounds.lower is None else float(bounds.lower)
+    hi = np.inf if bounds.upper is None else float(bounds.upper)
+    at_lo = start - lo <= POLISH_ACTIVE_TOL
+    at_hi = ~at_lo & (hi - start <= POLISH_ACTIVE_TOL)
+    binding = target_return is not None and (
+        target_mode == "eq" or float(mu @ start) - target_return <= POLISH_ACTIVE_TOL
+    )
+    scale = max(float(np.max(np.abs(sigma))), 1e-300)
+    tol = POLISH_KKT_TOL
+    for _ in range(3 * n + 3):
+        fixed = at_lo | at_hi
+        free = np.flatnonzero(~fixed)
+        w = np.where(at_lo, lo, np.where(at_hi, hi, 0.0))
+        rows = [np.ones(n)] + ([mu] if binding else [])
+        rhs_eq = [1.0] + ([float(target_return)] if binding else [])  # type: ignore[arg-type]
+        a = np.array(rows)
+        m = a.shape[0]
+        k = free.size
+        kkt = np.zeros((k + m, k + m))
+        kkt[:k, :k] = sigma[np.ix_(free, free)]
+        kkt[:k, k:] = -a[:, free].T
+        kkt[k:, :k] = a[:, free]
+        w_fixed = np.where(fixed, w, 0.0)
+        rhs = np.concatenate([-(sigma[free] @ w_fixed), np.array(rhs_eq) - a @ w_fixed])
+        singular = k + m == 0 or np.linalg.cond(kkt) > 1e12
+        if singular:  # degenerate vertex (e.g. the top of the frontier): least squares
+            sol = np.linalg.lstsq(kkt, rhs, rcond=None)[0]
+        else:
+            sol = np.linalg.solve(kkt, rhs)
+        if not np.all(np.isfinite(sol)):
+            return None
+        w[free] = sol[:k]
+        nu = sol[k:]
+        grad = sigma @ w - a.T @ nu  # = z_lower - z_upper at a KKT point
+        below = np.where(~fixed, lo - w, -np.inf)
+        above = np.where(~fixed, w - hi, -np.inf)
+        if max(below.max(initial=-np.inf), above.max(initial=-np.inf)) > tol:
+            if below.max() >= above.max():
+                at_lo[int(np.argmax(below))] = True
+            else:
+                at_hi[int(np.argmax(above))] = True
+            continue
+        if target_return is not None and target_mode == "ge":
+            if binding and nu[1] < -tol * scale:
+                binding = False
+                continue
+            if not binding and float(mu @ w) < target_return - tol:
+                binding = True
+                continue
+        if not singular:
+            wrong = np.where(at_lo, -grad, np.where(at_hi, grad, -np.inf)) / scale
+            if wrong.max(initial=-np.inf) > tol:
+                i = int(np.argmax(wrong))
+                at_lo[i] = at_hi[i] = False
+                continue
+        if float(np.max(np.abs(a @ w - np.array(rhs_eq)))) > tol:
+            return None
+        if singular and not _dual_certificate(sigma @ w, a, at_lo, at_hi,
+                                              target_mode == "ge" and binding, tol * scale):
+            return None
+        return w
+    return None
+
+
+def _dual_certificate(
+    gradient: FloatArray,
+    a: FloatArray,
+    at_lo: BoolArray,
+    at_hi: BoolArray,
+    ge_target: bool,
+    tol: float,
+) -> bool:
+    """True if multipliers with the right signs make ``gradient`` stationary.
+
+    Looks for ``nu`` (free for equalities, >= 0 for a binding ``ge`` target) and bound
+    multipliers ``z >= 0`` with ``gradient = a' nu + z_lower - z_upper`` by non-negative least
+    squares; used when the multipliers are not unique (degenerate vertex).
+    """
+    cols = [a[0], -a[0]]
+    if a.shape[0] > 1:
+        cols += [a[1]] if ge_target else [a[1], -a[1]]
+    eye = np.eye(gradient.shape[0])
+    cols += [eye[i] for i in np.flatnonzero(at_lo)] + [-eye[i] for i in np.flatnonzero(at_hi)]
+    residual = nnls(np.array(cols).T, gradient)[1]
+    return bool(residual <= tol * np.sqrt(gradient.shape[0]))
+
+
 # --------------------------------------------------------------------------- cvxpy problems
 @dataclass(frozen=True)
 class _ProblemKey:
     n: int
-    objective: Objective
     target: TargetMode | None
     has_lower: bool
     has_upper: bool
 
 
-class AllocationProblem:
-    """A fully-invested allocation problem over U assets, built once with cvxpy Parameters.
+def _build(key: _ProblemKey) -> CompiledProblem:
+    n = key.n
+    w = cp.Variable(n, name="w")
+    factor = cp.Parameter((n, n), name="factor")
+    mu = cp.Parameter(n, name="mu")
+    target_return = cp.Parameter(name="target_return")
+    lower = cp.Parameter(n, name="lower")
+    upper = cp.Parameter(n, name="upper")
+    constraints: list[cp.Constraint] = [cp.sum(w) == 1]
+    if key.target == "eq":
+        constraints.append(mu @ w == target_return)
+    elif key.target == "ge":
+        constraints.append(mu @ w >= target_return)
+    if key.has_lower:
+        constraints.append(w >= lower)
+    if key.has_upper:
+        constraints.append(w <= upper)
+    # The volatility ||F w|| (a second-order cone), not the variance ||F w||^2 (a quadratic
+    # objective): same minimizer, and Clarabel's quadratic-objective path stalls on some
+    # well-posed frontier points (duality gap stuck, MaxIterations).
+    obj = cp.Minimize(cp.norm(factor @ w, 2))
+    params = {"factor": factor, "mu": mu, "target_return": target_return,
+              "lower": lower, "upper": upper}
+    return CompiledProblem(cp.Problem(obj, constraints), params, {"w": w})
 
-    ``objective="variance"``: minimize ``||F w||^2`` (= ``w' Sigma w``);
-    ``objective="return"``: maximize ``mu' w``. Constraints: ``sum w = 1``, and optionally a
-    target return (``"eq"`` or ``"ge"``), a lower and an upper bound on every weight.
-    Parameter values are assigned per desk by :meth:`solve`; the problem is DPP so cvxpy
-    re-uses its canonicalization. Instances are not thread-safe on their own; the module-level
-    cache serializes access with a lock.
+
+class MeanVarianceProblem:
+    """A fully-invested minimum-variance problem over U assets, compiled once per shape.
+
+    Minimizes the volatility ``||F w||`` (``F' F = Sigma``, so the minimizer is that of
+    ``w' Sigma w``) subject to ``sum w = 1`` and optionally a target return (``"eq"`` or
+    ``"ge"``), a lower and an upper bound on every weight; the solver's weights are then
+    polished to the exact optimum (:func:`polish_weights`).
+    The cvxpy problem is built with Parameters (DPP) and held in the shared cache of
+    :mod:`risk_engine.solvers`; :meth:`solve` assigns a desk's values and solves under the
+    problem's lock, so instances may be shared between threads.
 
     Parameters
     ----------
     n : int
         Number of assets U.
-    objective : {"variance", "return"}
-        What to optimize.
     target : {"eq", "ge"} or None
         Target return constraint, if any.
     has_lower, has_upper : bool
@@ -174,40 +339,22 @@ class AllocationProblem:
     def __init__(
         self,
         n: int,
-        objective: Objective = "variance",
         target: TargetMode | None = None,
         has_lower: bool = True,
         has_upper: bool = False,
     ) -> None:
-        self.key = _ProblemKey(n, objective, target, has_lower, has_upper)
-        self.w = cp.Variable(n, name="w")
-        self.factor = cp.Parameter((n, n), name="factor")
-        self.mu = cp.Parameter(n, name="mu")
-        self.target_return = cp.Parameter(name="target_return")
-        self.lower = cp.Parameter(n, name="lower")
-        self.upper = cp.Parameter(n, name="upper")
-        constraints: list[cp.Constraint] = [cp.sum(self.w) == 1]
-        if target == "eq":
-            constraints.append(self.mu @ self.w == self.target_return)
-        elif target == "ge":
-            constraints.append(self.mu @ self.w >= self.target_return)
-        if has_lower:
-            constraints.append(self.w >= self.lower)
-        if has_upper:
-            constraints.append(self.w <= self.upper)
-        obj: cp.Minimize | cp.Maximize
-        if objective == "variance":
-            obj = cp.Minimize(cp.sum_squares(self.factor @ self.w))
-        else:
-            obj = cp.Maximize(self.mu @ self.w)
-        self.problem = cp.Problem(obj, constraints)
-        # construction invariant: convex and DPP, so per-desk values reuse the compilation
-        if not (self.problem.is_dcp() and self.problem.is_dpp()):  # pragma: no cover
-            raise RuntimeError(f"allocation problem {self.key} is not DPP")
-        self.lock = threading.Lock()
+        self.key = _ProblemKey(n, target, has_lower, has_upper)
+        key = self.key
+        self.compiled = cached_problem(
+            ("min_variance", n, target, has_lower, has_upper), lambda: _build(key)
+        )
 
     def solve(
-        self, moments: Moments, bounds: Bounds, target_return: float | None, solver: str
+        self,
+        moments: Moments,
+        bounds: Bounds,
+        target_return: float | None,
+        solvers: str | tuple[str, ...],
     ) -> PortfolioResult:
         """Assign parameters from ``moments``/``bounds``/``target_return`` and solve.
 
@@ -219,8 +366,9 @@ class AllocationProblem:
             Weight bounds; must match ``has_lower``/``has_upper`` of the problem.
         target_return : float or None
             Target return when the problem has one.
-        solver : str
-            cvxpy solver name.
+        solvers : str or tuple of str
+            cvxpy solver name, or names in order of preference (the next one is tried when
+            one fails; see :func:`risk_engine.solvers.solve`).
 
         Returns
         -------
@@ -228,64 +376,61 @@ class AllocationProblem:
             Typed outcome; exceptions from the solver become ``solver_error``.
         """
         n = self.key.n
-        solver = solver.upper()
-        with self.lock:
-            self.factor.value = moments.factor
-            self.mu.value = moments.mu
-            self.target_return.value = 0.0 if target_return is None else float(target_return)
-            self.lower.value = np.full(n, 0.0 if bounds.lower is None else bounds.lower)
-            self.upper.value = np.full(n, 1.0 if bounds.upper is None else bounds.upper)
-            try:
-                self.problem.solve(solver=solver)
-            except cp.error.SolverError as exc:
-                return failed_result(n, "solver_error", f"{solver}: {exc}", solver)
-            except Exception as exc:  # noqa: BLE001 - any solver crash is a typed result
-                return failed_result(
-                    n, "solver_error", f"{solver}: {type(exc).__name__}: {exc}", solver
-                )
-            cvx_status = self.problem.status
-            w_value = None if self.w.value is None else np.array(self.w.value, dtype=np.float64)
-        status = map_cvxpy_status(cvx_status)
-        if status not in ("optimal", "inaccurate") or w_value is None:
-            if status in ("optimal", "inaccurate"):
-                status = "solver_error"
-            return failed_result(n, status, f"{solver} returned status {cvx_status}", solver)
-        message = "" if status == "optimal" else f"{solver} returned status {cvx_status}"
+        names = (solvers,) if isinstance(solvers, str) else solvers
+        names = tuple(x.upper() for x in names)
+        values = {
+            "factor": moments.factor,
+            "mu": moments.mu,
+            "target_return": 0.0 if target_return is None else float(target_return),
+            "lower": np.full(n, 0.0 if bounds.lower is None else bounds.lower),
+            "upper": np.full(n, 1.0 if bounds.upper is None else bounds.upper),
+        }
+        run = self.compiled.solve(values, names, capture=("w",))
+        if run.status not in USABLE_STATUSES:
+            return failed_result(n, run.status, run.message, run.solver)
+        w_value = run.values["w"]
+        status, message = run.status, run.message
+        polished = polish_weights(moments.sigma, moments.mu, bounds, target_return,
+                                  self.key.target or "eq", w_value)
+        if polished is not None:
+            w_value = polished
+            status = "optimal"
+        else:
+            note = ("weights not polished: no active set met the KKT conditions, "
+                    "accuracy is the solver's tolerance")
+            message = f"{message}; {note}" if message else note
         return PortfolioResult(
             status,
             message,
             w_value,
             portfolio_return(w_value, moments.mu),
             portfolio_volatility(w_value, moments.sigma),
-            solver,
+            run.solver,
         )
 
 
-_CACHE: dict[_ProblemKey, AllocationProblem] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def get_problem(
-    n: int,
-    objective: Objective,
-    target: TargetMode | None,
-    bounds: Bounds,
-) -> AllocationProblem:
-    """Return the cached :class:`AllocationProblem` for this shape, building it once."""
-    key = _ProblemKey(n, objective, target, bounds.lower is not None, bounds.upper is not None)
-    with _CACHE_LOCK:
-        prob = _CACHE.get(key)
-        if prob is None:
-            prob = AllocationProblem(n, objective, target, key.has_lower, key.has_upper)
-            _CACHE[key] = prob
-    return prob
+def get_problem(n: int, target: TargetMode | None, bounds: Bounds) -> MeanVarianceProblem:
+    """Return the :class:`MeanVarianceProblem` for this shape (compiled once, then cached)."""
+    return MeanVarianceProblem(n, target, bounds.lower is not None, bounds.upper is not None)
 
 
 def _check_solver(solver: str) -> str:
-    s = solver.upper()
-    if s not in SOLVERS:
-        raise ValueError(f"solver={solver!r} must be one of {SOLVERS}")
-    return s
+    return check_solver(solver, QP_SOLVERS, "solver")
+
+
+def solver_order(solver: str, fallback_solver: str | None) -> tuple[str, ...]:
+    """Checked solver names in the order they are tried (the fallback only if it differs).
+
+    Raises
+    ------
+    ValueError
+        Unknown solver name.
+    """
+    first = _check_solver(solver)
+    if fallback_solver is None:
+        return (first,)
+    second = check_solver(fallback_solver, QP_SOLVERS, "fallback_solver")
+    return (first,) if second == first else (first, second)
 
 
 def min_variance(
@@ -296,6 +441,7 @@ def min_variance(
     target_mode: TargetMode = "eq",
     bounds: Bounds = LONG_ONLY,
     solver: str = "CLARABEL",
+    fallback_solver: str | None = "SCS",
 ) -> PortfolioResult:
     """Minimum-variance fully-invested weights, optionally with a target return and bounds.
 
@@ -315,11 +461,15 @@ def min_variance(
         :func:`two_fund_closed_form`).
     solver : {"CLARABEL", "SCS"}
         cvxpy solver.
+    fallback_solver : {"SCS", "CLARABEL"} or None
+        Solver tried when ``solver`` fails (raises, hits a limit, or is inaccurate).
 
     Returns
     -------
     PortfolioResult
         Weights (U,), expected return and volatility (annualized), status and message.
+        The solver's weights are polished to the exact optimum (:func:`polish_weights`);
+        when that fails the message says so and the accuracy is the solver's.
         A target above the maximum achievable return under the bounds gives ``infeasible``.
 
     Raises
@@ -333,11 +483,11 @@ def min_variance(
         raise ValueError(f"target_mode={target_mode!r} must be 'eq' or 'ge'")
     if target_return is not None and mu is None:
         raise ValueError("a target return needs the mean vector mu")
-    solver = _check_solver(solver)
+    solvers = solver_order(solver, fallback_solver)
     m = validate_moments(mu, sigma)
     target = None if target_return is None else target_mode
-    prob = get_problem(m.n_assets, "variance", target, bounds)
-    return prob.solve(m, bounds, target_return, solver)
+    prob = get_problem(m.n_assets, target, bounds)
+    return prob.solve(m, bounds, target_return, solvers)
 
 
 def max_return(
@@ -359,12 +509,14 @@ def max_return(
     sigma : array_like, shape (U,U), optional
         Covariance, only to report the volatility of the solution (zeros if omitted).
     solver : {"CLARABEL", "SCS"}
-        cvxpy solver (an LP).
+        Checked for compatibility; no solver runs: the LP over ``sum w = 1`` and the same
+        bounds on every weight is solved exactly by filling the best assets first.
 
     Returns
     -------
     PortfolioResult
-        The return-maximizing weights (one optimal vertex if several exist).
+        The return-maximizing weights (one optimal vertex if several exist; ties keep the
+        first asset), ``solver="closed_form"``; ``infeasible`` when the bounds cannot sum to 1.
 
     Raises
     ------
@@ -387,5 +539,47 @@ def max_return(
             "maximum return is unbounded without weight bounds (short sales unlimited)",
             "closed_form",
         )
-    prob = get_problem(m.n_assets, "return", None, bounds)
-    return prob.solve(m, bounds, None, solver)
+    best = _greedy_max_return(m.mu, bounds)
+    if best is None:
+        return failed_result(
+            m.n_assets, "infeasible",
+            f"bounds lower={bounds.lower}, upper={bounds.upper} cannot hold with sum w = 1 "
+            f"over {m.n_assets} assets", "closed_form",
+        )
+    return PortfolioResult(
+        "optimal", "", best, portfolio_return(best, m.mu), portfolio_volatility(best, m.sigma),
+        "closed_form",
+    )
+
+
+def _greedy_max_return(mu: FloatArray, bounds: Bounds) -> FloatArray | None:
+    """Exact maximizer of ``mu' w`` over ``sum w = 1`` and the same bounds on every weight.
+
+    Every weight starts at its lower bound (at its upper bound when there is no lower bound)
+    and the rest of the budget goes to the assets in decreasing order of ``mu`` up to their
+    upper bound (without an upper bound, all of it to the best asset; without a lower bound,
+    the shortfall is taken from the worst asset). Ties keep the first asset. Needs at least
+    one bound; None when ``n lower > 1`` or ``n upper < 1`` (infeasible).
+    """
+    n = mu.shape[0]
+    order = np.argsort(-mu, kind="stable")
+    lo, hi = bounds.lower, bounds.upper
+    if lo is not None and n * lo > 1.0 + 1e-12:
+        return None
+    if hi is not None and n * hi < 1.0 - 1e-12:
+        return None
+    if lo is None:
+        assert hi is not None
+        w = np.full(n, float(hi))
+        w[order[-1]] += 1.0 - float(w.sum())
+        return w
+    w = np.full(n, float(lo))
+    left = 1.0 - n * float(lo)
+    for i in order:
+        if left <= 0.0:
+            break
+        room = np.inf if hi is None else float(hi) - float(lo)
+        step = min(room, left)
+        w[i] += step
+        left -= step
+    return w

@@ -23,43 +23,11 @@ on a solver outcome. Status values:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
-Status = Literal[
-    "optimal", "inaccurate", "infeasible", "unbounded", "not_applicable", "solver_error"
-]
-
-#: Statuses whose weights may be used (``inaccurate`` is usable but must be flagged).
-USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "inaccurate"})
-
-
-def map_cvxpy_status(cvxpy_status: str | None) -> Status:
-    """Map a cvxpy problem status onto :data:`Status`.
-
-    Parameters
-    ----------
-    cvxpy_status : str or None
-        ``problem.status`` after ``solve``.
-
-    Returns
-    -------
-    Status
-        ``optimal``, ``inaccurate`` (``optimal_inaccurate``), ``infeasible`` (also
-        ``infeasible_inaccurate``), ``unbounded`` (also ``unbounded_inaccurate``) or
-        ``solver_error`` for anything else (``user_limit``, ``infeasible_or_unbounded``, None).
-    """
-    if cvxpy_status == "optimal":
-        return "optimal"
-    if cvxpy_status == "optimal_inaccurate":
-        return "inaccurate"
-    if cvxpy_status in ("infeasible", "infeasible_inaccurate"):
-        return "infeasible"
-    if cvxpy_status in ("unbounded", "unbounded_inaccurate"):
-        return "unbounded"
-    return "solver_error"
+from risk_engine.solvers import Status
+from risk_engine.types import FloatArray
 
 
 @dataclass(frozen=True)
@@ -86,7 +54,7 @@ class PortfolioResult:
 
     status: Status
     message: str
-    weights: NDArray[np.float64]
+    weights: FloatArray
     expected_return: float
     volatility: float
     solver: str
@@ -116,10 +84,12 @@ class FrontierResult:
     Attributes
     ----------
     status : Status
-        ``optimal`` if every point is optimal; otherwise the first non-optimal status met
-        (the points themselves keep their own statuses).
+        Status of the frontier's ends, which fix the range of targets: the min-variance
+        portfolio (point 0) and the maximum achievable return. ``optimal`` when both are
+        found, even if some target point failed: each point keeps its own status (see
+        :attr:`failed_points`), so one failed point does not condemn the others.
     message : str
-        Why the frontier is incomplete, if it is.
+        Why the frontier is incomplete or degenerate, if it is; it names the failed points.
     min_return, max_return : float
         Return of the minimum-variance portfolio and the largest target used (the maximum
         achievable return under the bounds, or the caller's cap), annualized fractions.
@@ -135,12 +105,17 @@ class FrontierResult:
     message: str
     min_return: float
     max_return: float
-    target_returns: NDArray[np.float64]
+    target_returns: FloatArray
     points: tuple[PortfolioResult, ...]
     risk_free_rate: float
 
     @property
-    def sharpe_ratios(self) -> NDArray[np.float64]:
+    def failed_points(self) -> tuple[int, ...]:
+        """Indices of the points whose status is not ``optimal``."""
+        return tuple(i for i, p in enumerate(self.points) if p.status != "optimal")
+
+    @property
+    def sharpe_ratios(self) -> FloatArray:
         """``(return - risk_free_rate) / volatility`` per point, shape (P,); NaN at zero vol."""
         ret = np.array([p.expected_return for p in self.points])
         vol = np.array([p.volatility for p in self.points])
@@ -167,9 +142,9 @@ class RiskContributions:
         ``sqrt(w' Sigma w)``, annualized when Sigma is.
     """
 
-    weights: NDArray[np.float64]
-    contributions: NDArray[np.float64]
-    shares: NDArray[np.float64]
+    weights: FloatArray
+    contributions: FloatArray
+    shares: FloatArray
     volatility: float
 
 
@@ -195,9 +170,9 @@ class RiskAdjustments:
         ``"zero_portfolio_volatility"``.
     """
 
-    current_shares: NDArray[np.float64]
-    target_shares: NDArray[np.float64]
-    adjustments: NDArray[np.float64]
+    current_shares: FloatArray
+    target_shares: FloatArray
+    adjustments: FloatArray
     notes: tuple[str, ...]
 
 
@@ -227,8 +202,8 @@ class RiskParityResult:
 
     status: Status
     message: str
-    weights: NDArray[np.float64]
-    budgets: NDArray[np.float64]
+    weights: FloatArray
+    budgets: FloatArray
     contributions: RiskContributions | None
     iterations: int
     max_share_error: float

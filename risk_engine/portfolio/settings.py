@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from risk_engine.settings import SettingError, require
+from risk_engine.solvers import QP_SOLVERS
 
 TargetMode = Literal["eq", "ge"]
-SOLVERS = ("CLARABEL", "SCS")
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,6 @@ class Bounds:
                     f"lower={self.lower} exceeds upper: need lower <= upper")
         require(self.upper is None or self.upper > 0, "upper", self.upper,
                 "> 0 (weights sum to 1), or null")
-
-    @property
-    def is_unbounded(self) -> bool:
-        """True when neither bound is set (the closed forms apply)."""
-        return self.lower is None and self.upper is None
 
     @classmethod
     def unbounded(cls) -> Bounds:
@@ -83,6 +78,8 @@ class PortfolioSettings:
         to sum 1 over its own underlyings. None: equal budgets.
     solver : {"CLARABEL", "SCS"}
         cvxpy solver for min-variance and the frontier.
+    fallback_solver : {"SCS", "CLARABEL"} or None
+        Solver tried when ``solver`` raises, stops at a limit or is inaccurate (None: none).
     risk_parity_tol : float
         Convergence tolerance of the risk parity Newton method on the risk shares.
     risk_parity_max_iter : int
@@ -97,6 +94,7 @@ class PortfolioSettings:
     risk_free_rate: float = 0.0
     risk_budgets: tuple[tuple[str, float], ...] | None = None
     solver: str = "CLARABEL"
+    fallback_solver: str | None = "SCS"
     risk_parity_tol: float = 1e-10
     risk_parity_max_iter: int = 100
 
@@ -125,11 +123,23 @@ class PortfolioSettings:
                 require(math.isfinite(v) and v > 0, f"risk_budgets.{k}", v,
                         "a positive finite number")
             object.__setattr__(self, "risk_budgets", clean)
-        require(self.solver.upper() in SOLVERS, "solver", self.solver, f"one of {SOLVERS}")
+        for key in ("solver", "fallback_solver"):
+            name = getattr(self, key)
+            require((name is None and key == "fallback_solver")
+                    or str(name).upper() in QP_SOLVERS, key, name,
+                    f"one of {QP_SOLVERS}" + (" or null" if key == "fallback_solver" else ""))
         require(0 < self.risk_parity_tol < 1e-3, "risk_parity_tol", self.risk_parity_tol,
                 "in (0, 1e-3)")
         require(self.risk_parity_max_iter >= 1, "risk_parity_max_iter",
                 self.risk_parity_max_iter, ">= 1")
+
+    @property
+    def solvers(self) -> tuple[str, ...]:
+        """Solvers in the order they are tried (the fallback only if it differs)."""
+        first = self.solver.upper()
+        if self.fallback_solver is None or self.fallback_solver.upper() == first:
+            return (first,)
+        return (first, self.fallback_solver.upper())
 
     def budgets_for(self, underlyings: Sequence[str]) -> tuple[float, ...] | None:
         """Relative risk budgets for a desk's underlyings (None: equal budgets)."""

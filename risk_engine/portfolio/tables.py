@@ -137,7 +137,8 @@ def min_variance_table(
     try:
         names = _underlyings(underlyings, _size(sigma))
         res = min_variance(mu, sigma, target_return=target, target_mode=settings.target_mode,
-                           bounds=settings.bounds, solver=settings.solver)
+                           bounds=settings.bounds, solver=settings.solver,
+                           fallback_solver=settings.fallback_solver)
     except Exception as exc:  # noqa: BLE001 - a failed desk is a row
         logger.warning("desk %s: min-variance failed: %s", desk, _describe(exc))
         return _frame([{**base, "underlying": None, "weight": np.nan, "expected_return": np.nan,
@@ -180,29 +181,47 @@ def frontier_table(
     DataFrame
         ``P x U`` rows, or one row (point 0, ``underlying`` None) when the desk fails.
     """
+    return _frontier_frame(desk, underlyings, mu, sigma, settings)[0]
+
+
+def _frontier_frame(
+    desk: str,
+    underlyings: Sequence[str],
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    settings: PortfolioSettings,
+) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """:func:`frontier_table` and a warning per failed frontier or point, or solver note."""
+    head = f"portfolio: desk {desk}: frontier"
     try:
         names = _underlyings(underlyings, _size(sigma))
         fr = efficient_frontier(mu, sigma, n_points=settings.n_frontier_points,
                                 risk_free_rate=settings.risk_free_rate, bounds=settings.bounds,
                                 max_target_return=settings.max_frontier_return,
-                                solver=settings.solver)
+                                solver=settings.solver,
+                                fallback_solver=settings.fallback_solver)
     except Exception as exc:  # noqa: BLE001 - a failed desk is a row
-        logger.warning("desk %s: frontier failed: %s", desk, _describe(exc))
         status = _failure_status(exc)
         return _frame([{"desk": desk, "point": 0, "underlying": None, "weight": np.nan,
                         "target_return": np.nan, "expected_return": np.nan,
                         "volatility": np.nan, "sharpe": np.nan, "status": status,
                         "frontier_status": status, "message": _describe(exc)}],
-                      FRONTIER_COLUMNS)
+                      FRONTIER_COLUMNS), (f"{head} {status}: {_describe(exc)}",)
+    warnings: list[str] = []
+    if fr.status != "optimal":
+        warnings.append(f"{head} {fr.status}: {fr.message}")
     if not fr.points:
         return _frame([{"desk": desk, "point": 0, "underlying": None, "weight": np.nan,
                         "target_return": np.nan, "expected_return": np.nan,
                         "volatility": np.nan, "sharpe": np.nan, "status": fr.status,
                         "frontier_status": fr.status, "message": fr.message}],
-                      FRONTIER_COLUMNS)
+                      FRONTIER_COLUMNS), tuple(warnings)
     sharpe = fr.sharpe_ratios
     rows = []
     for k, p in enumerate(fr.points):
+        if p.status != "optimal" or p.message:
+            warnings.append(f"{head} point {k} (target {fr.target_returns[k]:.6g}) "
+                            f"{p.status}: {p.message}")
         msg = p.message or fr.message
         for i, u in enumerate(names):
             rows.append({"desk": desk, "point": k, "underlying": u,
@@ -211,7 +230,7 @@ def frontier_table(
                          "expected_return": p.expected_return, "volatility": p.volatility,
                          "sharpe": float(sharpe[k]), "status": p.status,
                          "frontier_status": fr.status, "message": msg})
-    return _frame(rows, FRONTIER_COLUMNS)
+    return _frame(rows, FRONTIER_COLUMNS), tuple(warnings)
 
 
 def risk_parity_table(
@@ -309,11 +328,23 @@ def risk_parity_table(
 
 @dataclass(frozen=True)
 class PortfolioTables:
-    """The three portfolio tables of one desk."""
+    """The three portfolio tables of one desk, and the warnings they raise.
+
+    Attributes
+    ----------
+    min_variance, frontier, risk_parity : DataFrame
+        The tables (:data:`MIN_VARIANCE_COLUMNS`, :data:`FRONTIER_COLUMNS`,
+        :data:`RISK_PARITY_COLUMNS`).
+    warnings : tuple of str
+        One line per problem that did not end ``optimal`` or needed help (a failed desk, a
+        failed frontier point, a fallback solver, weights left unpolished), each starting
+        ``portfolio: desk <desk>:``; meant for the run manifest's warnings.
+    """
 
     min_variance: pd.DataFrame
     frontier: pd.DataFrame
     risk_parity: pd.DataFrame
+    warnings: tuple[str, ...] = ()
 
 
 def desk_portfolio_tables(
@@ -348,10 +379,22 @@ def desk_portfolio_tables(
     Returns
     -------
     PortfolioTables
+        The tables and their :attr:`~PortfolioTables.warnings`: one line per problem that
+        did not end ``optimal`` or whose solver had something to say.
     """
-    return PortfolioTables(
-        min_variance=min_variance_table(desk, underlyings, mu, sigma, settings),
-        frontier=frontier_table(desk, underlyings, mu, sigma, settings),
-        risk_parity=risk_parity_table(desk, underlyings, sigma, current_weights=current_weights,
-                                      risk_budgets=risk_budgets, settings=settings),
-    )
+    head = f"portfolio: desk {desk}:"
+    minvar = min_variance_table(desk, underlyings, mu, sigma, settings)
+    frontier, warnings = _frontier_frame(desk, underlyings, mu, sigma, settings)
+    parity = risk_parity_table(desk, underlyings, sigma, current_weights=current_weights,
+                               risk_budgets=risk_budgets, settings=settings)
+    lines: list[str] = []
+    mv = minvar.iloc[0]
+    if mv["status"] != "optimal" or mv["message"]:
+        lines.append(f"{head} min_variance {mv['status']}: {mv['message']}")
+    lines.extend(warnings)
+    rp = parity[parity["portfolio"] == "risk_parity"].iloc[0]
+    if rp["status"] != "optimal":
+        lines.append(f"{head} risk_parity {rp['status']}: {rp['message']}")
+    for line in lines:
+        logger.warning("%s", line)
+    return PortfolioTables(minvar, frontier, parity, tuple(lines))

@@ -19,12 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
-_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+from risk_engine.types import FloatArray
 
-FloatArray = NDArray[np.float64]
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
+from risk_engine.covariance import cov_factor
 from risk_engine.errors import ModelError
+from risk_engine.types import FloatArray
 
-FloatArray = NDArray[np.float64]
 PERIODS_PER_YEAR = 252.0
 _PSD_TOL = 1e-12
 
@@ -50,14 +50,8 @@ class ScenarioModel:
         """The model restricted to (and ordered as) ``underlyings``."""
         idx = [self.underlyings.index(u) for u in underlyings]
         cov = self.cov[np.ix_(idx, idx)]
-        return ScenarioModel(underlyings, self.mu[idx], cov, _factor(cov), self.source,
+        return ScenarioModel(underlyings, self.mu[idx], cov, cov_factor(cov), self.source,
                              self.n_observations, self.repair)
-
-
-def _factor(cov: FloatArray) -> FloatArray:
-    """A square factor ``F`` with ``F F' = cov`` from the eigen-decomposition."""
-    vals, vecs = np.linalg.eigh(cov)
-    return vecs * np.sqrt(np.clip(vals, 0.0, None))
 
 
 def nearest_psd_correlation(corr: FloatArray) -> tuple[FloatArray, float]:
@@ -90,7 +84,7 @@ def _from_vol_corr(
         repair = (f"correlation matrix not positive semidefinite (smallest eigenvalue "
                   f"{min_eig:.3e}); negative eigenvalues clipped to 0")
     cov = fixed * np.outer(vol, vol)
-    return ScenarioModel(underlyings, mu, cov, _factor(cov), source, n_obs, repair)
+    return ScenarioModel(underlyings, mu, cov, cov_factor(cov), source, n_obs, repair)
 
 
 def estimate_from_history(

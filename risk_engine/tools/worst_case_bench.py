@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 
 from risk_engine.pricing import black_scholes_greeks
+from risk_engine.solvers import clear_problem_cache
+from risk_engine.types import CALL, EQUITY, PUT
 from risk_engine.worst_case.containers import (
-    CALL,
-    EQUITY,
-    PUT,
     DeskInstruments,
     OptimizationOutcome,
     ReturnMoments,
@@ -37,7 +36,6 @@ from risk_engine.worst_case.moments import (
     instrument_return_moments_from_samples,
 )
 from risk_engine.worst_case.optimize import AllocationProblem
-from risk_engine.worst_case.solvers import clear_problem_cache
 from risk_engine.worst_case.structures import (
     linear_structure,
     polyhedral_structure,

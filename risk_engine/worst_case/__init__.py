@@ -18,12 +18,11 @@ Per desk
     :func:`evaluate_desk`, :func:`reports_to_frames`.
 """
 
+from risk_engine.solvers import STATUSES
+from risk_engine.types import CALL, EQUITY, PUT
+
 from .containers import (
-    CALL,
-    EQUITY,
     MODELS,
-    PUT,
-    STATUSES,
     AllocationResult,
     DeskInstruments,
     OptimizationOutcome,
@@ -45,7 +44,6 @@ from .moments import (
     gbm_simple_return_moments,
     instrument_return_moments_from_samples,
     kappa,
-    psd_factor,
     tail_probability,
 )
 from .optimize import AllocationProblem, minimize_wcpvar, minimize_wcqvar, minimize_wcvar
@@ -93,7 +91,6 @@ __all__ = [
     "minimize_wcqvar",
     "minimize_wcvar",
     "polyhedral_structure",
-    "psd_factor",
     "quadratic_structure",
     "reports_to_frames",
     "return_space_greeks",

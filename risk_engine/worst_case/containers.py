@@ -19,35 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from risk_engine.settings import DEFAULT_FROM, require
-
-EQUITY: int = 0
-"""Instrument kind code for a share of the underlying."""
-CALL: int = 1
-"""Instrument kind code for a European call."""
-PUT: int = 2
-"""Instrument kind code for a European put."""
+from risk_engine.solvers import CONE_SOLVERS
+from risk_engine.types import CALL, EQUITY, PUT, FloatArray, IntArray
 
 MODELS: tuple[str, ...] = ("WCVaR", "WCPVaR", "WCQVaR")
 """Model names as written to the ``worst_case_var`` table."""
-
-STATUSES: tuple[str, ...] = (
-    "optimal",
-    "inaccurate",
-    "not_applicable",
-    "infeasible",
-    "unbounded",
-    "solver_error",
-)
-"""Every status a worst-case figure can carry (DESIGN section 4)."""
-
-USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "inaccurate"})
-"""Statuses that come with a number (``inaccurate`` is flagged, not hidden)."""
-
-SOLVERS: tuple[str, ...] = ("CLARABEL", "SCS", "MOSEK")
-"""cvxpy solvers accepted in settings: each handles SOC and PSD cones."""
-
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
 
 
 def _frozen(values: npt.ArrayLike, dtype: type, name: str) -> np.ndarray:
@@ -333,12 +309,12 @@ class WorstCaseSettings:
         require(self.current_method in ("fast", "solver"), "current_method",
                 self.current_method, "'fast' or 'solver'")
         solvers = [self.solver.upper()]
-        require(solvers[0] in SOLVERS, "solver", self.solver,
-                f"a solver of the SOC/PSD problems: one of {SOLVERS}")
+        require(solvers[0] in CONE_SOLVERS, "solver", self.solver,
+                f"a solver of the SOC/PSD problems: one of {CONE_SOLVERS}")
         if self.fallback_solver is not None and self.fallback_solver.upper() != solvers[0]:
             solvers.append(self.fallback_solver.upper())
-            require(solvers[1] in SOLVERS, "fallback_solver", self.fallback_solver,
-                    f"a solver of the SOC/PSD problems: one of {SOLVERS}, or null")
+            require(solvers[1] in CONE_SOLVERS, "fallback_solver", self.fallback_solver,
+                    f"a solver of the SOC/PSD problems: one of {CONE_SOLVERS}, or null")
         object.__setattr__(self, "_solvers", tuple(solvers))
         lower, upper = float(self.weight_lower), float(self.weight_upper)
         require(not np.isnan(lower), "weight_lower", self.weight_lower,

@@ -16,8 +16,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from risk_engine.solvers import USABLE_STATUSES
+
 from .containers import (
-    USABLE_STATUSES,
     AllocationResult,
     DeskInstruments,
     OptimizationOutcome,

@@ -19,12 +19,18 @@ import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
 
-from .containers import FloatArray, SolveOutcome
-from .moments import kappa, tail_probability
-from .solvers import CompiledProblem, cached_problem, solve
-from .structures import LinearStructure, PolyhedralStructure, QuadraticStructure
+from risk_engine.solvers import (
+    CONE_SOLVER_OPTIONS,
+    DEFAULT_SOLVERS,
+    CompiledProblem,
+    cached_problem,
+    solve,
+)
+from risk_engine.types import FloatArray
 
-DEFAULT_SOLVERS: tuple[str, ...] = ("CLARABEL", "SCS")
+from .containers import SolveOutcome
+from .moments import kappa, tail_probability
+from .structures import LinearStructure, PolyhedralStructure, QuadraticStructure
 
 
 def _exposures(exposures: npt.ArrayLike, m: int) -> tuple[FloatArray, float]:
@@ -119,7 +125,7 @@ def wcvar_robust(
         mean_return=float(structure.mean @ xs),
         kappa=kappa(confidence_level),
     )
-    run = solve(compiled, solvers)
+    run = solve(compiled, solvers, options=CONE_SOLVER_OPTIONS)
     return _outcome(run.objective, run.status, run.solver, run.message, scale)
 
 
@@ -196,7 +202,7 @@ def wcpvar(
         upper=structure.option_leverage * options,
         constant=base,
     )
-    run = solve(compiled, solvers)
+    run = solve(compiled, solvers, options=CONE_SOLVER_OPTIONS)
     return _outcome(run.objective, run.status, run.solver, run.message, scale)
 
 
@@ -282,7 +288,7 @@ def wcpvar_sdp(
         upper=options,
         premium=float(options.sum()),
     )
-    run = solve(compiled, solvers)
+    run = solve(compiled, solvers, options=CONE_SOLVER_OPTIONS)
     return _outcome(run.objective, run.status, run.solver, run.message, scale)
 
 
@@ -470,5 +476,5 @@ def wcqvar_sdp(
         gamma_diag=gamma,
         theta_h=theta_h,
     )
-    run = solve(compiled, solvers)
+    run = solve(compiled, solvers, options=CONE_SOLVER_OPTIONS)
     return _outcome(run.objective, run.status, run.solver, run.message, scale)

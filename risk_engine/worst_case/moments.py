@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .containers import FloatArray, ReturnMoments
+from risk_engine.types import FloatArray
+
+from .containers import ReturnMoments
 
 
 def tail_probability(confidence_level: float) -> float:
@@ -211,35 +213,3 @@ def instrument_return_moments_from_samples(
         Sample mean (d,) and covariance (d, d) with divisor ``n - 1``.
     """
     return MomentSums.from_values(unit_value_today, unit_value_horizon).to_moments(labels)
-
-
-def psd_factor(cov: npt.ArrayLike) -> FloatArray:
-    """Factor ``F`` (k, d) with ``F.T @ F == cov``, k = numerical rank.
-
-    Cholesky when ``cov`` is positive definite (``F`` upper triangular), an
-    eigen-decomposition dropping null directions otherwise, so
-    ``||F x|| = sqrt(x' cov x)`` for every x.
-
-    Parameters
-    ----------
-    cov : array_like, shape (d, d)
-        Symmetric positive semidefinite matrix.
-
-    Returns
-    -------
-    ndarray, shape (k, d)
-    """
-    c = np.asarray(cov, dtype=np.float64)
-    d = c.shape[0]
-    if d == 0:
-        return np.zeros((0, 0))
-    try:
-        lower = np.linalg.cholesky(c)
-        diag = np.abs(np.diag(lower))
-        if diag.min() > 1e-10 * max(diag.max(), 1e-300):
-            return np.ascontiguousarray(lower.T)
-    except np.linalg.LinAlgError:
-        pass
-    values, vectors = np.linalg.eigh(0.5 * (c + c.T))
-    keep = values > max(values.max(), 0.0) * d * np.finfo(float).eps * 10
-    return np.ascontiguousarray((vectors[:, keep] * np.sqrt(values[keep])).T)

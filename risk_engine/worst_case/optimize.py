@@ -27,10 +27,19 @@ import cvxpy as cp
 import numpy as np
 import numpy.typing as npt
 
-from .containers import FloatArray, OptimizationOutcome, SolveOutcome, WorstCaseSettings
+from risk_engine.covariance import cov_factor
+from risk_engine.solvers import (
+    CONE_SOLVER_OPTIONS,
+    CompiledProblem,
+    SolveRun,
+    cached_problem,
+    solve,
+)
+from risk_engine.types import FloatArray
+
+from .containers import OptimizationOutcome, SolveOutcome, WorstCaseSettings
 from .models import _rows, wcpvar, wcqvar, wcvar
-from .moments import kappa, psd_factor, tail_probability
-from .solvers import CompiledProblem, SolveRun, cached_problem, solve
+from .moments import kappa, tail_probability
 from .structures import LinearStructure, PolyhedralStructure, QuadraticStructure
 
 
@@ -206,7 +215,7 @@ def minimize_wcvar(
         loading=kappa(confidence_level) * factor,
         **_allocation_values(problem, settings, m),
     )
-    run = solve(compiled, settings.solvers, capture=("w",))
+    run = solve(compiled, settings.solvers, capture=("w",), options=CONE_SOLVER_OPTIONS)
     return _finish(
         "WCVaR",
         confidence_level,
@@ -294,7 +303,7 @@ def minimize_wcpvar(
             leverage=structure.option_leverage,
         )
     compiled.assign(**values)
-    run = solve(compiled, settings.solvers, capture=("w",))
+    run = solve(compiled, settings.solvers, capture=("w",), options=CONE_SOLVER_OPTIONS)
     if "w" in run.values:
         weights = np.empty(m)
         weights[order] = run.values["w"]
@@ -356,7 +365,7 @@ def _reduce(structure: QuadraticStructure) -> _ReducedQuadratic:
         r_nb = corr[np.ix_(n, b)]
         a = r_nb @ np.linalg.pinv(r_bb, hermitian=True) if b.size else np.zeros((n.size, 0))
         schur = corr[np.ix_(n, n)] - a @ r_nb.T
-        s_factor = psd_factor(0.5 * (schur + schur.T))
+        s_factor = np.ascontiguousarray(cov_factor(schur, method="cholesky").T)
         lin_b = linear[b] + a.T @ linear[n]
         perpendicular = s_factor @ linear[n]
     else:
@@ -452,7 +461,7 @@ def minimize_wcqvar(
     if q:
         values["perpendicular"] = reduced.perpendicular
     compiled.assign(**values)
-    run = solve(compiled, settings.solvers, capture=("w",))
+    run = solve(compiled, settings.solvers, capture=("w",), options=CONE_SOLVER_OPTIONS)
     return _finish(
         "WCQVaR",
         confidence_level,

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from risk_engine.book import CALL, EQUITY, ResolvedBook, select_positions
+from risk_engine.book import ResolvedBook, select_positions
 from risk_engine.scenarios import ScenarioModel, ScenarioSource
 from risk_engine.settings import FLATTEN, require
+from risk_engine.types import CALL, EQUITY
 from risk_engine.valuation import position_values
 from risk_engine.worst_case.containers import DeskInstruments, ReturnMoments, WorstCaseSettings
 from risk_engine.worst_case.desk import evaluate_desk, reports_to_frames

@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .containers import CALL, EQUITY, DeskInstruments, FloatArray, IntArray, ReturnMoments
-from .moments import psd_factor
+from risk_engine.covariance import cov_factor
+from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
+
+from .containers import DeskInstruments, ReturnMoments
 
 EXPIRY_TOLERANCE_YEARS: float = 1e-8
 """An option with ``tau_after_horizon`` at most this is treated as expiring at the horizon."""
@@ -94,7 +96,7 @@ def linear_structure(desk: DeskInstruments, instrument_moments: ReturnMoments) -
     """
     _check_labels(instrument_moments, desk.instrument_ids, "instrument", desk.desk)
     mean = instrument_moments.mean.copy()
-    factor = psd_factor(instrument_moments.cov)
+    factor = np.ascontiguousarray(cov_factor(instrument_moments.cov, method="cholesky").T)
     _freeze(mean, factor)
     return LinearStructure(mean, factor)
 
@@ -195,7 +197,7 @@ def polyhedral_structure(
     moneyness = sign * (spot - strikes) / spot
     leverage = spot / desk.unit_value[options]
     mean = underlying_moments.mean.copy()
-    factor = psd_factor(underlying_moments.cov)
+    factor = np.ascontiguousarray(cov_factor(underlying_moments.cov, method="cholesky").T)
     columns = options.astype(np.int64)
     _freeze(mean, factor, loading, columns, underlying, sign, moneyness, leverage)
     return PolyhedralStructure(
@@ -281,7 +283,7 @@ def quadratic_structure(
             "delta-gamma is a poor approximation across expiry"
         )
     mean = underlying_moments.mean.copy()
-    factor = psd_factor(underlying_moments.cov)
+    factor = np.ascontiguousarray(cov_factor(underlying_moments.cov, method="cholesky").T)
     _freeze(mean, factor, delta, gamma, theta_h)
     return QuadraticStructure(mean, factor, delta, gamma, theta_h, tuple(notes))
 
