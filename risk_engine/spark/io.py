@@ -21,7 +21,8 @@ from pyspark.sql import types as T
 
 from risk_engine.errors import DataError, SchemaError
 from risk_engine.schemas import RUN_MANIFEST, Table, check_columns
-from risk_engine.storage import publish, write_atomic
+from risk_engine.spark.publication import StepHook, commit_date
+from risk_engine.storage import write_atomic
 
 _SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
@@ -221,11 +222,14 @@ def write_partition(
 # ----------------------------------------------------------------------------- publication
 
 
-def _local(root: str) -> Path | None:
+def local_root(root: str) -> Path | None:
     """The local path of ``root``, or None for a remote URI (hdfs://, s3a://, ...)."""
     if _is_remote(root):
         return None
     return Path(root.removeprefix("file://"))
+
+
+_local = local_root
 
 
 def _hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -241,21 +245,28 @@ def _part(table: str, as_of: dt.date) -> str:
 
 def publish_partitions(
     spark: SparkSession, staging: str, root: str, as_of: dt.date, produced: list[str],
-    tables: list[str],
+    tables: list[str], *, run_id: str = "", manifest: Path | None = None,
+    hook: StepHook | None = None,
 ) -> None:
     """Move every staged ``<table>/as_of_date=<date>`` into ``root``, replacing the old one.
 
     Tables in ``tables`` that this run did not produce lose their old partition for the
-    date, so a date never mixes two runs. Local roots swap folders atomically (see
-    :mod:`risk_engine.storage`); remote roots use Hadoop FileSystem delete and rename
-    (atomic per folder on HDFS, not on object stores).
+    date, so a date never mixes two runs. Local roots publish the date as one journaled
+    commit (:func:`risk_engine.spark.publication.commit_date`, which also installs the run's
+    staged final ``manifest`` file): a failure undoes it, a kill at any point is finished by
+    the next run of the date (:func:`~risk_engine.spark.publication.recover_date`). Remote
+    roots use Hadoop FileSystem delete and rename per table folder (atomic per folder on
+    HDFS, not on object stores; a run killed midway can leave the date mixed until the next
+    run publishes it).
     """
     local_root, local_staging = _local(root), _local(staging)
+    if local_root is not None and local_staging is not None:
+        commit_date(local_root, local_staging, as_of, run_id, tables, manifest=manifest,
+                    hook=hook)
+        discard_staging(staging)
+        return
+    fs, jvm = _hadoop_fs(spark, root)
     for table in tables:
-        if local_root is not None and local_staging is not None:
-            publish(local_staging / _part(table, as_of), local_root / _part(table, as_of))
-            continue
-        fs, jvm = _hadoop_fs(spark, root)
         src = jvm.org.apache.hadoop.fs.Path(f"{staging}/{_part(table, as_of)}")
         dst = jvm.org.apache.hadoop.fs.Path(f"{root.rstrip('/')}/{_part(table, as_of)}")
         if fs.exists(dst):
@@ -267,17 +278,35 @@ def publish_partitions(
 
 
 def discard_staging(staging: str, spark: SparkSession | None = None) -> None:
-    """Delete a run's staging folder (best effort)."""
+    """Delete a run's staging folder (best effort), and its parents once empty."""
     local = _local(staging)
     if local is not None:
         shutil.rmtree(local, ignore_errors=True)
-        try:
-            local.parent.rmdir()  # the _staging folder, once no run uses it
-        except OSError:
-            pass
+        for parent in (local.parent, local.parent.parent):
+            if parent.name.startswith(("as_of_date=", "_staging")):
+                try:
+                    parent.rmdir()  # the date's and the root's _staging folder, once unused
+                except OSError:
+                    break
     elif spark is not None:
         fs, jvm = _hadoop_fs(spark, staging)
         fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
+
+
+def _manifest_table(row: pd.DataFrame) -> pa.Table:
+    schema = RUN_MANIFEST.arrow_schema()
+    return pa.Table.from_pandas(row, schema=schema.remove(schema.get_field_index("as_of_date")),
+                                preserve_index=False)
+
+
+def stage_manifest(row: pd.DataFrame, staging: str, run_id: str) -> Path:
+    """Write a run's final manifest row into its (local) staging folder, for the commit."""
+    local = _local(staging)
+    assert local is not None, "staged manifests are for local roots"
+    path = local / "_manifest" / f"{run_id}.parquet"
+    table = _manifest_table(row)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return path
 
 
 def write_manifest(
@@ -288,8 +317,7 @@ def write_manifest(
     Each run has its own file (replaced atomically as the run progresses), so the manifest
     table holds one row per run and a reader can tell complete runs from the rest.
     """
-    table = pa.Table.from_pandas(row, schema=RUN_MANIFEST.arrow_schema().remove(
-        RUN_MANIFEST.arrow_schema().get_field_index("as_of_date")), preserve_index=False)
+    table = _manifest_table(row)
     name = f"{_part(RUN_MANIFEST.name, as_of)}/{run_id}.parquet"
     local = _local(root)
     if local is not None:
@@ -307,8 +335,8 @@ def mark_interrupted(spark: SparkSession, root: str, as_of: dt.date) -> list[str
     """Mark manifests of ``as_of`` still ``running`` as ``interrupted``; return their run ids.
 
     A run's manifest says ``running`` until the run ends; if a new run of the same date finds
-    one, that run died without finishing (killed driver, lost machine). Runs of one date are
-    assumed not to overlap. Local roots only (remote manifests are left as they are).
+    one, that run died without finishing (killed driver, lost machine). Runs of one date
+    never overlap (the date's lock). Local roots only (remote manifests are left as they are).
     """
     local = _local(root)
     if local is None:
