@@ -281,8 +281,27 @@ def _finish(root: Path, journal: Path, doc: dict[str, Any], hook: StepHook) -> N
     hook("staging_removed")
 
 
+#: Test-only fault injection, like the config's ``testing`` section: a process with this
+#: variable set to k exits with status 137 (as if SIGKILLed) after the k-th step of a commit.
+KILL_AFTER_STEP_ENV = "RISK_ENGINE_TESTING_KILL_AFTER_PUBLICATION_STEP"
+
+
 def _no_hook(step: str) -> None:
     return None
+
+
+def _default_hook() -> StepHook:
+    kill_at = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+    if kill_at <= 0:
+        return _no_hook
+    done: list[str] = []
+
+    def hook(step: str) -> None:
+        done.append(step)
+        if len(done) >= kill_at:
+            os._exit(137)
+
+    return hook
 
 
 def commit_date(
@@ -307,7 +326,8 @@ def commit_date(
         The run's final manifest file, staged; it replaces ``run_manifest/as_of_date=D/
         <its name>`` as the last move of the commit.
     hook : callable, optional
-        Called with a step name after each durable step (fault injection in tests).
+        Called with a step name after each durable step (fault injection in tests). Without
+        it, :data:`KILL_AFTER_STEP_ENV` (test-only) can kill the process after a step.
 
     Raises
     ------
@@ -316,7 +336,7 @@ def commit_date(
         date keeps its previous results; if undoing fails too the journal stays and the next
         run of the date finishes undoing it.
     """
-    step = hook or _no_hook
+    step = hook or _default_hook()
     journal = journal_path(root, as_of)
     if journal.exists():
         raise PublicationError(f"an unfinished publication of {as_of} is in {journal}; "
