@@ -60,7 +60,13 @@ def table_path(root: str, name: str) -> str | None:
     return None
 
 
+def _value_type(t: pa.DataType) -> pa.DataType:
+    """The values' type of a dictionary-encoded column (a pandas category), else ``t``."""
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
 def _arrow_logical(t: pa.DataType) -> str:
+    t = _value_type(t)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "string"
     if pa.types.is_floating(t):
@@ -79,9 +85,11 @@ def _arrow_logical(t: pa.DataType) -> str:
 
 
 def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
-    """Accept integral columns where a double is declared, and all-null columns anywhere.
+    """Accept what is unambiguous: integers where a double is declared, all-null columns.
 
-    Integers are widened on read; an all-null column has Arrow type null.
+    Integers are widened on read; an all-null column (Arrow type null, e.g. pandas' all-None
+    ``strike`` of an equity-only book) is read as nulls of the declared type. A dictionary-
+    encoded column counts as its values' type (:func:`_arrow_logical`).
     """
     out = {}
     for k, v in actual.items():
@@ -93,14 +101,25 @@ def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _check_local_files(table: Table, path: Path, as_of: dt.date | None) -> None:
-    """Check the footer of every Parquet file that the run will read (pyarrow, no data)."""
+def _local_files(path: Path, as_of: dt.date | None) -> tuple[Path, list[Path]]:
+    """The folder (or file) a run reads for ``as_of``, and the Parquet files in it."""
     if path.is_file():
-        files = [path]
-    else:
-        part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
-        base = part if part is not None and part.is_dir() else path
-        files = sorted(f for f in base.rglob("*.parquet") if not f.name.startswith((".", "_")))
+        return path, [path]
+    part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
+    base = part if part is not None and part.is_dir() else path
+    return base, sorted(f for f in base.rglob("*.parquet")
+                        if not any(p.startswith((".", "_")) for p in f.relative_to(base).parts))
+
+
+def _check_local_files(table: Table, path: Path,
+                       as_of: dt.date | None) -> dict[tuple[tuple[str, str], ...], list[Path]]:
+    """Check the footer of every Parquet file that the run will read (pyarrow, no data).
+
+    Returns the files grouped by the physical types of their declared columns (dictionary
+    encoding aside): Spark reads each group with one schema.
+    """
+    _, files = _local_files(path, as_of)
+    groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
     for f in files:
         try:
             schema = pq.read_schema(f)
@@ -114,6 +133,36 @@ def _check_local_files(table: Table, path: Path, as_of: dt.date | None) -> None:
             check_columns(table, _widen(table, actual))
         except SchemaError as exc:
             raise SchemaError(f"{exc} (file {f})") from None
+        key = tuple((c, str(_value_type(schema.field(c).type))) for c in table.names
+                    if c in schema.names)
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
+def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | None,
+                groups: dict[tuple[tuple[str, str], ...], list[Path]]) -> DataFrame:
+    """Read checked local files, each group of like files with its own schema.
+
+    Files whose declared columns have different physical types (int64 and double
+    quantities, say) cannot be read by Spark as one; all-null columns are not read at all
+    (Spark would read them as int, which does not cast to date).
+    """
+    base, files = _local_files(path, as_of)
+    frames = []
+    for key, group in groups.items():
+        nulls = {c for c, t in key if t == "null"}
+        reader = spark.read if path.is_file() else spark.read.option("basePath", str(path))
+        src = (reader.parquet(str(base)) if len(group) == len(files)
+               else reader.parquet(*[str(f) for f in group]))
+        frames.append(src.select([
+            (F.col(c.name) if c.name in src.columns and c.name not in nulls else F.lit(None))
+            .cast(_SPARK_TYPES[c.type]).alias(c.name) for c in table.columns]))
+    if not frames:  # no file: let Spark say so, as before
+        return spark.read.parquet(str(path))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
 def read_table(
@@ -123,7 +172,9 @@ def read_table(
     """Read a declared input table with its explicit schema, after checking the files' own.
 
     Local tables have every file's footer checked (the as-of partition's files only, for a
-    hive-partitioned table); remote ones the schema Spark infers.
+    hive-partitioned table, and only those are read); remote ones the schema Spark infers.
+    Integer columns where a double is declared, all-null columns and dictionary-encoded
+    (pandas category) columns are accepted, also when files of one table differ in this.
 
     Raises
     ------
@@ -142,16 +193,23 @@ def read_table(
         return None
     local = _local(path)
     if local is not None:
-        _check_local_files(table, local, as_of)
+        groups = _check_local_files(table, local, as_of)
+        try:
+            df = _read_local(spark, table, local, as_of, groups)
+        except Exception as exc:  # noqa: BLE001 - Spark raises several JVM-backed types here
+            raise DataError(f"input table {table.name} at {path} cannot be read as Parquet: "
+                            f"{str(exc).splitlines()[0]}") from exc
+        if as_of is not None and "as_of_date" in df.columns:
+            df = df.where(F.col("as_of_date") == F.lit(as_of))
+        return df
     try:
         found = spark.read.parquet(path).schema
     except Exception as exc:  # noqa: BLE001 - Spark raises several JVM-backed types here
         raise DataError(f"input table {table.name} at {path} cannot be read as Parquet: "
                         f"{str(exc).splitlines()[0]}") from exc
-    if local is None:
-        actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
-                  for f in found.fields}
-        check_columns(table, _widen(table, actual))
+    actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
+              for f in found.fields}
+    check_columns(table, _widen(table, actual))
     df = spark.read.parquet(path)
     if as_of is not None and "as_of_date" in found.fieldNames():
         df = df.where(F.col("as_of_date") == F.lit(as_of))
