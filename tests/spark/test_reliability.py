@@ -345,3 +345,16 @@ def test_second_run_of_a_date_fails_at_once_and_changes_nothing(spark, snapshot_
     man = _manifests(out).set_index("run_id")["status"].to_dict()
     assert man == {before["run_id"].iloc[0]: "interrupted", nxt.run_id: "completed"}
     assert not (out / "_staging").exists()
+
+
+def test_executor_failure_prints_one_line_not_stack_traces(snapshot_root, tmp_path):
+    res = _cli(*_run_args(snapshot_root, tmp_path / "out", "--master", "local[2,1]",
+                          "--set", "testing.fail_blocks=[0]",
+                          "--set", "testing.fail_attempts=1"))
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) <= 3, res.stderr[:3000]  # was 132 lines of Python and Java traces
+    assert lines[-1].startswith("risk-engine: run failed: PythonException: RuntimeError: "
+                                "injected fault: block 0, task attempt 0 (rerun with -v")
+    assert "Traceback" not in res.stderr and "\tat " not in res.stderr
+    assert _manifests(tmp_path / "out")["status"].tolist() == ["failed"]
