@@ -21,7 +21,7 @@ from pyspark.sql import types as T
 
 from risk_engine.errors import DataError, SchemaError
 from risk_engine.schemas import RUN_MANIFEST, Table, check_columns
-from risk_engine.spark.publication import StepHook, commit_date
+from risk_engine.spark.publication import JOURNAL_DIR, StepHook, commit_date
 from risk_engine.storage import write_atomic
 
 _SPARK_TYPES: dict[str, T.DataType] = {
@@ -336,9 +336,16 @@ def publish_partitions(
 
 
 def discard_staging(staging: str, spark: SparkSession | None = None) -> None:
-    """Delete a run's staging folder (best effort), and its parents once empty."""
+    """Delete a run's staging folder (best effort), and its parents once empty.
+
+    Kept while the date's publication journal exists: the folder may then hold the
+    previous results that the next run's recovery puts back.
+    """
     local = _local(staging)
     if local is not None:
+        date_dir = local.parent
+        if (date_dir.parent.parent / JOURNAL_DIR / f"{date_dir.name}.json").exists():
+            return
         shutil.rmtree(local, ignore_errors=True)
         for parent in (local.parent, local.parent.parent):
             if parent.name.startswith(("as_of_date=", "_staging")):

@@ -283,7 +283,14 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         raise
     finally:
         try:
-            run.write_manifest(finished=True)
+            if not run.committed:
+                run.write_manifest(finished=True)
+            else:  # the commit installed the final row; this one adds the publish timing
+                try:
+                    run.write_manifest(finished=True)
+                except OSError as exc:
+                    log.warning("run %s: manifest not updated after publication: %s",
+                                run.run_id, exc)
         finally:
             run.end()
     return summary

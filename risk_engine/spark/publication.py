@@ -350,7 +350,13 @@ def commit_date(
         doc["manifest_staged"] = str(manifest.relative_to(root))
         doc["manifest_published"] = str(
             (root / "run_manifest" / _date_dir(as_of) / manifest.name).relative_to(root))
-    _write_json_durably(journal, doc)
+    try:
+        _write_json_durably(journal, doc)
+    except BaseException:  # nothing moved yet: no journal means nothing to recover
+        journal.unlink(missing_ok=True)
+        for tmp in journal.parent.glob(f".{journal.name}.tmp-*"):
+            tmp.unlink(missing_ok=True)
+        raise
     step("journal")
     try:
         _roll(root, doc, step)
@@ -406,7 +412,12 @@ def recover_date(root: str | Path, as_of: dt.date, *, hook: StepHook | None = No
         return None
     doc = json.loads(journal.read_text(encoding="utf-8"))
     step = hook or _no_hook
-    _roll(base, doc, step)
+    try:
+        _roll(base, doc, step)
+    except PublicationError as exc:
+        raise PublicationError(f"{exc}. The unfinished publication of {as_of} in {journal} "
+                               "cannot be completed; restore the folders it names, or "
+                               "delete it to give up the recovery") from None
     _finish(base, journal, doc, step)
     verb = "rolled forward to" if doc["direction"] == "forward" else "rolled back"
     return f"{verb} run {doc['run_id']}"

@@ -67,12 +67,12 @@ _CHILD = textwrap.dedent("""
     import datetime as dt, json, os, sys
     from pathlib import Path
     from risk_engine.spark.publication import commit_date
-    root, kill_at, fail_at = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    root, kill_at, fail_at = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3].split(",")
     steps = []
     def hook(step):
         steps.append(step)
         print(step, flush=True)
-        if step == fail_at and steps.count(step) == 1:
+        if step in fail_at and steps.count(step) == 1:
             raise PermissionError(13, "injected: permission denied", step)
         if len(steps) == kill_at:
             os._exit(137)
@@ -81,8 +81,10 @@ _CHILD = textwrap.dedent("""
         commit_date(root, staging, dt.date(2026, 11, 20), "run-new",
                     [f"t{i}" for i in range(10)],
                     manifest=staging / "_manifest" / "run-new.parquet", hook=hook)
-    except PermissionError as exc:
-        print("FAILED", exc, flush=True)
+    except Exception as exc:
+        print("FAILED", type(exc).__name__, exc, flush=True)
+        from risk_engine.spark.io import discard_staging
+        discard_staging(str(staging))  # as the job does after a failed publication
         sys.exit(3)
 """)
 
@@ -166,6 +168,18 @@ def test_failure_midway_is_undone_and_a_kill_while_undoing_is_finished(tmp_path)
         assert _assert_one_run(root) == OLD
 
 
+def test_undo_that_fails_too_keeps_journal_and_staging_for_the_next_run(tmp_path):
+    probe = _child(_setup(tmp_path / "probe").parents[2], kill_at=0).stdout.split()
+    root = tmp_path / "out"
+    staging = _setup(root)
+    res = _child(root, kill_at=0, fail_at=f"{probe[6]},journal_backward")
+    assert res.returncode == 3 and "FAILED PublicationError" in res.stdout
+    assert "undoing it failed too" in res.stdout
+    assert journal_path(root, D).exists() and staging.exists()  # the old results are there
+    assert recover_date(root, D) == f"rolled back run {NEW}"
+    assert _assert_one_run(root) == OLD
+
+
 def test_real_io_error_on_one_table_leaves_the_previous_run(tmp_path):
     """One table's folder is on another file system (a symlink to /dev/shm): its move fails
     with a real OSError (EXDEV) midway through the commit, after other tables moved."""
@@ -179,7 +193,7 @@ def test_real_io_error_on_one_table_leaves_the_previous_run(tmp_path):
         shutil.move(str(root / "t4"), str(away / "t4"))
         (root / "t4").symlink_to(away / "t4")
         res = _child(root, kill_at=0)
-        assert res.returncode == 1 and "Invalid cross-device link" in res.stderr
+        assert res.returncode == 3 and "Invalid cross-device link" in res.stdout
         assert "t0:exchanged" in res.stdout.splitlines()  # tables before t4 had moved
         assert _assert_one_run(root) == OLD
         assert not journal_path(root, D).exists()
