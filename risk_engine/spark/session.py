@@ -126,7 +126,8 @@ def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkS
     quiet = not _verbose()
     if quiet:
         _quiet_python_side()
-    if quiet and SparkContext._gateway is None:  # this call starts the driver JVM
+    starts_jvm = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    if quiet and starts_jvm:  # not under spark-submit, whose JVM is already running
         path = Path(tempfile.gettempdir()) / f"risk-engine-spark-{os.getpid()}.log"
         with _stderr_to(path):
             spark = builder.getOrCreate()
