@@ -253,7 +253,7 @@ class Run:
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
-    Results are staged under ``<output>/_staging/<run_id>`` and published together at the
+    Results are staged under ``<output>/_staging/as_of_date=D/<run_id>`` and published at the
     end, as one commit per date; a run that fails or is killed before the commit leaves the
     date's previous results in place, one killed after it is finished by the next run.
     Every run writes its own manifest row (status ``running`` until it ends); runs of the
@@ -275,6 +275,11 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         run.stage("publish", lambda: run.publish(tables, extra))
         summary.tables = tables
     except BaseException as exc:
+        if run.committed:  # the results are published: the manifest must keep saying so
+            summary.warnings.append(f"after publication: {type(exc).__name__}: "
+                                    f"{error_line(exc)}")
+            summary.status = "completed_with_warnings"
+            raise
         summary.status = "failed"
         summary.message = (str(exc) if isinstance(exc, RiskEngineError)
                            else f"{type(exc).__name__} in stage {run.stage_name}: "

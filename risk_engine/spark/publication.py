@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import socket
@@ -49,6 +50,8 @@ try:  # POSIX only
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 #: Called after every durable step of a commit with the step's name (tests kill there).
 StepHook = Callable[[str], None]
@@ -374,7 +377,10 @@ def commit_date(
                 f"it failed too ({type(undo).__name__}: {undo}); the next run of the date "
                 f"will finish from {journal}") from exc
         raise
-    _finish(root, journal, doc, step)
+    try:
+        _finish(root, journal, doc, step)
+    except OSError as exc:  # published; the next run's recovery removes what is left
+        log.warning("publication of %s: cleaning up after the commit failed: %s", as_of, exc)
 
 
 def recover_date(root: str | Path, as_of: dt.date, *, hook: StepHook | None = None) -> str | None:
