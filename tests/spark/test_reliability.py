@@ -358,3 +358,26 @@ def test_executor_failure_prints_one_line_not_stack_traces(snapshot_root, tmp_pa
                                 "injected fault: block 0, task attempt 0 (rerun with -v")
     assert "Traceback" not in res.stderr and "\tat " not in res.stderr
     assert _manifests(tmp_path / "out")["status"].tolist() == ["failed"]
+
+
+def test_undelivered_alerts_after_publication_become_manifest_warnings(spark, tmp_path):
+    """The contract for dispatching alerts after publication: ``delivery_warnings`` of the
+    dispatched list go to ``Run.add_warnings``, which turns ``completed`` into
+    ``completed_with_warnings`` in the manifest."""
+
+    from risk_engine.governance.alerts import Alert, delivery_warnings, notify
+    from risk_engine.governance.alerts import NotificationSettings as NS
+    from risk_engine.spark.job import Run
+
+    run = Run(spark, _cfg(tmp_path / "in", tmp_path / "out"), "r1")
+    run.summary.status = "completed"
+    run.write_manifest(finished=True)
+    crit = Alert("critical", "limits", "d1", "var_0.99", "desk d1: VaR breached", D2)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    final = notify([crit], NS(kind="file", path=str(blocked / "alerts.jsonl")), D2)
+    run.add_warnings(delivery_warnings(final))
+    man = _manifests(tmp_path / "out").iloc[0]
+    assert man["status"] == "completed_with_warnings"
+    (warning,) = json.loads(man["warnings"])
+    assert warning.startswith("alert notification failed, 1 critical alert(s) not delivered")
