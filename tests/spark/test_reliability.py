@@ -364,7 +364,6 @@ def test_undelivered_alerts_after_publication_become_manifest_warnings(spark, tm
     """The contract for dispatching alerts after publication: ``delivery_warnings`` of the
     dispatched list go to ``Run.add_warnings``, which turns ``completed`` into
     ``completed_with_warnings`` in the manifest."""
-
     from risk_engine.governance.alerts import Alert, delivery_warnings, notify
     from risk_engine.governance.alerts import NotificationSettings as NS
     from risk_engine.spark.job import Run
