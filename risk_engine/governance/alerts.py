@@ -32,6 +32,8 @@ import http.client
 import json
 import logging
 import math
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -281,9 +283,87 @@ def _payload(alerts: Sequence[Alert], as_of_date: dt.date) -> bytes:
     return json.dumps(doc).encode("utf-8")
 
 
+class _Tracking:
+    """Handler mixin keeping every HTTP connection it opens, to abort it from outside."""
+
+    connections: list[http.client.HTTPConnection]
+
+    def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+        def connect(*args: Any, **kwargs: Any) -> Any:
+            conn = http_class(*args, **kwargs)
+            self.connections.append(conn)
+            return conn
+
+        return super().do_open(connect, req, **kw)  # type: ignore[misc]
+
+
+class _TrackingHTTP(_Tracking, urllib.request.HTTPHandler):
+    pass
+
+
+class _TrackingHTTPS(_Tracking, urllib.request.HTTPSHandler):
+    pass
+
+
+def _attempt(req: urllib.request.Request, timeout: float) -> tuple[int | None, str, bool]:
+    """One POST that ends within ``timeout`` seconds, however slowly the server answers.
+
+    urllib's ``timeout`` bounds each socket operation, not the request: a server sending a
+    byte every few seconds holds it for ever. The request runs in a daemon thread; at the
+    deadline its connection is shut down, which ends the thread's blocking read.
+
+    Returns
+    -------
+    (status, reason, retry)
+        The HTTP status (None without an answer), the failure reason ("" on success) and
+        whether the failure is worth another attempt.
+    """
+    connections: list[http.client.HTTPConnection] = []
+    plain, secure = _TrackingHTTP(), _TrackingHTTPS()
+    plain.connections = secure.connections = connections
+    opener = urllib.request.build_opener(plain, secure)
+    result: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            with opener.open(req, timeout=timeout) as resp:
+                result["status"] = resp.status
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            result["error"] = exc
+
+    worker = threading.Thread(target=send, name="alert-notification", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        for conn in list(connections):
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return None, f"no complete answer within the {timeout:g} s attempt deadline", True
+    exc = result.get("error")
+    if exc is None:
+        code = int(result["status"])
+        if 200 <= code < 300:
+            return code, "", False
+        return code, f"HTTP {code}", code >= 500
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code, f"HTTP {exc.code} {exc.reason}", exc.code >= 500
+    if isinstance(exc, (OSError, http.client.HTTPException)):
+        return None, f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}", True
+    raise exc
+
+
 def _post(alerts: Sequence[Alert], as_of_date: dt.date, ns: NotificationSettings,
           sleep: Callable[[float], None]) -> str | None:
-    """POST the alerts; return None on success, else the reason."""
+    """POST the alerts; return None on success, else the reason.
+
+    Each attempt ends within ``ns.timeout_seconds`` (a whole-attempt deadline, not a
+    per-read one), so the call ends within ``max_attempts`` times the timeout plus the
+    back-off sleeps.
+    """
     assert ns.url is not None
     data = _payload(alerts, as_of_date)
     reason = ""
@@ -292,19 +372,9 @@ def _post(alerts: Sequence[Alert], as_of_date: dt.date, ns: NotificationSettings
             ns.url, data=data, method="POST",
             headers={"Content-Type": "application/json", "User-Agent": "risk-engine"},
         )
-        try:
-            with urllib.request.urlopen(req, timeout=ns.timeout_seconds) as resp:  # noqa: S310
-                code = resp.status
-            if 200 <= code < 300:
-                return None
-            reason = f"HTTP {code}"
-            retry = code >= 500
-        except urllib.error.HTTPError as exc:
-            reason = f"HTTP {exc.code} {exc.reason}"
-            retry = exc.code >= 500
-        except (OSError, http.client.HTTPException) as exc:
-            reason = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
-            retry = True
+        code, reason, retry = _attempt(req, ns.timeout_seconds)
+        if code is not None and 200 <= code < 300:
+            return None
         if not retry:
             return f"{reason} after {attempt} attempt(s) (not retried)"
         if attempt < ns.max_attempts and ns.retry_backoff_seconds > 0:
@@ -405,6 +475,28 @@ def dispatch_alerts(
     final = notify(alerts, settings.notification, as_of_date, sleep=sleep)
     log_alerts(final[len(alerts):], log)
     return final
+
+
+def delivery_warnings(final: Sequence[Alert]) -> list[str]:
+    """Run-manifest warnings for alerts that were not delivered.
+
+    Parameters
+    ----------
+    final : sequence of Alert
+        The list returned by :func:`dispatch_alerts` or :func:`notify`: the run's alerts
+        followed, when the notification failed, by its ``source = "notification"`` alert.
+
+    Returns
+    -------
+    list of str
+        One line per failed notification, with the number of critical alerts it left
+        undelivered; empty when delivery succeeded or no target is configured. A caller adds
+        them to the run's warnings (status ``completed_with_warnings``).
+    """
+    failures = [a for a in final if a.source == "notification" and a.check == "notification"]
+    critical = sum(a.severity == "critical" for a in final)
+    return [f"alert notification failed, {critical} critical alert(s) not delivered: "
+            f"{a.message}" for a in failures]
 
 
 def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:

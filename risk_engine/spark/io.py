@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from risk_engine.errors import DataError, SchemaError
 from risk_engine.schemas import RUN_MANIFEST, Table, check_columns
-from risk_engine.storage import publish, write_atomic
+from risk_engine.spark.publication import JOURNAL_DIR, StepHook, commit_date
+from risk_engine.storage import write_atomic
 
 _SPARK_TYPES: dict[str, T.DataType] = {
     "string": T.StringType(),
@@ -59,7 +60,13 @@ def table_path(root: str, name: str) -> str | None:
     return None
 
 
+def _value_type(t: pa.DataType) -> pa.DataType:
+    """The values' type of a dictionary-encoded column (a pandas category), else ``t``."""
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
 def _arrow_logical(t: pa.DataType) -> str:
+    t = _value_type(t)
     if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "string"
     if pa.types.is_floating(t):
@@ -78,9 +85,11 @@ def _arrow_logical(t: pa.DataType) -> str:
 
 
 def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
-    """Accept integral columns where a double is declared, and all-null columns anywhere.
+    """Accept what is unambiguous: integers where a double is declared, all-null columns.
 
-    Integers are widened on read; an all-null column has Arrow type null.
+    Integers are widened on read; an all-null column (Arrow type null, e.g. pandas' all-None
+    ``strike`` of an equity-only book) is read as nulls of the declared type. A dictionary-
+    encoded column counts as its values' type (:func:`_arrow_logical`).
     """
     out = {}
     for k, v in actual.items():
@@ -92,14 +101,25 @@ def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _check_local_files(table: Table, path: Path, as_of: dt.date | None) -> None:
-    """Check the footer of every Parquet file that the run will read (pyarrow, no data)."""
+def _local_files(path: Path, as_of: dt.date | None) -> tuple[Path, list[Path]]:
+    """The folder (or file) a run reads for ``as_of``, and the Parquet files in it."""
     if path.is_file():
-        files = [path]
-    else:
-        part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
-        base = part if part is not None and part.is_dir() else path
-        files = sorted(f for f in base.rglob("*.parquet") if not f.name.startswith((".", "_")))
+        return path, [path]
+    part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
+    base = part if part is not None and part.is_dir() else path
+    return base, sorted(f for f in base.rglob("*.parquet")
+                        if not any(p.startswith((".", "_")) for p in f.relative_to(base).parts))
+
+
+def _check_local_files(table: Table, path: Path,
+                       as_of: dt.date | None) -> dict[tuple[tuple[str, str], ...], list[Path]]:
+    """Check the footer of every Parquet file that the run will read (pyarrow, no data).
+
+    Returns the files grouped by the physical types of their declared columns (dictionary
+    encoding aside): Spark reads each group with one schema.
+    """
+    _, files = _local_files(path, as_of)
+    groups: dict[tuple[tuple[str, str], ...], list[Path]] = {}
     for f in files:
         try:
             schema = pq.read_schema(f)
@@ -113,6 +133,43 @@ def _check_local_files(table: Table, path: Path, as_of: dt.date | None) -> None:
             check_columns(table, _widen(table, actual))
         except SchemaError as exc:
             raise SchemaError(f"{exc} (file {f})") from None
+        key = tuple((c, str(_value_type(schema.field(c).type))) for c in table.names
+                    if c in schema.names)
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
+def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | None,
+                groups: dict[tuple[tuple[str, str], ...], list[Path]]) -> DataFrame:
+    """Read checked local files, each group of like files with its own schema.
+
+    Files whose declared columns have different physical types (int64 and double
+    quantities, say) cannot be read by Spark as one; all-null columns are not read at all
+    (Spark would read them as int, which does not cast to date).
+    """
+    base, files = _local_files(path, as_of)
+    frames = []
+    for key, group in groups.items():
+        nulls = {c for c, t in key if t == "null"}
+        reader = spark.read if path.is_file() else spark.read.option("basePath", str(path))
+        src = (reader.parquet(str(base)) if len(group) == len(files)
+               else reader.parquet(*[str(f) for f in group]))
+        frames.append(src.select([
+            (F.col(c.name) if c.name in src.columns and c.name not in nulls else F.lit(None))
+            .cast(_SPARK_TYPES[c.type]).alias(c.name) for c in table.columns]))
+    if not frames:  # no file: let Spark say so, as before
+        return spark.read.parquet(str(path))
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
+
+
+def _on_date(as_of: dt.date) -> Column:
+    """Rows of ``as_of``, and rows with no date: the core rejects those with the reason
+    (a filter would drop them without a trace).
+    """
+    return (F.col("as_of_date") == F.lit(as_of)) | F.col("as_of_date").isNull()
 
 
 def read_table(
@@ -122,7 +179,9 @@ def read_table(
     """Read a declared input table with its explicit schema, after checking the files' own.
 
     Local tables have every file's footer checked (the as-of partition's files only, for a
-    hive-partitioned table); remote ones the schema Spark infers.
+    hive-partitioned table, and only those are read); remote ones the schema Spark infers.
+    Integer columns where a double is declared, all-null columns and dictionary-encoded
+    (pandas category) columns are accepted, also when files of one table differ in this.
 
     Raises
     ------
@@ -141,19 +200,26 @@ def read_table(
         return None
     local = _local(path)
     if local is not None:
-        _check_local_files(table, local, as_of)
+        groups = _check_local_files(table, local, as_of)
+        try:
+            df = _read_local(spark, table, local, as_of, groups)
+        except Exception as exc:  # noqa: BLE001 - Spark raises several JVM-backed types here
+            raise DataError(f"input table {table.name} at {path} cannot be read as Parquet: "
+                            f"{str(exc).splitlines()[0]}") from exc
+        if as_of is not None and "as_of_date" in df.columns:
+            df = df.where(_on_date(as_of))
+        return df
     try:
         found = spark.read.parquet(path).schema
     except Exception as exc:  # noqa: BLE001 - Spark raises several JVM-backed types here
         raise DataError(f"input table {table.name} at {path} cannot be read as Parquet: "
                         f"{str(exc).splitlines()[0]}") from exc
-    if local is None:
-        actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
-                  for f in found.fields}
-        check_columns(table, _widen(table, actual))
+    actual = {f.name: _LOGICAL.get(f.dataType.simpleString(), f.dataType.simpleString())
+              for f in found.fields}
+    check_columns(table, _widen(table, actual))
     df = spark.read.parquet(path)
     if as_of is not None and "as_of_date" in found.fieldNames():
-        df = df.where(F.col("as_of_date") == F.lit(as_of))
+        df = df.where(_on_date(as_of))
     return df.select([F.col(c.name).cast(_SPARK_TYPES[c.type]).alias(c.name)
                       for c in table.columns])
 
@@ -221,11 +287,14 @@ def write_partition(
 # ----------------------------------------------------------------------------- publication
 
 
-def _local(root: str) -> Path | None:
+def local_root(root: str) -> Path | None:
     """The local path of ``root``, or None for a remote URI (hdfs://, s3a://, ...)."""
     if _is_remote(root):
         return None
     return Path(root.removeprefix("file://"))
+
+
+_local = local_root
 
 
 def _hadoop_fs(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -241,21 +310,28 @@ def _part(table: str, as_of: dt.date) -> str:
 
 def publish_partitions(
     spark: SparkSession, staging: str, root: str, as_of: dt.date, produced: list[str],
-    tables: list[str],
+    tables: list[str], *, run_id: str = "", manifest: Path | None = None,
+    hook: StepHook | None = None,
 ) -> None:
     """Move every staged ``<table>/as_of_date=<date>`` into ``root``, replacing the old one.
 
     Tables in ``tables`` that this run did not produce lose their old partition for the
-    date, so a date never mixes two runs. Local roots swap folders atomically (see
-    :mod:`risk_engine.storage`); remote roots use Hadoop FileSystem delete and rename
-    (atomic per folder on HDFS, not on object stores).
+    date, so a date never mixes two runs. Local roots publish the date as one journaled
+    commit (:func:`risk_engine.spark.publication.commit_date`, which also installs the run's
+    staged final ``manifest`` file): a failure undoes it, a kill at any point is finished by
+    the next run of the date (:func:`~risk_engine.spark.publication.recover_date`). Remote
+    roots use Hadoop FileSystem delete and rename per table folder (atomic per folder on
+    HDFS, not on object stores; a run killed midway can leave the date mixed until the next
+    run publishes it).
     """
     local_root, local_staging = _local(root), _local(staging)
+    if local_root is not None and local_staging is not None:
+        commit_date(local_root, local_staging, as_of, run_id, tables, manifest=manifest,
+                    hook=hook)
+        discard_staging(staging)
+        return
+    fs, jvm = _hadoop_fs(spark, root)
     for table in tables:
-        if local_root is not None and local_staging is not None:
-            publish(local_staging / _part(table, as_of), local_root / _part(table, as_of))
-            continue
-        fs, jvm = _hadoop_fs(spark, root)
         src = jvm.org.apache.hadoop.fs.Path(f"{staging}/{_part(table, as_of)}")
         dst = jvm.org.apache.hadoop.fs.Path(f"{root.rstrip('/')}/{_part(table, as_of)}")
         if fs.exists(dst):
@@ -267,17 +343,42 @@ def publish_partitions(
 
 
 def discard_staging(staging: str, spark: SparkSession | None = None) -> None:
-    """Delete a run's staging folder (best effort)."""
+    """Delete a run's staging folder (best effort), and its parents once empty.
+
+    Kept while the date's publication journal exists: the folder may then hold the
+    previous results that the next run's recovery puts back.
+    """
     local = _local(staging)
     if local is not None:
+        date_dir = local.parent
+        if (date_dir.parent.parent / JOURNAL_DIR / f"{date_dir.name}.json").exists():
+            return
         shutil.rmtree(local, ignore_errors=True)
-        try:
-            local.parent.rmdir()  # the _staging folder, once no run uses it
-        except OSError:
-            pass
+        for parent in (local.parent, local.parent.parent):
+            if parent.name.startswith(("as_of_date=", "_staging")):
+                try:
+                    parent.rmdir()  # the date's and the root's _staging folder, once unused
+                except OSError:
+                    break
     elif spark is not None:
         fs, jvm = _hadoop_fs(spark, staging)
         fs.delete(jvm.org.apache.hadoop.fs.Path(staging), True)
+
+
+def _manifest_table(row: pd.DataFrame) -> pa.Table:
+    schema = RUN_MANIFEST.arrow_schema()
+    return pa.Table.from_pandas(row, schema=schema.remove(schema.get_field_index("as_of_date")),
+                                preserve_index=False)
+
+
+def stage_manifest(row: pd.DataFrame, staging: str, run_id: str) -> Path:
+    """Write a run's final manifest row into its (local) staging folder, for the commit."""
+    local = _local(staging)
+    assert local is not None, "staged manifests are for local roots"
+    path = local / "_manifest" / f"{run_id}.parquet"
+    table = _manifest_table(row)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    return path
 
 
 def write_manifest(
@@ -288,8 +389,7 @@ def write_manifest(
     Each run has its own file (replaced atomically as the run progresses), so the manifest
     table holds one row per run and a reader can tell complete runs from the rest.
     """
-    table = pa.Table.from_pandas(row, schema=RUN_MANIFEST.arrow_schema().remove(
-        RUN_MANIFEST.arrow_schema().get_field_index("as_of_date")), preserve_index=False)
+    table = _manifest_table(row)
     name = f"{_part(RUN_MANIFEST.name, as_of)}/{run_id}.parquet"
     local = _local(root)
     if local is not None:
@@ -307,8 +407,8 @@ def mark_interrupted(spark: SparkSession, root: str, as_of: dt.date) -> list[str
     """Mark manifests of ``as_of`` still ``running`` as ``interrupted``; return their run ids.
 
     A run's manifest says ``running`` until the run ends; if a new run of the same date finds
-    one, that run died without finishing (killed driver, lost machine). Runs of one date are
-    assumed not to overlap. Local roots only (remote manifests are left as they are).
+    one, that run died without finishing (killed driver, lost machine). Runs of one date
+    never overlap (the date's lock). Local roots only (remote manifests are left as they are).
     """
     local = _local(root)
     if local is None:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ from pyspark.sql import SparkSession
 from risk_engine import __version__, schemas
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
-from risk_engine.governance.alerts import Alert, dispatch_alerts
+from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.pipeline import InputTables, RunLog, nightly_run
 from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
@@ -108,7 +109,65 @@ class Run:
         self.log = RunLog(on_stage=lambda _: self.write_manifest())
         self.summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root,
                                   timings=self.log.timings, warnings=self.log.warnings)
-        self.staging = f"{cfg.output.root.rstrip('/')}/_staging/{run_id}"
+        self.staging = (f"{cfg.output.root.rstrip('/')}/_staging/"
+                        f"as_of_date={cfg.as_of_date.isoformat()}/{run_id}")
+        self.committed = False
+        self._unlock: Callable[[], None] | None = None  # releases the date's lock
+
+    # -- exclusivity and recovery -------------------------------------------------------
+    def begin(self) -> None:
+        """Take the date's lock, then repair what earlier runs of the date left behind.
+
+        Under the lock: finish an interrupted publication (:func:`recover_date`), mark
+        manifests still ``running`` as ``interrupted``, delete stale staging folders. Local
+        roots only; a remote root has no lock (runs of one date must not be started
+        together there).
+
+        Raises
+        ------
+        ConcurrentRunError
+            If another run of the date holds the lock; nothing has been written then.
+        """
+        from risk_engine.spark.io import local_root
+        from risk_engine.spark.publication import DateLock, clean_stale_staging, recover_date
+
+        root, as_of = self.cfg.output.root, self.cfg.as_of_date
+        local = local_root(root)
+        if local is not None:
+            self._unlock = DateLock(local, as_of, self.run_id).acquire().release
+        try:
+            done = recover_date(local, as_of) if local is not None else None
+            if done:
+                log.warning("run %s: an interrupted publication of %s was finished: %s",
+                            self.run_id, as_of, done)
+            interrupted = mark_interrupted(self.spark, root, as_of)
+            if interrupted:
+                log.warning("run %s: earlier run(s) of %s marked interrupted: %s",
+                            self.run_id, as_of, ", ".join(interrupted))
+            if local is not None:
+                clean_stale_staging(local, as_of, keep=self.run_id)
+        except BaseException:
+            self.end()
+            raise
+
+    def end(self) -> None:
+        """Release the date's lock (if held)."""
+        if self._unlock is not None:
+            unlock, self._unlock = self._unlock, None
+            unlock()
+
+    def add_warnings(self, warnings: list[str]) -> None:
+        """Record warnings that arise after publication (undelivered alerts, ...).
+
+        A ``completed`` run becomes ``completed_with_warnings``; the manifest is rewritten.
+        """
+        if not warnings:
+            return
+        self.summary.warnings.extend(warnings)
+        if self.summary.status == "completed":
+            self.summary.status = "completed_with_warnings"
+        self.write_manifest(finished=self.summary.status != "running")
+
 
     # -- manifest ---------------------------------------------------------------------
     def manifest_row(self, finished: bool) -> pd.DataFrame:
@@ -137,33 +196,50 @@ class Run:
 
     # -- results ----------------------------------------------------------------------
     def publish(self, tables: dict[str, pd.DataFrame], extra: list[str]) -> None:
-        """Stage every table, then publish them all for the date (old results replaced)."""
+        """Stage every table, then publish them all for the date (old results replaced).
+
+        The run's final status is decided here: on a local root the final manifest is
+        staged too and installed by the same commit as the tables.
+        """
         for name, frame in tables.items():
             write_partition(self.spark, frame.assign(run_id=self.run_id),
                             schemas.OUTPUT_TABLES[name], self.staging, self.cfg.as_of_date)
+        from risk_engine.spark.io import local_root, stage_manifest
+
         produced = list(tables) + extra
+        self.summary.status = ("completed_with_warnings" if self.summary.warnings
+                               else "completed")
+        local = local_root(self.cfg.output.root)
+        manifest = None if local is None else stage_manifest(self.manifest_row(finished=True),
+                                                      self.staging, self.run_id)
         publish_partitions(self.spark, self.staging, self.cfg.output.root, self.cfg.as_of_date,
-                           produced, [t for t in schemas.OUTPUT_TABLES if t != "run_manifest"])
+                           produced, [t for t in schemas.OUTPUT_TABLES if t != "run_manifest"],
+                           run_id=self.run_id, manifest=manifest)
+        self.committed = True
 
 
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
     Reads the snapshot, runs :func:`risk_engine.pipeline.nightly_run` on the Spark engine,
-    publishes every table of the date at the end and only then sends the run's alerts.
-    Results are staged under ``<output>/_staging/<run_id>``; a run that fails or is killed
-    leaves the date's previous results in place. Every run writes its own manifest row
-    (status ``running`` until it ends); runs of the date still marked ``running`` when a
-    new run starts are marked ``interrupted``.
+    publishes every table of the date and only then sends the run's alerts. Results are
+    staged under ``<output>/_staging/as_of_date=D/<run_id>`` and published at the end, as
+    one commit per date; a run that fails or is killed before the commit leaves the date's
+    previous results in place, one killed after it is finished by the next run. Every run
+    writes its own manifest row (status ``running`` until it ends); runs of the date still
+    marked ``running`` when a new run starts are marked ``interrupted``. Runs of one date
+    are exclusive (a lock under a local output root).
 
     Raises
     ------
+    ConcurrentRunError
+        If another run of the date is in progress (nothing is written).
     RiskEngineError
         For bad config, schema or data (the manifest says ``failed`` with the message).
     """
     run = Run(spark, cfg, run_id or new_run_id(cfg.as_of_date))
     summary = run.summary
-    mark_interrupted(spark, cfg.output.root, cfg.as_of_date)
+    run.begin()  # the date's lock; ConcurrentRunError before anything is written
     try:
         with run.log.stage("read_inputs"):
             inputs = read_inputs(spark, cfg)
@@ -172,27 +248,36 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         result = nightly_run(cfg, inputs, engine, run.log)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))
+        summary.tables = result.tables
+        _send_alerts(run, result.alerts)
     except BaseException as exc:
+        if run.committed:  # the results are published: the manifest must keep saying so
+            summary.warnings.append(f"after publication: {type(exc).__name__}: "
+                                    f"{error_line(exc)}")
+            summary.status = "completed_with_warnings"
+            raise
         summary.status = "failed"
         summary.message = (str(exc) if isinstance(exc, RiskEngineError)
                            else f"{type(exc).__name__} in stage {run.log.current}: "
                                 f"{error_line(exc)}")
         discard_staging(run.staging)
-        run.write_manifest(finished=True)
         raise
-    summary.status = "completed_with_warnings" if summary.warnings else "completed"
-    summary.tables = result.tables
-    run.write_manifest(finished=True)
-    _send_alerts(run, result.alerts)
+    finally:
+        try:
+            if not run.committed:
+                run.write_manifest(finished=True)
+            else:  # the commit installed the final row; this one adds the publish timing
+                try:
+                    run.write_manifest(finished=True)
+                except OSError as exc:
+                    log.warning("run %s: manifest not updated after publication: %s",
+                                run.run_id, exc)
+        finally:
+            run.end()
     return summary
 
 
 def _send_alerts(run: Run, alerts: list[Alert]) -> None:
     """Log and notify the published run's alerts; an undelivered one is a run warning."""
-    settings = run.cfg.governance.alerts
-    sent = dispatch_alerts(alerts, run.cfg.as_of_date, settings, log=log)
-    failures = sent[len(alerts):]
-    if failures:
-        run.summary.warnings.extend(f"alerts: {a.message}" for a in failures)
-        run.summary.status = "completed_with_warnings"
-        run.write_manifest(finished=True)
+    sent = dispatch_alerts(alerts, run.cfg.as_of_date, run.cfg.governance.alerts, log=log)
+    run.add_warnings(delivery_warnings(sent))

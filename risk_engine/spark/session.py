@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
+from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
 from risk_engine.config import SparkConfig
@@ -47,6 +54,40 @@ _LOCAL_DEFAULTS = {
 }
 
 
+log = logging.getLogger("risk_engine.spark")
+
+#: Where the driver JVM's console output went (None: to this process's stderr).
+JVM_LOG: Path | None = None
+
+
+def _verbose() -> bool:
+    """True when INFO is logged (``risk-engine -v``)."""
+    return logging.getLogger("risk_engine").isEnabledFor(logging.INFO)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` while the JVM is started (it inherits it)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
+
+
+def _quiet_python_side() -> None:
+    """Silence the Python-side echoes of a failed Spark job (the engine reports it once)."""
+    logging.getLogger("py4j").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"toPandas attempted Arrow optimization",
+                            category=UserWarning)
+
+
 def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkSession:
     """Get or create the session.
 
@@ -58,6 +99,14 @@ def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkS
         The master URL to set; ``None`` leaves it to ``spark-submit`` (or Spark's default).
         For a ``local`` master the Python workers use this interpreter unless
         ``PYSPARK_PYTHON`` says otherwise.
+
+    Notes
+    -----
+    Unless INFO is logged (``risk-engine -v``), the console output of a driver JVM started
+    here (log4j at WARN, executor and Python worker tracebacks, the workers' own stderr)
+    goes to ``<tmp>/risk-engine-spark-<pid>.log`` (:data:`JVM_LOG`), not to stderr: a failed
+    task would otherwise print a hundred lines of stack traces before the engine's one-line
+    error. With ``-v`` it stays on stderr.
     """
     builder = SparkSession.builder.appName(settings.app_name)
     defaults = dict(_DEFAULTS)
@@ -73,6 +122,18 @@ def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkS
             defaults.update(_LOCAL_DEFAULTS)
     for key, value in {**defaults, **dict(settings.conf)}.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    global JVM_LOG
+    quiet = not _verbose()
+    if quiet:
+        _quiet_python_side()
+    starts_jvm = SparkContext._gateway is None and "PYSPARK_GATEWAY_PORT" not in os.environ
+    if quiet and starts_jvm:  # not under spark-submit, whose JVM is already running
+        path = Path(tempfile.gettempdir()) / f"risk-engine-spark-{os.getpid()}.log"
+        with _stderr_to(path):
+            spark = builder.getOrCreate()
+        JVM_LOG = path
+        log.debug("Spark driver log: %s", path)
+    else:
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -255,3 +255,128 @@ def test_non_psd_correlations_are_repaired_and_recorded_in_the_manifest(spark, s
     assert man["status"] == "completed_with_warnings"
     assert any("not positive semidefinite" in w for w in json.loads(man["warnings"]))
     assert np.isfinite(summary.tables["risk_measures"]["value"]).all()
+
+
+def _run_args(inp, out, *more):
+    return ["run", "--config", str(ROOT / "conf" / "local.yaml"),
+            "--set", f"input.root={inp}", "--set", f"output.root={out}",
+            "--set", "monte_carlo.n_scenarios=4000", "--set", "monte_carlo.block_size=1000",
+            "--set", "governance.attribution=false", "--set", "worst_case.enabled=false",
+            "--set", "spark.master=local[1]", *more]
+
+
+def _date_run_ids(out):
+    """run ids found in every published table folder of D2 (manifest excluded)."""
+    found = {}
+    for table in sorted(p.name for p in out.iterdir() if not p.name.startswith("_")):
+        folder = out / table / f"as_of_date={D2}"
+        if table != "run_manifest" and folder.exists():
+            ids = frozenset(pq.read_table(folder, columns=["run_id"])["run_id"].to_pylist())
+            if ids:  # an empty table names no run
+                found[table] = ids
+    return found
+
+
+def test_run_killed_during_publication_is_finished_by_the_next_run(spark, snapshot_root,
+                                                                  tmp_path):
+    from risk_engine.spark.publication import KILL_AFTER_STEP_ENV, journal_path
+
+    out = tmp_path / "out"
+    first = main(spark, _cfg(snapshot_root, out))
+    env = {**os.environ, KILL_AFTER_STEP_ENV: "3"}  # journal, then two tables exchanged
+    killed = subprocess.run([sys.executable, "-m", "risk_engine.cli",
+                             *_run_args(snapshot_root, out)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == 137, killed.stderr[-2000:]
+    # The kill left the date mixed, with the journal that says how to finish it.
+    assert journal_path(out, D2).exists()
+    mixed = set().union(*_date_run_ids(out).values())
+    assert len(mixed) == 2 and first.run_id in mixed
+    (victim,) = mixed - {first.run_id}
+    assert _manifests(out).set_index("run_id").loc[victim, "status"] == "running"
+    nxt = main(spark, _cfg(snapshot_root, out, monte_carlo={"seed": 5}))
+    man = _manifests(out).set_index("run_id")["status"].to_dict()
+    # The next run rolled the killed one forward (its manifest is final), then replaced it.
+    assert man == {first.run_id: "completed", victim: "completed", nxt.run_id: "completed"}
+    assert set(_date_run_ids(out).values()) == {frozenset({nxt.run_id})}
+    assert not journal_path(out, D2).exists()
+    assert not (out / "_staging").exists()
+
+
+def test_second_run_of_a_date_fails_at_once_and_changes_nothing(spark, snapshot_root,
+                                                               tmp_path):
+    out = tmp_path / "out"
+    slow = subprocess.Popen([sys.executable, "-m", "risk_engine.cli",
+                             *_run_args(snapshot_root, out,
+                                        "--set", "testing.block_delay_seconds=3",
+                                        "--set", "monte_carlo.n_scenarios=8000")],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            folder = out / "run_manifest" / f"as_of_date={D2}"
+            if folder.exists() and any(folder.glob("*.parquet")):
+                man = _manifests(out)
+                if json.loads(man["stage_timings"].iloc[0]).get("current") == "monte_carlo":
+                    break
+            assert slow.poll() is None, "the first run ended before the second started"
+            time.sleep(0.5)
+        else:
+            pytest.fail("the first run never reached the Monte Carlo stage")
+        before = _manifests(out)
+        second = _cli(*_run_args(snapshot_root, out))
+        assert slow.poll() is None, "the first run must still be running"
+        after = _manifests(out)
+    finally:
+        if slow.poll() is None:
+            os.killpg(slow.pid, signal.SIGKILL)
+        slow.wait(timeout=30)
+    assert second.returncode == 2, second.stderr[-2000:]
+    lines = second.stderr.strip().splitlines()
+    assert lines[-1].startswith("risk-engine: error: another run of as_of_date 2026-11-20 is "
+                                "in progress (run " + before["run_id"].iloc[0])
+    assert "must not overlap" in lines[-1]
+    # Nothing changed: the live run was not marked, no manifest row for the refused run.
+    assert after["run_id"].tolist() == before["run_id"].tolist()
+    assert after["status"].tolist() == ["running"]
+    # The killed first run's lock went with its process: the next run goes ahead.
+    nxt = main(spark, _cfg(snapshot_root, out))
+    man = _manifests(out).set_index("run_id")["status"].to_dict()
+    assert man == {before["run_id"].iloc[0]: "interrupted", nxt.run_id: "completed"}
+    assert not (out / "_staging").exists()
+
+
+def test_executor_failure_prints_one_line_not_stack_traces(snapshot_root, tmp_path):
+    res = _cli(*_run_args(snapshot_root, tmp_path / "out", "--master", "local[2,1]",
+                          "--set", "testing.fail_blocks=[0]",
+                          "--set", "testing.fail_attempts=1"))
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) <= 3, res.stderr[:3000]  # was 132 lines of Python and Java traces
+    assert lines[-1].startswith("risk-engine: run failed: PythonException: RuntimeError: "
+                                "injected fault: block 0, task attempt 0 (rerun with -v")
+    assert "Traceback" not in res.stderr and "\tat " not in res.stderr
+    assert _manifests(tmp_path / "out")["status"].tolist() == ["failed"]
+
+
+def test_undelivered_alerts_after_publication_become_manifest_warnings(spark, tmp_path):
+    """The contract for dispatching alerts after publication: ``delivery_warnings`` of the
+    dispatched list go to ``Run.add_warnings``, which turns ``completed`` into
+    ``completed_with_warnings`` in the manifest."""
+    from risk_engine.governance.alerts import Alert, delivery_warnings, notify
+    from risk_engine.governance.alerts import NotificationSettings as NS
+    from risk_engine.spark.job import Run
+
+    run = Run(spark, _cfg(tmp_path / "in", tmp_path / "out"), "r1")
+    run.summary.status = "completed"
+    run.write_manifest(finished=True)
+    crit = Alert("critical", "limits", "d1", "var_0.99", "desk d1: VaR breached", D2)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    final = notify([crit], NS(kind="file", path=str(blocked / "alerts.jsonl")), D2)
+    run.add_warnings(delivery_warnings(final))
+    man = _manifests(tmp_path / "out").iloc[0]
+    assert man["status"] == "completed_with_warnings"
+    (warning,) = json.loads(man["warnings"])
+    assert warning.startswith("alert notification failed, 1 critical alert(s) not delivered")
