@@ -166,9 +166,7 @@ def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | 
 
 
 def _on_date(as_of: dt.date) -> Column:
-    """Rows of ``as_of``, and rows with no date: the core rejects those with the reason
-    (a filter would drop them without a trace).
-    """
+    """Rows of ``as_of`` and rows with no date (the core rejects those, with the reason)."""
     return (F.col("as_of_date") == F.lit(as_of)) | F.col("as_of_date").isNull()
 
 
