@@ -18,7 +18,7 @@
 #     executor's JVM (the pip pyspark package ships both zips under pyspark/python/lib/ too);
 #     the jars alone would add ~450 MB to every executor;
 #   * NOT cvxpy / clarabel / scs: only the driver-side portfolio code uses them; the Monte
-#     Carlo tasks (risk_engine.pipeline.simulate_block) never import them.
+#     Carlo tasks (risk_engine.simulation, risk_engine.sample_moments) never import them.
 # The deps are pinned to the versions installed in $PYTHON when it has them (the submitting
 # environment, i.e. the driver), so driver and executors compute with the same libraries and
 # the cluster run reproduces the local one bit for bit. Otherwise the wheel's ranges are used.
@@ -157,9 +157,9 @@ SPARK_PYLIB="${SPARK_HOME:+$SPARK_HOME/python/lib}"
 print(os.path.join(os.path.dirname(pyspark.__file__), "python", "lib"))' 2>/dev/null || true)"
 SPARK_PYPATH="$(ls "$SPARK_PYLIB"/pyspark.zip "$SPARK_PYLIB"/py4j-*-src.zip 2>/dev/null \
   | paste -sd: - || true)"
-TASK_MODULES="risk_engine.pipeline, risk_engine.config, risk_engine.schemas"
+TASK_MODULES="risk_engine.simulation, risk_engine.engine, risk_engine.sample_moments, risk_engine.config, risk_engine.schemas"
 if [[ -n "$SPARK_PYPATH" ]]; then
-  TASK_MODULES="$TASK_MODULES, risk_engine.spark.stages, pyspark.worker, pyspark.sql.pandas.serializers"
+  TASK_MODULES="$TASK_MODULES, risk_engine.spark.stages, risk_engine.spark.engine, pyspark.worker, pyspark.sql.pandas.serializers"
 else
   log "no pyspark.zip found: smoke test without the Spark task modules"
 fi

@@ -55,7 +55,7 @@ from risk_engine.scenarios import (
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
-from risk_engine.worst_case.stage import worst_case_tables
+from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
 
 log = logging.getLogger(__name__)
 
@@ -407,9 +407,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
     wc = cfg.worst_case
     if wc.enabled:
         with rl.stage("worst_case"):
+            source = prepared.spec.source
+            sets = desk_sets(book, wc.min_premium)
+            sums = sample_moment_sums(book, source, sets, wc, blocks.fold)
             frame, alloc, warnings = worst_case_tables(
-                book, prepared.model, prepared.spec.source, tables["risk_measures"], wc,
-                horizon_days=cfg.monte_carlo.horizon_days)
+                book, prepared.model, source, tables["risk_measures"], wc,
+                horizon_days=cfg.monte_carlo.horizon_days, sets=sets, sums=sums)
         tables["worst_case_var"], tables["optimal_allocations"] = frame, alloc
         rl.warnings.extend(warnings)
     gov = cfg.governance

@@ -446,6 +446,9 @@ WORST_CASE_VAR = Table(
         _c("confidence_level", "double"),
         _c("horizon_days", "int", "trading days"),
         _c("moments", "string", doc="exact or sample (underlyings' moments)"),
+        _c("instrument_moments", "string",
+           doc="source of the instruments' moments (WCVaR, return floor): exact (stocks "
+               "only, exact GBM) or 'sample of N scenarios'"),
         _c("value", "double", "currency", "worst-case VaR, positive loss", nullable=True),
         _c("value_pct", "double", "fraction", "value / the portfolio's gross value",
            nullable=True),

@@ -7,11 +7,10 @@ worst-case models use *simple* returns ``R = exp(X) - 1``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import numpy.typing as npt
 
+from risk_engine.sample_moments import MomentSums
 from risk_engine.types import FloatArray
 
 from .containers import ReturnMoments
@@ -99,91 +98,6 @@ def gbm_simple_return_moments(
     mean = growth - 1.0
     covariance = np.outer(growth, growth) * np.expm1(cov_a * h)
     return mean, 0.5 * (covariance + covariance.T)
-
-
-@dataclass(frozen=True)
-class MomentSums:
-    """Mergeable sufficient statistics of simple returns (count, mean, co-moment).
-
-    Lets scenario blocks computed apart (e.g. one per Spark task) be combined
-    exactly into sample moments, with the pairwise update of Chan, Golub and
-    LeVeque, which stays accurate where raw sums of squares would cancel.
-
-    Attributes
-    ----------
-    count : int
-        Number of scenarios.
-    mean : ndarray, shape (d,)
-        Mean simple return.
-    comoment : ndarray, shape (d, d)
-        Sum over scenarios of ``(R - mean)(R - mean)'``.
-    """
-
-    count: int
-    mean: FloatArray
-    comoment: FloatArray
-
-    @classmethod
-    def from_values(cls, value_today: npt.ArrayLike, value_horizon: npt.ArrayLike) -> MomentSums:
-        """Statistics of ``value_horizon / value_today - 1`` for one block.
-
-        Parameters
-        ----------
-        value_today : array_like, shape (d,)
-            Value per unit today (spot or premium), > 0.
-        value_horizon : array_like, shape (n, d)
-            Value per unit at the horizon in each of ``n`` scenarios.
-        """
-        today = np.asarray(value_today, dtype=np.float64)
-        later = np.asarray(value_horizon, dtype=np.float64)
-        if today.ndim != 1 or later.ndim != 2 or later.shape[1] != today.size:
-            raise ValueError(
-                "value_today must be (d,) and value_horizon (n, d); "
-                f"got {today.shape}, {later.shape}"
-            )
-        if not np.all(np.isfinite(today) & (today > 0)):
-            raise ValueError(
-                "value_today must be finite and > 0 (simple returns are undefined otherwise)"
-            )
-        if not np.all(np.isfinite(later)):
-            raise ValueError("value_horizon contains non-finite values")
-        return cls.from_returns(later / today - 1.0)
-
-    @classmethod
-    def from_returns(cls, returns: npt.ArrayLike) -> MomentSums:
-        """Statistics of simple returns given directly, shape (n, d).
-
-        Useful when the revaluation yields P&L per instrument: pass
-        ``pnl_per_unit / unit_value_today``.
-        """
-        r = np.asarray(returns, dtype=np.float64)
-        if r.ndim != 2:
-            raise ValueError(f"returns must be (n, d), got shape {r.shape}")
-        if not np.all(np.isfinite(r)):
-            raise ValueError("returns contain non-finite values")
-        mean = r.mean(axis=0) if r.shape[0] else np.zeros(r.shape[1])
-        centred = r - mean
-        return cls(int(r.shape[0]), mean, centred.T @ centred)
-
-    def merge(self, other: MomentSums) -> MomentSums:
-        """Statistics of the union of two disjoint scenario sets."""
-        if self.mean.shape != other.mean.shape:
-            raise ValueError("MomentSums.merge: dimensions differ")
-        n = self.count + other.count
-        if n == 0:
-            return self
-        delta = other.mean - self.mean
-        mean = self.mean + delta * (other.count / n)
-        comoment = (
-            self.comoment + other.comoment + np.outer(delta, delta) * (self.count * other.count / n)
-        )
-        return MomentSums(n, mean, comoment)
-
-    def to_moments(self, labels: tuple[str, ...] | None = None) -> ReturnMoments:
-        """Sample mean and unbiased sample covariance (divisor ``n - 1``)."""
-        if self.count < 2:
-            raise ValueError(f"need at least 2 scenarios for a covariance, have {self.count}")
-        return ReturnMoments(self.mean, self.comoment / (self.count - 1), labels, self.count)
 
 
 def instrument_return_moments_from_samples(

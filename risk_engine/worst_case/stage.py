@@ -2,29 +2,33 @@
 
 Each desk's positions are aggregated into instruments (a stock, or an option by type,
 underlying, strike and expiry). Underlying moments are the exact GBM moments of simple
-returns over the horizon (``moments: exact``) or sample moments; instrument moments (for
-WCVaR and the return floor) are always sample moments, from the first ``moment_blocks``
-scenario blocks regenerated from the run's seed, exactly the Monte Carlo stage's
-scenarios. Options worth less than ``min_premium`` of their spot are left out of the
-worst-case models (their simple returns are unbounded), with a warning.
+returns over the horizon (``moments: exact``) or sample moments. Instrument moments (for
+WCVaR and the return floor) are exact where they exist (a desk of stocks only, with
+``moments: exact``: the underlyings' GBM moments) and otherwise sample moments over every
+scenario of the run (or the first ``moment_blocks`` blocks, if set), accumulated block by
+block by the engine (:meth:`risk_engine.engine.ScenarioBlocks.fold`) from the same
+``(seed, block)`` scenarios as the Monte Carlo stage. Each row says which in
+``instrument_moments``. Options worth less than ``min_premium`` of their spot are left out
+of the worst-case models (their simple returns are unbounded), with a warning.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from risk_engine.book import ResolvedBook, select_positions
+from risk_engine.book import ResolvedBook
+from risk_engine.sample_moments import DeskSums, MomentPass, merge_desk_sums
 from risk_engine.scenarios import ScenarioModel, ScenarioSource
 from risk_engine.settings import FLATTEN, require
 from risk_engine.types import CALL, EQUITY
-from risk_engine.valuation import position_values
 from risk_engine.worst_case.containers import DeskInstruments, ReturnMoments, WorstCaseSettings
 from risk_engine.worst_case.desk import evaluate_desk, reports_to_frames
-from risk_engine.worst_case.moments import MomentSums, gbm_simple_return_moments
+from risk_engine.worst_case.moments import gbm_simple_return_moments
 
 
 @dataclass(frozen=True)
@@ -38,8 +42,9 @@ class WorstCaseStageSettings:
     ----------
     enabled : bool
         Run the stage.
-    moment_blocks : int
-        Scenario blocks behind the instruments' sample moments, >= 1.
+    moment_blocks : int or None
+        Scenario blocks behind the sample moments, >= 1; None (the default): every block
+        of the run.
     min_premium : float
         Options worth less than this fraction of their spot are left out, in [0, 1).
     models : WorstCaseSettings
@@ -47,14 +52,15 @@ class WorstCaseStageSettings:
     """
 
     enabled: bool = True
-    moment_blocks: int = 1
+    moment_blocks: int | None = None
     min_premium: float = 1e-6
     models: WorstCaseSettings = dataclasses.field(default_factory=WorstCaseSettings,
                                                   metadata={FLATTEN: True})
 
     def __post_init__(self) -> None:
-        require(isinstance(self.moment_blocks, int) and self.moment_blocks >= 1,
-                "moment_blocks", self.moment_blocks, "an integer >= 1")
+        require(self.moment_blocks is None
+                or (isinstance(self.moment_blocks, int) and self.moment_blocks >= 1),
+                "moment_blocks", self.moment_blocks, "an integer >= 1, or null for all blocks")
         require(0.0 <= self.min_premium < 1.0, "min_premium", self.min_premium,
                 "a fraction of spot in [0, 1)")
 
@@ -106,47 +112,97 @@ def desk_instruments(book: ResolvedBook, desk: str, min_premium: float
     return inst, rep, int((m & worthless).sum())
 
 
-def _sample_sums(book: ResolvedBook, source: ScenarioSource, rep: np.ndarray,
-                 und: list[int], blocks: int) -> tuple[MomentSums, MomentSums]:
-    """Sample moment sums of the underlyings' and the instruments' simple returns."""
-    unit_book = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
-    und_sums = inst_sums = None
-    for b in range(min(blocks, source.n_blocks)):
-        x = source.block(b)
-        u = MomentSums.from_returns(np.expm1(x[:, und]))
-        i = MomentSums.from_values(book.unit_value[rep], position_values(unit_book, x))
-        und_sums = u if und_sums is None else und_sums.merge(u)
-        inst_sums = i if inst_sums is None else inst_sums.merge(i)
-    assert und_sums is not None and inst_sums is not None
-    return und_sums, inst_sums
+@dataclass(frozen=True)
+class DeskSet:
+    """A desk's instruments, and which positions and underlyings stand for them."""
+
+    instruments: DeskInstruments
+    representative: np.ndarray  # one position index per instrument (its terms)
+    underlying_index: np.ndarray  # the desk's underlyings, indices into book.underlyings
+    dropped: int  # option positions left out for a premium below min_premium x spot
+
+    @property
+    def exact_instruments(self) -> bool:
+        """Whether every instrument is a stock (its moments are its underlying's)."""
+        return bool(np.all(self.instruments.kind == EQUITY))
+
+
+def desk_sets(book: ResolvedBook, min_premium: float) -> list[DeskSet]:
+    """Every desk's instruments, in ``book.desks`` order."""
+    out = []
+    for desk in book.desks:
+        inst, rep, dropped = desk_instruments(book, desk, min_premium)
+        und = np.array([book.underlyings.index(u) for u in inst.underlyings], dtype=np.int64)
+        out.append(DeskSet(inst, rep, und, dropped))
+    return out
+
+
+#: An engine's fold: (per block, merge, number of blocks) -> merged result.
+Fold = Callable[[Callable[[int], list[DeskSums]],
+                 Callable[[list[DeskSums], list[DeskSums]], list[DeskSums]], int],
+                list[DeskSums]]
+
+
+def sample_moment_sums(
+    book: ResolvedBook, source: ScenarioSource, sets: list[DeskSet],
+    settings: WorstCaseStageSettings, fold: Fold,
+) -> list[DeskSums | None]:
+    """Sample moment sums of the desks that need them (None for the others).
+
+    A desk needs them unless its moments are all exact (stocks only, ``moments: exact``).
+    ``fold`` is the engine's :meth:`risk_engine.engine.ScenarioBlocks.fold`: it runs
+    :meth:`MomentPass.block` on every block used and merges the sums in block order.
+    """
+    exact = settings.models.moments == "exact"
+    needed = [i for i, d in enumerate(sets) if not (exact and d.exact_instruments)]
+    out: list[DeskSums | None] = [None] * len(sets)
+    if needed:
+        n_blocks = source.n_blocks if settings.moment_blocks is None else min(
+            settings.moment_blocks, source.n_blocks)
+        moment_pass = MomentPass.of(
+            book, source, [(sets[i].representative, sets[i].underlying_index) for i in needed])
+        for i, sums in zip(needed, fold(moment_pass.block, merge_desk_sums, n_blocks),
+                           strict=True):
+            out[i] = sums
+    return out
 
 
 def worst_case_tables(
     book: ResolvedBook, model: ScenarioModel, source: ScenarioSource,
     risk_measures: pd.DataFrame, settings: WorstCaseStageSettings, *, horizon_days: int,
+    sets: list[DeskSet], sums: list[DeskSums | None],
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """``worst_case_var`` and ``optimal_allocations`` rows of every desk, and warnings.
 
+    ``sets`` are :func:`desk_sets` of the book; ``sums`` their sample moment sums
+    (:func:`sample_moment_sums`).
     ``worst_case_var`` is complete (but for ``run_id``): it also carries the run's
-    ``horizon_days`` and ``mc_var``, the Monte Carlo VaR of the same desk and level from
-    ``risk_measures``, so the figures can be compared row by row.
+    ``horizon_days``, ``mc_var``, the Monte Carlo VaR of the same desk and level from
+    ``risk_measures`` (so the figures can be compared row by row), and
+    ``instrument_moments``, the source of the instruments' moments.
     """
-    reports, warnings = [], []
+    reports, warnings, sources = [], [], {}
     h = source.horizon_years
-    for desk in book.desks:
-        inst, rep, dropped = desk_instruments(book, desk, settings.min_premium)
-        if dropped:
-            warnings.append(f"worst_case: desk {desk}: {dropped} option position(s) worth less "
-                            f"than {settings.min_premium:g} x spot left out")
-        und = [book.underlyings.index(u) for u in inst.underlyings]
-        und_sums, inst_sums = _sample_sums(book, source, rep, und, settings.moment_blocks)
+    for ds, desk_sums in zip(sets, sums, strict=True):
+        inst = ds.instruments
+        if ds.dropped:
+            warnings.append(f"worst_case: desk {inst.desk}: {ds.dropped} option position(s) "
+                            f"worth less than {settings.min_premium:g} x spot left out")
         if settings.models.moments == "exact":
             sub = model.subset(inst.underlyings)
             mean, cov = gbm_simple_return_moments(sub.mu, sub.cov, h)
             und_m = ReturnMoments(mean, cov, labels=inst.underlyings)
         else:
-            und_m = und_sums.to_moments(labels=inst.underlyings)
-        inst_m = inst_sums.to_moments(labels=inst.instrument_ids)
+            assert desk_sums is not None
+            und_m = desk_sums[0].to_moments(labels=inst.underlyings)
+        if desk_sums is None:  # stocks only, exact moments
+            ui = inst.underlying_index
+            inst_m = ReturnMoments(und_m.mean[ui], und_m.cov[np.ix_(ui, ui)],
+                                   labels=inst.instrument_ids)
+            sources[inst.desk] = "exact"
+        else:
+            inst_m = desk_sums[1].to_moments(labels=inst.instrument_ids)
+            sources[inst.desk] = f"sample of {desk_sums[1].count} scenarios"
         reports.append(evaluate_desk(inst, und_m, inst_m, h, settings.models))
     wc, alloc = reports_to_frames(reports)
     mc = risk_measures[(risk_measures["scope"] == "desk") & (risk_measures["measure"] == "VaR")]
@@ -154,6 +210,7 @@ def worst_case_tables(
     keys = list(zip(wc["desk"], wc["confidence_level"], strict=True))
     wc["mc_var"] = [float(mc_var.get(k, np.nan)) for k in keys]
     wc["horizon_days"] = np.int32(horizon_days)
+    wc["instrument_moments"] = wc["desk"].map(sources)
     bad = wc[~wc["status"].isin(["optimal", "not_applicable"])]
     for row in bad.itertuples():
         warnings.append(f"worst_case: desk {row.desk} {row.model} {row.portfolio} "

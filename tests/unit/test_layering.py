@@ -38,3 +38,15 @@ def test_the_spark_layer_does_import_pyspark():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_what_executors_import_needs_no_solver():
+    # Executors' environments carry no cvxpy (deploy/build_env.sh): the modules a task
+    # unpickles must not pull it in.
+    code = ("import sys\n"
+            "import risk_engine.simulation, risk_engine.sample_moments, risk_engine.engine\n"
+            "import risk_engine.config, risk_engine.schemas\n"
+            "print(sorted(m for m in ('cvxpy', 'clarabel', 'scs') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -1,0 +1,152 @@
+"""Sample moments of simple returns accumulated scenario block by scenario block.
+
+The executor side of the worst-case stage's moments: :class:`MomentPass` revalues, for one
+block of scenarios regenerated from ``(seed, block)``, one unit of each desk's
+instruments, and :class:`MomentSums` holds mergeable sufficient statistics, so the engine
+can merge blocks computed apart in a fixed order. Imports no solver (executors have none).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from risk_engine.book import ResolvedBook, select_positions
+from risk_engine.scenarios import ScenarioSource
+from risk_engine.types import FloatArray, IntArray
+from risk_engine.valuation import position_values
+
+if TYPE_CHECKING:
+    from risk_engine.worst_case.containers import ReturnMoments
+
+
+@dataclass(frozen=True)
+class MomentSums:
+    """Mergeable sufficient statistics of simple returns (count, mean, co-moment).
+
+    Lets scenario blocks computed apart (e.g. one per Spark task) be combined
+    exactly into sample moments, with the pairwise update of Chan, Golub and
+    LeVeque, which stays accurate where raw sums of squares would cancel.
+
+    Attributes
+    ----------
+    count : int
+        Number of scenarios.
+    mean : ndarray, shape (d,)
+        Mean simple return.
+    comoment : ndarray, shape (d, d)
+        Sum over scenarios of ``(R - mean)(R - mean)'``.
+    """
+
+    count: int
+    mean: FloatArray
+    comoment: FloatArray
+
+    @classmethod
+    def from_values(cls, value_today: npt.ArrayLike, value_horizon: npt.ArrayLike) -> MomentSums:
+        """Statistics of ``value_horizon / value_today - 1`` for one block.
+
+        Parameters
+        ----------
+        value_today : array_like, shape (d,)
+            Value per unit today (spot or premium), > 0.
+        value_horizon : array_like, shape (n, d)
+            Value per unit at the horizon in each of ``n`` scenarios.
+        """
+        today = np.asarray(value_today, dtype=np.float64)
+        later = np.asarray(value_horizon, dtype=np.float64)
+        if today.ndim != 1 or later.ndim != 2 or later.shape[1] != today.size:
+            raise ValueError(
+                "value_today must be (d,) and value_horizon (n, d); "
+                f"got {today.shape}, {later.shape}"
+            )
+        if not np.all(np.isfinite(today) & (today > 0)):
+            raise ValueError(
+                "value_today must be finite and > 0 (simple returns are undefined otherwise)"
+            )
+        if not np.all(np.isfinite(later)):
+            raise ValueError("value_horizon contains non-finite values")
+        return cls.from_returns(later / today - 1.0)
+
+    @classmethod
+    def from_returns(cls, returns: npt.ArrayLike) -> MomentSums:
+        """Statistics of simple returns given directly, shape (n, d).
+
+        Useful when the revaluation yields P&L per instrument: pass
+        ``pnl_per_unit / unit_value_today``.
+        """
+        r = np.asarray(returns, dtype=np.float64)
+        if r.ndim != 2:
+            raise ValueError(f"returns must be (n, d), got shape {r.shape}")
+        if not np.all(np.isfinite(r)):
+            raise ValueError("returns contain non-finite values")
+        mean = r.mean(axis=0) if r.shape[0] else np.zeros(r.shape[1])
+        centred = r - mean
+        return cls(int(r.shape[0]), mean, centred.T @ centred)
+
+    def merge(self, other: MomentSums) -> MomentSums:
+        """Statistics of the union of two disjoint scenario sets."""
+        if self.mean.shape != other.mean.shape:
+            raise ValueError("MomentSums.merge: dimensions differ")
+        n = self.count + other.count
+        if n == 0:
+            return self
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.count / n)
+        comoment = (
+            self.comoment + other.comoment + np.outer(delta, delta) * (self.count * other.count / n)
+        )
+        return MomentSums(n, mean, comoment)
+
+    def to_moments(self, labels: tuple[str, ...] | None = None) -> ReturnMoments:
+        """Sample mean and unbiased sample covariance (divisor ``n - 1``)."""
+        if self.count < 2:
+            raise ValueError(f"need at least 2 scenarios for a covariance, have {self.count}")
+        from risk_engine.worst_case.containers import ReturnMoments  # driver side only
+
+        return ReturnMoments(self.mean, self.comoment / (self.count - 1), labels, self.count)
+
+
+#: Sample moment sums of one desk: (underlyings' simple returns, instruments' simple returns).
+DeskSums = tuple[MomentSums, MomentSums]
+
+@dataclass(frozen=True)
+class MomentPass:
+    """What one scenario block adds to the desks' sample moments (shipped to executors).
+
+    All desks' representative positions are revalued at once, one unit each; ``columns``
+    gives each desk's slice of them.
+    """
+
+    source: ScenarioSource
+    unit_book: ResolvedBook
+    columns: tuple[slice, ...]
+    underlyings: tuple[IntArray, ...]
+
+    @classmethod
+    def of(cls, book: ResolvedBook, source: ScenarioSource,
+           desks: list[tuple[IntArray, IntArray]]) -> MomentPass:
+        """The pass over ``desks``: (representative positions, underlyings) of each."""
+        rep = np.concatenate([r for r, _ in desks]) if desks else np.zeros(0, np.int64)
+        unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
+        ends = np.cumsum([0] + [r.size for r, _ in desks])
+        columns = tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True))
+        return cls(source, unit, columns, tuple(u for _, u in desks))
+
+    def block(self, block_id: int) -> list[DeskSums]:
+        """Every desk's moment sums over the scenarios of block ``block_id``."""
+        x = self.source.block(block_id)
+        values = position_values(self.unit_book, x)
+        today = self.unit_book.unit_value
+        return [(MomentSums.from_returns(np.expm1(x[:, und])),
+                 MomentSums.from_values(today[cols], values[:, cols]))
+                for cols, und in zip(self.columns, self.underlyings, strict=True)]
+
+
+def merge_desk_sums(a: list[DeskSums], b: list[DeskSums]) -> list[DeskSums]:
+    """The sums of two disjoint scenario sets, desk by desk (``a`` first)."""
+    return [(ua.merge(ub), ia.merge(ib)) for (ua, ia), (ub, ib) in zip(a, b, strict=True)]
