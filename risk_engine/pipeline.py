@@ -242,7 +242,7 @@ def check_rejection_ceiling(cfg: Config, inputs: InputTables, prepared: Prepared
 def rejected_frame(snap: Snapshot) -> pd.DataFrame:
     """Rejected rows as a frame with columns table, key, column, value, reason."""
     rows = [r.as_row() for r in snap.rejected]
-    return pd.DataFrame(rows, columns=["table", "key", "column", "value", "reason"])
+    return pd.DataFrame(rows, columns=list(schemas.REJECTED_ROWS.pandas_dtypes()))
 
 
 def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from risk_engine import schemas
 from risk_engine.settings import require
 
 logger = logging.getLogger(__name__)
@@ -52,16 +53,8 @@ Severity = Literal["critical", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
 _LOG_LEVEL = {"critical": logging.CRITICAL, "warning": logging.WARNING, "info": logging.INFO}
 
-#: alerts table: one row per alert.
-ALERT_COLUMNS: dict[str, str] = {
-    "as_of_date": "object",  # datetime.date
-    "severity": "object",
-    "source": "object",
-    "desk": "object",
-    "check": "object",
-    "subject": "object",
-    "message": "object",
-}
+#: The ``alerts`` table with its ``as_of_date`` (dates as ``datetime.date``).
+ALERT_COLUMNS: dict[str, str] = schemas.ALERTS.pandas_dtypes(drop=("run_id",))
 
 
 @dataclass(frozen=True)

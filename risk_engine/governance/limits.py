@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from risk_engine import schemas
 from risk_engine.errors import DataError, SchemaError
 from risk_engine.settings import MERGE_OVER, SettingError, require
 
@@ -47,17 +48,7 @@ LEVERAGE_CHECK = "leverage"
 UNASSIGNED_SECTOR = "unassigned"
 
 #: limit_checks table: one row per (desk, check, subject).
-LIMIT_CHECK_COLUMNS: dict[str, str] = {
-    "desk": "object",
-    "check": "object",
-    "subject": "object",
-    "value": "float64",
-    "limit": "float64",
-    "utilization": "float64",
-    "breached": "bool",
-    "rank": "int64",
-    "message": "object",
-}
+LIMIT_CHECK_COLUMNS: dict[str, str] = schemas.LIMIT_CHECKS.pandas_dtypes()
 
 POSITION_COLUMNS = ("position_id", "sector", "market_value")
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from risk_engine import schemas
 from risk_engine.errors import DataError
 from risk_engine.settings import require
 
@@ -42,29 +43,9 @@ TRADING_DAYS_PER_YEAR = 252
 MAX_LOOKBACK_DAYS = 10_000
 """Longest performance lookback in trading days (about 40 years of history is read)."""
 
-#: performance table: one row per desk.
-PERFORMANCE_COLUMNS: dict[str, str] = {
-    "desk": "object",
-    "kind": "object",
-    "start_date": "object",  # datetime.date, first P&L/return date
-    "end_date": "object",  # datetime.date
-    "n_days": "int64",  # number of daily returns
-    "capital": "float64",  # starting equity, currency
-    "total_pnl": "float64",  # currency
-    "total_return": "float64",  # fraction
-    "annualized_return": "float64",
-    "annualized_volatility": "float64",
-    "pnl_volatility": "float64",  # annualized std of daily P&L, currency
-    "sharpe": "float64",
-    "max_drawdown": "float64",  # fraction
-    "peak_date": "object",  # datetime.date or None
-    "trough_date": "object",
-    "recovery_date": "object",
-    "current_drawdown": "float64",  # fraction
-    "hit_ratio": "float64",  # fraction
-    "status": "object",  # ok | not_applicable | error
-    "message": "object",
-}
+#: performance table: one row per desk (``source`` is added by the governance stage).
+PERFORMANCE_COLUMNS: dict[str, str] = schemas.PERFORMANCE.pandas_dtypes(
+    drop=("run_id", "as_of_date", "source"))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
+from risk_engine import schemas
 from risk_engine.errors import DataError
 from risk_engine.portfolio.frontier import efficient_frontier
 from risk_engine.portfolio.min_variance import min_variance
@@ -27,51 +28,14 @@ from risk_engine.portfolio.settings import DEFAULT_PORTFOLIO_SETTINGS, Portfolio
 logger = logging.getLogger(__name__)
 
 #: min_variance table: one row per (desk, underlying).
-MIN_VARIANCE_COLUMNS: dict[str, str] = {
-    "desk": "object",
-    "underlying": "object",
-    "weight": "float64",
-    "target_return": "float64",
-    "target_mode": "object",
-    "expected_return": "float64",
-    "volatility": "float64",
-    "status": "object",
-    "message": "object",
-    "solver": "object",
-}
+MIN_VARIANCE_COLUMNS: dict[str, str] = schemas.MIN_VARIANCE.pandas_dtypes()
 
 #: frontier table: one row per (desk, point, underlying).
-FRONTIER_COLUMNS: dict[str, str] = {
-    "desk": "object",
-    "point": "int64",
-    "underlying": "object",
-    "weight": "float64",
-    "target_return": "float64",
-    "expected_return": "float64",
-    "volatility": "float64",
-    "sharpe": "float64",
-    "status": "object",
-    "frontier_status": "object",
-    "message": "object",
-}
+FRONTIER_COLUMNS: dict[str, str] = schemas.FRONTIER.pandas_dtypes()
 
 #: risk_parity table: one row per (desk, portfolio, underlying); portfolio is
 #: ``risk_parity`` (the solved weights) or ``current`` (the desk's weights, evaluated only).
-RISK_PARITY_COLUMNS: dict[str, str] = {
-    "desk": "object",
-    "portfolio": "object",
-    "underlying": "object",
-    "weight": "float64",
-    "risk_budget": "float64",
-    "risk_contribution": "float64",
-    "risk_share": "float64",
-    "adjustment": "float64",
-    "note": "object",
-    "volatility": "float64",
-    "status": "object",
-    "message": "object",
-    "solver": "object",
-}
+RISK_PARITY_COLUMNS: dict[str, str] = schemas.RISK_PARITY.pandas_dtypes()
 
 
 def _frame(rows: list[dict[str, Any]], columns: dict[str, str]) -> pd.DataFrame:

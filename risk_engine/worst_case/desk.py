@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from risk_engine import schemas
 from risk_engine.solvers import USABLE_STATUSES
 
 from .containers import (
@@ -40,28 +41,12 @@ from .structures import (
     quadratic_structure,
 )
 
-WORST_CASE_VAR_COLUMNS: tuple[str, ...] = (
-    "desk",
-    "model",
-    "portfolio",
-    "confidence_level",
-    "moments",
-    "value",
-    "value_pct",
-    "status",
-    "solver",
-    "message",
-)
+WORST_CASE_VAR_COLUMNS: tuple[str, ...] = tuple(
+    c for c in schemas.WORST_CASE_VAR.pandas_dtypes()
+    if c not in ("horizon_days", "mc_var", "instrument_moments"))
 """Columns of ``worst_case_var`` produced here (the caller adds run metadata)."""
 
-OPTIMAL_ALLOCATION_COLUMNS: tuple[str, ...] = (
-    "desk",
-    "model",
-    "confidence_level",
-    "instrument",
-    "current_weight",
-    "optimal_weight",
-)
+OPTIMAL_ALLOCATION_COLUMNS: tuple[str, ...] = tuple(schemas.OPTIMAL_ALLOCATIONS.pandas_dtypes())
 """Columns of ``optimal_allocations`` produced here (the caller adds run metadata)."""
 
 
