@@ -33,7 +33,7 @@ from risk_engine.book import (
 )
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
-from risk_engine.errors import DataError, RejectionCeilingError
+from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
 from risk_engine.governance.alerts import Alert
 from risk_engine.governance.stage import governance_tables
 from risk_engine.input_checks import (
@@ -154,6 +154,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
+    check_block_memory(mc.block_size, len(book.underlyings), len(book.desks))
     source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
                             antithetic=mc.antithetic, block_size=mc.block_size,
                             n_scenarios=mc.n_scenarios)
@@ -166,6 +167,32 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
     warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
+
+
+#: The most memory one scenario block may take in a task (its draws, log returns and desk
+#: P&L, float64). A block is the unit of work of one task: it is held whole.
+MAX_BLOCK_BYTES = 2 * 1024**3
+
+
+def check_block_memory(block_size: int, n_underlyings: int, n_desks: int) -> None:
+    """Refuse a block size whose block would not fit a task's memory.
+
+    A block holds its normal draws and log returns (``block_size x U`` each) and its desk
+    P&L (``block_size x D``), in float64; revaluation tiles are bounded separately.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``monte_carlo.block_size``, the estimate and the largest size that fits.
+    """
+    per_scenario = 8 * (2 * n_underlyings + n_desks)
+    if block_size * per_scenario > MAX_BLOCK_BYTES:
+        fits = MAX_BLOCK_BYTES // per_scenario
+        raise ConfigError(
+            f"config key 'monte_carlo.block_size' = {block_size} is out of range: a block "
+            f"of this book ({n_underlyings} underlyings, {n_desks} desks) needs "
+            f"{block_size * per_scenario / 1024**3:.1f} GiB in one task, above "
+            f"{MAX_BLOCK_BYTES / 1024**3:.0f} GiB; use at most {fits}")
 
 
 def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame,

@@ -8,6 +8,7 @@ import pytest
 
 from risk_engine.config import load_config, read_yaml
 from risk_engine.errors import ConfigError
+from tests import helpers as h
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -312,3 +313,18 @@ def test_a_yaml_alias_bomb_is_refused_at_read_time(tmp_path):
     anchor_only = tmp_path / "anchor.yaml"
     anchor_only.write_text("as_of_date: 2026-11-20\nspark: &s {app_name: x}\n")
     assert load_config(anchor_only).spark.app_name == "x"
+
+
+def test_a_block_too_large_for_a_task_is_refused_before_any_draw():
+    from risk_engine.pipeline import InputTables, prepare
+
+    cfg = h.config(monte_carlo={"n_scenarios": 10_000_000, "block_size": 10_000_000})
+    inputs = InputTables(
+        h.positions([(f"s{i}", "d", "equity", f"U{i}", 1.0, None, None, 1.0)
+                     for i in range(30)]),
+        h.market([(f"U{i}", 100.0, 0.3, 0.0, "x") for i in range(30)]), h.flat_rates(),
+        factor_model=h.factor_model([(f"U{i}", 0.05, 0.3) for i in range(30)]),
+        correlations=h.correlations())
+    with pytest.raises(ConfigError, match=r"monte_carlo.block_size' = 10000000.*4.5 GiB.*"
+                                          r"use at most 4400581"):  # 2 GiB / (8 x (2 x 30 + 1))
+        prepare(cfg, inputs)
