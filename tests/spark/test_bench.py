@@ -12,7 +12,6 @@ import pytest
 from risk_engine.tools.bench import format_table, run_benchmark
 
 
-
 def test_bench_small_book_measures_every_section():
     table = run_benchmark(
         (2_000, 20_000), positions=200, underlyings=10, desks=4, block_size=1_000,
