@@ -12,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,32 +44,6 @@ def swap_directories(staged: Path, published: Path) -> bool:
     if _EXCHANGE(os.fsencode(staged), os.fsencode(published)) == 0:
         return True
     return False
-
-
-def publish(staged: Path, published: Path) -> None:
-    """Make ``staged`` the content of ``published``; the old content is deleted.
-
-    ``published``'s parent is created if needed. If ``staged`` does not exist, an existing
-    ``published`` folder is removed (the table is not part of this run's results).
-    """
-    if not staged.exists():
-        if published.exists():
-            graveyard = published.with_name(published.name + ".removed")
-            os.replace(published, graveyard)
-            shutil.rmtree(graveyard, ignore_errors=True)
-        return
-    published.parent.mkdir(parents=True, exist_ok=True)
-    if published.exists():
-        if swap_directories(staged, published):
-            shutil.rmtree(staged, ignore_errors=True)  # now holds the old content
-            return
-        graveyard = published.with_name(published.name + ".old")
-        shutil.rmtree(graveyard, ignore_errors=True)
-        os.replace(published, graveyard)
-        os.replace(staged, published)
-        shutil.rmtree(graveyard, ignore_errors=True)
-    else:
-        os.replace(staged, published)
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
