@@ -1,10 +1,9 @@
-"""Atomic publication of a date's results on a local (POSIX) file system.
+"""Atomic file-system steps on a local (POSIX) file system.
 
-A run writes every table into a staging folder, then :func:`publish` swaps each staged
-partition folder with the published one. On Linux the swap is one ``renameat2`` call with
-``RENAME_EXCHANGE``: a reader sees the old folder or the new one, never a mix and never
-nothing. Elsewhere it falls back to two renames (a window of microseconds without the
-folder). Files are written to a temporary name and renamed (:func:`write_atomic`).
+:func:`swap_directories` exchanges two folders: on Linux one ``renameat2`` call with
+``RENAME_EXCHANGE`` (a reader sees the old folder or the new one, never nothing), elsewhere
+two renames. :func:`write_atomic` writes a file under a temporary name and renames it. The
+date-level commit built from them is :mod:`risk_engine.spark.publication`.
 """
 
 from __future__ import annotations
