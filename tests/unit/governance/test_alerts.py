@@ -254,9 +254,11 @@ def test_http_timeout(slow_server: Server) -> None:
     final = notify(alerts, NotificationSettings(kind="http", url=slow_server.url,
                                                 timeout_seconds=0.2, max_attempts=1),
                    AS_OF)
-    # The server answers after 5 s: only the 0.2 s attempt deadline makes this a failure.
+    # The server answers after 5 s: only the 0.2 s timeout makes this a failure (the socket
+    # read's timeout or the attempt's deadline, whichever the scheduler lets fire first).
     assert len(final) == 2 and final[-1].source == "notification"
-    assert "deadline" in final[-1].message, final[-1].message
+    assert "deadline" in final[-1].message or "timed out" in final[-1].message, \
+        final[-1].message
 
 
 def test_empty_alert_list_is_sent_only_when_asked(ok_server: Server) -> None:
