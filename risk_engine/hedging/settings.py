@@ -54,7 +54,7 @@ class HedgingSettings:
     max_gross_notional: float | None = None
     max_underlyings_traded: int | None = None
     time_limit_seconds: float = 2.0
-    max_lots: int = 1_000_000
+    max_lots: int = 10_000
     objective: Literal["variance", "cvar"] = "variance"
 
     def __post_init__(self) -> None:
