@@ -81,13 +81,13 @@ def residual_variance(a: FloatArray, exposure: FloatArray, baskets: FloatArray,
 
 def _continuous(y: FloatArray, m: FloatArray) -> tuple[FloatArray, float, FloatArray | None]:
     """Least-squares ``n_c``, its value, and ``H^-1`` (None when ``H`` is near singular)."""
-    n_c, *_ = np.linalg.lstsq(m, y, rcond=None)
+    n_c = np.asarray(np.linalg.lstsq(m, y, rcond=None)[0], dtype=np.float64)
     r = y - m @ n_c
     h = m.T @ m
     w = np.linalg.eigvalsh(h) if h.size else np.zeros(0)
     inv = None
     if w.size and w[0] > _SINGULAR * max(w[-1], 0.0) and w[0] > 0:
-        inv = np.linalg.inv(h)
+        inv = np.asarray(np.linalg.inv(h), dtype=np.float64)
     return n_c, float(r @ r), inv
 
 
