@@ -115,11 +115,16 @@ class HedgeResult:
     message: str
 
 
-def hedge_box(p: HedgeProblem) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Bounds on the lots of every trade at least as good as not trading."""
+def hedge_box(p: HedgeProblem, f_best: float | None = None
+              ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Bounds on the lots of every trade with objective at most ``f_best``.
+
+    ``f_best`` defaults to the objective of not trading (the residual's risk): every
+    trade at least as good lies in the box, and not trading always does.
+    """
     u = p.residual.size
     lot = p.lot_size.astype(np.float64)
-    f0 = p.risk(np.zeros(u, dtype=np.int64))
+    f0 = p.risk(np.zeros(u, dtype=np.int64)) if f_best is None else f_best
     lo = np.full(u, -p.max_lots, dtype=np.int64)
     hi = np.full(u, p.max_lots, dtype=np.int64)
     sigma = p.a.T @ p.a
@@ -220,6 +225,11 @@ def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True
     lots, obj, status, method, solver = fb, f_fb, "inaccurate", "rounding+local_search", ""
     message = "; ".join(t for t in (note, "exact solve not run") if t)
     if np.array_equal(lo, hi):
+        status, method, message = "optimal", "exact_box", note
+    elif exact:
+        # Only trades better than the fallback's matter: a much smaller box.
+        lo, hi = hedge_box(p, f_fb)
+    if exact and np.array_equal(lo, hi):
         status, method, message = "optimal", "exact_box", note
     elif exact:
         prob, m = _build(p, lo, hi, integer=True)
