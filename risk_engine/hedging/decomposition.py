@@ -196,7 +196,7 @@ def lot_box(a: FloatArray, exposure: FloatArray, baskets: FloatArray, max_lots: 
 
 def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
               time_limit: float = 2.0, max_lots: int = 10_000,
-              solver: str = "SCIP") -> LotSolution:
+              solver: str = "SCIP", exact_max_variables: int | None = None) -> LotSolution:
     """Integer lots of the baskets minimizing the residual variance.
 
     Parameters
@@ -214,6 +214,9 @@ def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
     solver : str
         ``SCIP`` (exact MIQP through cvxpy) or ``enumeration`` (brute force over the
         exact box; for small problems and tests).
+    exact_max_variables : int, optional
+        Above this many baskets the fallback's point is returned without SCIP (status
+        ``inaccurate``), so the answer never depends on the machine's speed.
 
     Returns
     -------
@@ -237,6 +240,9 @@ def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
     if f_s <= 0.0 or np.array_equal(lo, hi):
         # Zero residual, or the exact box holds one point: it is the optimum.
         return LotSolution(start, f_s, f_c, "optimal", "exact_box", "", "")
+    if exact_max_variables is not None and k > exact_max_variables:
+        return LotSolution(start, f_s, f_c, "inaccurate", "rounding+local_search", "",
+                           f"{k} baskets > exact_max_variables {exact_max_variables}")
     return _scip(y, m, lo, hi, start, f_s, f_c, time_limit)
 
 

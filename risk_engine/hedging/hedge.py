@@ -206,13 +206,15 @@ def fallback_hedge(p: HedgeProblem, lo: NDArray[np.int64], hi: NDArray[np.int64]
     return x, fx
 
 
-def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True
-                 ) -> HedgeResult:
+def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True,
+                 exact_max_variables: int | None = None) -> HedgeResult:
     """The whole-lot hedge of ``p.residual``.
 
     Exact (SCIP) within ``time_limit``, else the fallback (:func:`fallback_hedge`, also
-    used when ``exact`` is false); the gap to the continuous bound is always reported.
-    Never raises for solver trouble.
+    used when ``exact`` is false or more than ``exact_max_variables`` underlyings are in
+    the problem: SCIP's answer past a time limit depends on the machine's speed, the
+    fallback's does not); the gap to the continuous bound is always reported. Never
+    raises for solver trouble.
     """
     u = p.residual.size
     zero = np.zeros(u, dtype=np.int64)
@@ -223,6 +225,10 @@ def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True
     bound, m_c, note = continuous_bound(p, lo, hi)
     fb, f_fb = fallback_hedge(p, lo, hi, m_c)
     lots, obj, status, method, solver = fb, f_fb, "inaccurate", "rounding+local_search", ""
+    if exact and exact_max_variables is not None and u > exact_max_variables:
+        exact = False
+        note = "; ".join(t for t in (note, f"{u} underlyings > exact_max_variables "
+                                           f"{exact_max_variables}") if t)
     message = "; ".join(t for t in (note, "exact solve not run") if t)
     if np.array_equal(lo, hi):
         status, method, message = "optimal", "exact_box", note

@@ -17,6 +17,7 @@ hedging:
   max_gross_notional: null    # cap on the hedge's gross traded notional, currency
   max_underlyings_traded: null
   time_limit_seconds: 2.0     # per exact solve; past it rounding + local search is used
+  exact_max_variables: 20     # larger problems go straight to the (deterministic) fallback
   objective: variance         # only variance is implemented
 ```
 This module imports nothing heavy (no cvxpy, no statsmodels): :mod:`risk_engine.config`
@@ -54,6 +55,7 @@ class HedgingSettings:
     max_gross_notional: float | None = None
     max_underlyings_traded: int | None = None
     time_limit_seconds: float = 2.0
+    exact_max_variables: int = 20
     max_lots: int = 10_000
     objective: Literal["variance", "cvar"] = "variance"
 
@@ -85,6 +87,8 @@ class HedgingSettings:
                     self.max_underlyings_traded, ">= 0 or null")
         require(math.isfinite(self.time_limit_seconds) and 0 < self.time_limit_seconds <= 3600,
                 "time_limit_seconds", self.time_limit_seconds, "seconds, > 0 and <= 3600")
+        require(0 <= self.exact_max_variables <= 10_000, "exact_max_variables",
+                self.exact_max_variables, "integer variables of an exact solve, >= 0")
         require(1 <= self.max_lots <= 10**9, "max_lots", self.max_lots,
                 "largest |lots| of one basket or trade, >= 1 and <= 1e9")
         require(self.objective == "variance", "objective", self.objective,

@@ -118,7 +118,8 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         summary = _scope_rows(name, settings, book, a_full, exposure, idx, names, baskets,
                               basket_rows, rec_rows)
         summary_rows.append(summary)
-        if summary["status"] not in ("optimal", "not_applicable"):
+        msg = summary["message"] or ""
+        if summary["status"] == "solver_error" or "time limit" in msg:
             warnings.append(f"hedging: {name}: hedge status {summary['status']}"
                             f" ({summary['method']}): {summary['message']}")
     tables = {
@@ -159,7 +160,8 @@ def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full
         y = a @ e
         f0 = float(y @ y)
         sol = decompose(a, e, b, time_limit=settings.time_limit_seconds,
-                        max_lots=settings.max_lots)
+                        max_lots=settings.max_lots,
+                        exact_max_variables=settings.exact_max_variables)
         lots = sol.lots
         held = b @ lots.astype(np.float64)
         residual = e - held
@@ -171,7 +173,8 @@ def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full
                                max_gross_notional=settings.max_gross_notional,
                                max_underlyings=settings.max_underlyings_traded,
                                max_lots=settings.max_lots)
-        res = hedge_trades(problem, time_limit=settings.time_limit_seconds)
+        res = hedge_trades(problem, time_limit=settings.time_limit_seconds,
+                           exact_max_variables=settings.exact_max_variables)
         risk0, risk1 = math.sqrt(f0), math.sqrt(max(sol.variance, 0.0))
         row.update({
             "exposure_risk": risk0, "risk_after_baskets": risk1,

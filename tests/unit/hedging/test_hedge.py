@@ -95,3 +95,15 @@ def test_time_limit_falls_back_and_reports_gap():
     assert res.objective <= p.objective(np.zeros(40, np.int64))
     assert res.objective >= res.bound and res.gap >= 0.0
     assert res.status in ("optimal", "inaccurate")
+
+
+def test_large_problems_go_to_the_deterministic_fallback():
+    p = problem(40, 12, cost=0.01)
+    res = hedge_trades(p, exact_max_variables=5)
+    lo, hi = hedge_box(p)
+    bound, m_c, _ = continuous_bound(p, lo, hi)
+    lots, f = fallback_hedge(p, lo, hi, m_c)
+    assert res.method == "rounding+local_search" and res.status == "inaccurate"
+    assert res.lots.tolist() == lots.tolist() and res.objective == f
+    assert "exact_max_variables" in res.message
+    assert res.bound == pytest.approx(bound) and res.objective >= res.bound
