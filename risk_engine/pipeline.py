@@ -72,6 +72,7 @@ class InputTables:
     factor_model: pd.DataFrame | None = None
     correlations: pd.DataFrame | None = None
     pnl_history: pd.DataFrame | None = None
+    position_history: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -249,7 +250,7 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
 def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history"):
+                 "pnl_history", "position_history"):
         frame = getattr(inputs, name)
         if frame is None:
             continue
@@ -434,7 +435,8 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         rl.warnings.extend(warnings)
     if cfg.hedging.enabled:
         with rl.stage("hedging"):
-            hedge, warnings = hedging_tables(book, prepared.model, inputs.history, cfg.hedging)
+            hedge, warnings = hedging_tables(book, prepared.model, inputs.history, cfg.hedging,
+                                             position_history=inputs.position_history)
         tables.update(hedge)
         rl.warnings.extend(warnings)
     return RunResult(prepared, tables, alerts, tuple(engine_tables))

@@ -181,9 +181,22 @@ PNL_HISTORY = Table(
     doc="Optional realized daily P&L per desk, for performance monitoring.",
 )
 
+POSITION_HISTORY = Table(
+    "position_history",
+    (
+        _c("date", "date"),
+        _c("desk", "string"),
+        _c("underlying", "string"),
+        _c("shares", "double", "shares", "the desk's net delta-equivalent shares at the close"),
+    ),
+    key=("date", "desk", "underlying"),
+    doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
-    for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY)
+    for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
+              POSITION_HISTORY)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -561,12 +574,36 @@ HEDGE_SUMMARY = Table(
     doc="Per desk: risk carried by mean-reverting baskets, the hedge's risk, cost and gap.",
 )
 
+HEDGE_HISTORY = Table(
+    "hedge_history",
+    (
+        *_RUN,
+        _c("desk", "string", doc="desk, or 'firm' with hedging.scope firm"),
+        _c("date", "date", doc="date of the net positions"),
+        _c("n_underlyings", "long", doc="underlyings with a non-zero position"),
+        _c("gross_shares", "double", "shares", "sum of |shares|"),
+        _c("exposure_risk", "double", "currency", "std of the day's positions' P&L over the "
+                                                  "horizon, today's covariance"),
+        _c("risk_after_baskets", "double", "currency"),
+        _c("basket_risk_share", "double", "fraction", "1 - risk_after_baskets / "
+                                                      "exposure_risk", nullable=True),
+        _c("n_baskets_used", "long", doc="baskets with non-zero lots"),
+        _c("gross_lots", "long", "lots", "sum of |lots| of the baskets"),
+        _c("residual_gross_shares", "double", "shares", "sum of |residual shares|"),
+        _c("method", "string", doc="enumeration, exact_box, rounding+local_search, none"),
+        _c("status", "string"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "date"),
+    doc="Day by day: how much of each day's net positions the kept baskets offset.",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
               PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
-              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY)
+              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY)
 }
 
 

@@ -196,7 +196,8 @@ def lot_box(a: FloatArray, exposure: FloatArray, baskets: FloatArray, max_lots: 
 
 def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
               time_limit: float = 2.0, max_lots: int = 10_000,
-              solver: str = "SCIP", exact_max_variables: int | None = None) -> LotSolution:
+              solver: str = "SCIP", exact_max_variables: int | None = None,
+              max_enumeration: int = 0) -> LotSolution:
     """Integer lots of the baskets minimizing the residual variance.
 
     Parameters
@@ -217,6 +218,9 @@ def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
     exact_max_variables : int, optional
         Above this many baskets the fallback's point is returned without SCIP (status
         ``inaccurate``), so the answer never depends on the machine's speed.
+    max_enumeration : int
+        When the exact box holds at most this many points they are all enumerated
+        (exact, without SCIP).
 
     Returns
     -------
@@ -234,7 +238,8 @@ def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
     m = a @ b
     _, f_c, _ = _continuous(y, m)
     lo, hi, start, f_s = lot_box(a, e, b, max_lots)
-    if solver == "enumeration":
+    size = float(np.prod((hi - lo + 1).astype(np.float64)))
+    if solver == "enumeration" or size <= max_enumeration:
         n, f = enumerate_lots(a, e, b, lo, hi)
         return LotSolution(n, f, f_c, "optimal", "enumeration", "", "")
     if f_s <= 0.0 or np.array_equal(lo, hi):

@@ -18,6 +18,7 @@ hedging:
   max_underlyings_traded: null
   time_limit_seconds: 2.0     # per exact solve; past it rounding + local search is used
   exact_max_variables: 20     # larger problems go straight to the (deterministic) fallback
+  history_days: 250           # last dates of the optional position_history input decomposed
   objective: variance         # only variance is implemented
 ```
 This module imports nothing heavy (no cvxpy, no statsmodels): :mod:`risk_engine.config`
@@ -56,6 +57,7 @@ class HedgingSettings:
     max_underlyings_traded: int | None = None
     time_limit_seconds: float = 2.0
     exact_max_variables: int = 20
+    history_days: int = 250
     max_lots: int = 10_000
     objective: Literal["variance", "cvar"] = "variance"
 
@@ -89,6 +91,8 @@ class HedgingSettings:
                 "time_limit_seconds", self.time_limit_seconds, "seconds, > 0 and <= 3600")
         require(0 <= self.exact_max_variables <= 10_000, "exact_max_variables",
                 self.exact_max_variables, "integer variables of an exact solve, >= 0")
+        require(1 <= self.history_days <= 10_000, "history_days", self.history_days,
+                "last dates of position_history decomposed, >= 1 and <= 10000")
         require(1 <= self.max_lots <= 10**9, "max_lots", self.max_lots,
                 "largest |lots| of one basket or trade, >= 1 and <= 1e9")
         require(self.objective == "variance", "objective", self.objective,

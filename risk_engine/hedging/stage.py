@@ -63,7 +63,8 @@ def _scopes(book: ResolvedBook, settings: HedgingSettings
 
 
 def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFrame | None,
-                   settings: HedgingSettings) -> tuple[dict[str, pd.DataFrame], list[str]]:
+                   settings: HedgingSettings, *, position_history: pd.DataFrame | None = None
+                   ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Baskets, decomposition and hedge of every desk (or of the firm).
 
     Parameters
@@ -79,12 +80,18 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         whole exposure.
     settings : HedgingSettings
         The ``hedging`` config section.
+    position_history : DataFrame, optional
+        Daily net shares (``date``, ``desk``, ``underlying``, ``shares``); when given, the
+        last ``history_days`` dates up to the as-of date are decomposed on each scope's
+        kept baskets with today's covariance (``hedge_history``). Rows on underlyings
+        outside the book (no covariance) are left out, with a warning.
 
     Returns
     -------
     tables, warnings
-        Frames ``hedge_baskets``, ``hedge_recommendations`` and ``hedge_summary`` (without
-        ``run_id`` and ``as_of_date``), and warnings for the run's manifest.
+        Frames ``hedge_baskets``, ``hedge_recommendations``, ``hedge_summary`` and, with
+        ``position_history``, ``hedge_history`` (without ``run_id`` and ``as_of_date``),
+        and warnings for the run's manifest.
     """
     warnings: list[str] = []
     if tuple(model.underlyings) != tuple(book.underlyings):
@@ -101,6 +108,9 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
     basket_rows: list[dict[str, Any]] = []
     rec_rows: list[dict[str, Any]] = []
     summary_rows: list[dict[str, Any]] = []
+    history_rows: list[dict[str, Any]] = []
+    daily = None if position_history is None else _daily_positions(
+        book, position_history, settings, warnings)
     for name, exposure, idx in _scopes(book, settings):
         names = [book.underlyings[i] for i in idx]
         baskets: list[Basket] = []
@@ -118,6 +128,8 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         summary = _scope_rows(name, settings, book, a_full, exposure, idx, names, baskets,
                               basket_rows, rec_rows)
         summary_rows.append(summary)
+        if daily is not None:
+            history_rows += _history_rows(name, settings, book, a_full, idx, baskets, daily)
         msg = summary["message"] or ""
         if summary["status"] == "solver_error" or "time limit" in msg:
             warnings.append(f"hedging: {name}: hedge status {summary['status']}"
@@ -127,7 +139,84 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         "hedge_recommendations": _frame(schemas.HEDGE_RECOMMENDATIONS, rec_rows),
         "hedge_summary": _frame(schemas.HEDGE_SUMMARY, summary_rows),
     }
+    if daily is not None:
+        tables["hedge_history"] = _frame(schemas.HEDGE_HISTORY, history_rows)
     return tables, warnings
+
+
+def _daily_positions(book: ResolvedBook, position_history: pd.DataFrame,
+                     settings: HedgingSettings, warnings: list[str]
+                     ) -> dict[str, pd.DataFrame]:
+    """Per desk (or 'firm'): a (date x book underlying) frame of net shares, last dates."""
+    ph = position_history
+    dates = pd.to_datetime(ph["date"], errors="coerce")
+    shares = pd.to_numeric(ph["shares"], errors="coerce").astype(float)
+    ok = dates.notna() & (dates <= pd.Timestamp(book.as_of)) & np.isfinite(shares)
+    known = ph["underlying"].isin(list(book.underlyings))
+    n_out = int((ok & ~known).sum())
+    n_bad = int((~ok).sum())
+    if n_out or n_bad:
+        warnings.append(f"hedging: position_history: {n_out} row(s) on underlyings outside "
+                        f"the book and {n_bad} row(s) with a bad date or shares left out")
+    rows = pd.DataFrame({"date": dates[ok & known].dt.date,
+                         "desk": ph.loc[ok & known, "desk"].astype(str),
+                         "underlying": ph.loc[ok & known, "underlying"].astype(str),
+                         "shares": shares[ok & known]})
+    if settings.scope == "firm":
+        rows = rows.assign(desk="firm")
+    else:
+        other = sorted(set(rows["desk"]) - set(book.desks))
+        if other:
+            warnings.append(f"hedging: position_history: desk(s) {', '.join(other)} not in "
+                            "today's book left out (no baskets)")
+    out: dict[str, pd.DataFrame] = {}
+    for desk, frame in rows.groupby("desk", sort=True):
+        wide = frame.pivot_table(index="date", columns="underlying", values="shares",
+                                 aggfunc="sum").sort_index()
+        out[str(desk)] = wide.reindex(columns=list(book.underlyings)).fillna(0.0) \
+            .tail(settings.history_days)
+    return out
+
+
+def _history_rows(name: str, settings: HedgingSettings, book: ResolvedBook,
+                  a_full: np.ndarray, idx: list[int], baskets: list[Basket],
+                  daily: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    """The decomposition of each past date's net shares on the scope's kept baskets.
+
+    Exact by enumeration when the exact box holds at most 20,000 points, else the
+    deterministic fallback (rounding + local search): one SCIP solve per day would not
+    fit a nightly run.
+    """
+    frame = daily.get(name)
+    if frame is None or frame.empty:
+        return []
+    kept = [b for b in baskets if b.kept]
+    pos = {book.underlyings[i]: i for i in idx}
+    b = np.zeros((len(book.underlyings), len(kept)))
+    for k, basket in enumerate(kept):
+        for n, w in zip(basket.names, basket.weights, strict=True):
+            b[pos[n], k] = float(w)
+    out = []
+    for date, row in frame.iterrows():
+        e = row.to_numpy(float)
+        y = a_full @ e
+        f0 = float(y @ y)
+        sol = decompose(a_full, e, b, time_limit=settings.time_limit_seconds,
+                        max_lots=settings.max_lots, exact_max_variables=0,
+                        max_enumeration=20_000)
+        residual = e - b @ sol.lots.astype(np.float64)
+        risk0, risk1 = math.sqrt(f0), math.sqrt(max(sol.variance, 0.0))
+        out.append({
+            "desk": name, "date": date, "n_underlyings": int(np.count_nonzero(e)),
+            "gross_shares": float(np.abs(e).sum()), "exposure_risk": risk0,
+            "risk_after_baskets": risk1,
+            "basket_risk_share": 1.0 - risk1 / risk0 if risk0 > 0 else math.nan,
+            "n_baskets_used": int(np.count_nonzero(sol.lots)),
+            "gross_lots": int(np.abs(sol.lots).sum()),
+            "residual_gross_shares": float(np.abs(residual).sum()),
+            "method": sol.method, "status": sol.status,
+        })
+    return out
 
 
 def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full: np.ndarray,

@@ -76,3 +76,43 @@ def test_firm_scope_is_one_row(demo):
 def test_bad_hedging_config_names_the_key(key, value):
     with pytest.raises(ConfigError, match=f"hedging.{key}"):
         h.config(hedging={key: value})
+
+
+def test_hedge_history_finds_the_lots_of_a_basket_day_by_day(demo):
+    from risk_engine.hedging.settings import HedgingSettings
+    from risk_engine.hedging.stage import hedging_tables
+    from risk_engine.pipeline import prepare
+
+    cfg = demo_config(enabled=True)
+    prepared = prepare(cfg, demo)
+    book, settings = prepared.book, HedgingSettings(enabled=True)
+    tables, _ = hedging_tables(book, prepared.model, demo.history, settings)
+    kept = tables["hedge_baskets"][tables["hedge_baskets"]["kept"]]
+    assert len(kept), "the demo book has kept baskets"
+    desk, basket_id = kept.iloc[0][["desk", "basket_id"]]
+    basket = kept[(kept["desk"] == desk) & (kept["basket_id"] == basket_id)]
+    other = next(u for u in book.underlyings if u not in set(basket["underlying"]))
+    dates = pd.date_range("2026-10-01", periods=5, freq="B").date
+    rows = []
+    for t, day in enumerate(dates, start=1):
+        sign = -1 if t % 2 else 1
+        rows += [(day, desk, u, float(sign * t * w))
+                 for u, w in zip(basket["underlying"], basket["weight"], strict=True)]
+        rows.append((day, desk, other, 3.0))  # a few shares of noise
+    rows.append((dates[0], desk, "NOT_IN_BOOK", 100.0))
+    ph = pd.DataFrame(rows, columns=["date", "desk", "underlying", "shares"])
+    tables, warnings = hedging_tables(book, prepared.model, demo.history, settings,
+                                      position_history=ph)
+    hist = tables["hedge_history"]
+    assert list(hist.columns) == list(schemas.HEDGE_HISTORY.pandas_dtypes())
+    assert hist["desk"].eq(desk).all() and hist["date"].tolist() == list(dates)
+    assert hist["gross_lots"].tolist() == [1, 2, 3, 4, 5]
+    assert hist["n_baskets_used"].eq(1).all()
+    np.testing.assert_allclose(hist["residual_gross_shares"], 3.0)
+    assert (hist["basket_risk_share"] > 0.9).all()
+    assert hist["status"].eq("optimal").all()
+    assert any("outside the book" in w for w in warnings)
+    # Through the nightly run: the optional input gives the fourth table.
+    inputs = InputTables(**{**demo.__dict__, "position_history": ph})
+    _, run_tables, _ = h.run(demo_config(enabled=True), inputs)
+    pd.testing.assert_frame_equal(run_tables["hedge_history"], hist)
