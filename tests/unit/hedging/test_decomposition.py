@@ -12,6 +12,7 @@ from risk_engine.hedging.decomposition import (
     residual_variance,
     share_factor,
 )
+from risk_engine.hedging.hedge import HedgeProblem, hedge_trades
 
 
 def covariance_factor(rng: np.random.Generator, u: int) -> np.ndarray:
@@ -38,6 +39,12 @@ def test_three_lots_of_a_basket_plus_noise():
     residual = exposure - np.column_stack([basket, other]) @ sol.lots
     np.testing.assert_allclose(residual, noise)
     assert sol.variance >= sol.continuous_variance
+    # The hedge of that noise at a realistic cost (1 cent a share plus 1 bp): no trade.
+    hedge = hedge_trades(HedgeProblem(
+        a=a, residual=residual, spot=spot, lot_size=np.full(u, 100, np.int64),
+        cost_per_share=0.01 + 1e-4 * spot))
+    assert hedge.lots.tolist() == [0] * u and hedge.cost == 0.0
+    assert hedge.risk == pytest.approx(np.sqrt(sol.variance))
 
 
 @pytest.mark.parametrize("seed", range(12))
