@@ -116,3 +116,32 @@ def test_hedge_history_finds_the_lots_of_a_basket_day_by_day(demo):
     inputs = InputTables(**{**demo.__dict__, "position_history": ph})
     _, run_tables, _ = h.run(demo_config(enabled=True), inputs)
     pd.testing.assert_frame_equal(run_tables["hedge_history"], hist)
+
+
+def test_without_history_the_hedge_covers_the_whole_exposure():
+    cfg = h.config(hedging={"enabled": True, "cost_per_share": 0.0}, **h.MC_ONLY,
+                   monte_carlo={"n_scenarios": 1000, "block_size": 500})
+    inputs = InputTables(
+        h.positions([("p1", "d1", "equity", "AAA", 250.0, None, None, 1.0),
+                     ("p2", "d1", "equity", "BBB", -1234.0, None, None, 1.0),
+                     ("p3", "d2", "equity", "AAA", 0.0, None, None, 1.0)]),
+        h.market([("AAA", 100.0, 0.2, 0.0, "tech"), ("BBB", 50.0, 0.3, 0.0, "tech")]),
+        h.flat_rates(),
+        factor_model=h.factor_model([("AAA", 0.05, 0.2), ("BBB", 0.05, 0.3)]),
+        correlations=h.correlations([("AAA", "BBB", 0.5)]))
+    from risk_engine.engine import InProcessEngine
+    from risk_engine.pipeline import RunLog, nightly_run
+
+    rl = RunLog()
+    tables = nightly_run(cfg, inputs, InProcessEngine(), rl).tables
+    assert any("no history table" in w for w in rl.warnings)
+    assert "hedging" in rl.timings
+    assert tables["hedge_baskets"].empty
+    summary = tables["hedge_summary"].set_index("desk")
+    assert summary.loc["d1", "decomposition_status"] == "not_applicable"
+    assert summary.loc["d1", "basket_risk_share"] == 0.0
+    assert summary.loc["d2", "status"] == "not_applicable"  # nothing to hedge
+    assert np.isnan(summary.loc["d2", "basket_risk_share"])
+    recs = tables["hedge_recommendations"].set_index(["desk", "underlying"])
+    # Zero cost and uncorrelated enough: flatten to the nearest whole lots.
+    assert recs.loc[("d1", "AAA"), "lots"] == -2 and recs.loc[("d1", "BBB"), "lots"] == 12
