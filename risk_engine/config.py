@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from risk_engine.errors import ConfigError
+from risk_engine.hedging.settings import HedgingSettings
 from risk_engine.settings import build, require, to_plain
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
@@ -265,6 +266,7 @@ class Config:
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     worst_case: WorstCaseStageSettings = field(default_factory=_worst_case_default)
     governance: GovernanceSettings = field(default_factory=_governance_default)
+    hedging: HedgingSettings = field(default_factory=HedgingSettings)
     testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property

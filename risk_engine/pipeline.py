@@ -36,6 +36,7 @@ from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
 from risk_engine.governance.alerts import Alert
 from risk_engine.governance.stage import governance_tables
+from risk_engine.hedging.stage import hedging_tables
 from risk_engine.input_checks import (
     check_correlations,
     check_factor_model,
@@ -71,6 +72,7 @@ class InputTables:
     factor_model: pd.DataFrame | None = None
     correlations: pd.DataFrame | None = None
     pnl_history: pd.DataFrame | None = None
+    position_history: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -275,7 +277,7 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
 def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history"):
+                 "pnl_history", "position_history"):
         frame = getattr(inputs, name)
         if frame is None:
             continue
@@ -389,7 +391,8 @@ def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
     """The nightly run, in order: every output table of one date from its input snapshot.
 
     prepare (validate rows, resolve the book, build the scenario model) -> Monte Carlo
-    (fan-out and exact tails) -> risk tables -> worst case -> attribution -> governance.
+    (fan-out and exact tails) -> risk tables -> worst case -> attribution -> governance
+    -> hedging.
     The engine only decides where scenario blocks are computed and kept; every table is
     computed here or in the stage functions this calls, so the in-process engine and the
     Spark engine give the same bits.
@@ -456,6 +459,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
                 book, prepared.model, tables["risk_measures"], gov, cfg.as_of_date,
                 history=inputs.history, pnl_history=inputs.pnl_history)
         tables.update(out)
+        rl.warnings.extend(warnings)
+    if cfg.hedging.enabled:
+        with rl.stage("hedging"):
+            hedge, warnings = hedging_tables(book, prepared.model, inputs.history, cfg.hedging,
+                                             position_history=inputs.position_history)
+        tables.update(hedge)
         rl.warnings.extend(warnings)
     return RunResult(prepared, tables, alerts, tuple(engine_tables))
 

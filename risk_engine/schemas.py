@@ -181,9 +181,22 @@ PNL_HISTORY = Table(
     doc="Optional realized daily P&L per desk, for performance monitoring.",
 )
 
+POSITION_HISTORY = Table(
+    "position_history",
+    (
+        _c("date", "date"),
+        _c("desk", "string"),
+        _c("underlying", "string"),
+        _c("shares", "double", "shares", "the desk's net delta-equivalent shares at the close"),
+    ),
+    key=("date", "desk", "underlying"),
+    doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
-    for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY)
+    for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
+              POSITION_HISTORY)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -479,11 +492,118 @@ OPTIMAL_ALLOCATIONS = Table(
     doc="Allocation over each desk's instruments minimizing its worst-case VaR.",
 )
 
+HEDGE_BASKETS = Table(
+    "hedge_baskets",
+    (
+        *_RUN,
+        _c("desk", "string", doc="desk, or 'firm' with hedging.scope firm"),
+        _c("basket_id", "string", doc="<sector>-<n>, unique per desk"),
+        _c("method", "string", doc="johansen or pca"),
+        _c("test", "string", doc="johansen_trace or adf: the test of statistic"),
+        _c("underlying", "string"),
+        _c("weight", "long", "shares", "shares of the underlying in one lot of the basket"),
+        _c("lots", "long", "lots", "lots of the basket in the desk's decomposition (0 when "
+                                   "dropped)"),
+        _c("statistic", "double", doc="Johansen trace (significant above) or ADF "
+                                      "(significant below)", nullable=True),
+        _c("critical_value", "double", doc="of statistic at hedging.significance",
+           nullable=True),
+        _c("adf_statistic", "double", doc="ADF of the spread (constant, one lag)",
+           nullable=True),
+        _c("adf_critical_value", "double", nullable=True),
+        _c("mean_reversion_speed", "double", "per trading day",
+           "-ln b of the spread's AR(1); null when not reverting", nullable=True),
+        _c("half_life_days", "double", "trading days", "ln 2 / speed; null when not "
+                                                       "reverting", nullable=True),
+        _c("spread_volatility", "double", "currency", "std of the spread of one lot"),
+        _c("kept", "boolean", doc="significant and half-life <= max_half_life_days"),
+        _c("reason", "string", doc="why the basket was dropped", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk", "basket_id", "underlying"),
+    doc="Mean-reverting baskets tested per desk: one row per basket and underlying.",
+)
+
+HEDGE_RECOMMENDATIONS = Table(
+    "hedge_recommendations",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("underlying", "string"),
+        _c("exposure_shares", "double", "shares", "delta-equivalent shares of the desk"),
+        _c("basket_shares", "double", "shares", "shares held through basket lots"),
+        _c("residual_shares", "double", "shares", "exposure - basket shares"),
+        _c("lot_size", "long", "shares"),
+        _c("lots", "long", "lots", "recommended trade, signed"),
+        _c("shares", "long", "shares", "lots x lot_size"),
+        _c("notional", "double", "currency", "shares x spot, signed"),
+        _c("cost", "double", "currency", "transaction cost of the trade"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying"),
+    doc="Residual after the baskets and the whole-lot hedge trade, per desk and underlying.",
+)
+
+HEDGE_SUMMARY = Table(
+    "hedge_summary",
+    (
+        *_RUN,
+        _c("desk", "string"), _c("scope", "string", doc="desk or firm"),
+        _c("n_underlyings", "long"), _c("n_baskets", "long", doc="baskets tested"),
+        _c("n_kept", "long"), _c("n_dropped_not_significant", "long"),
+        _c("n_dropped_half_life", "long"),
+        _c("exposure_risk", "double", "currency", "std of the delta-equivalent P&L over the "
+                                                  "horizon", nullable=True),
+        _c("risk_after_baskets", "double", "currency", "std of the residual", nullable=True),
+        _c("basket_risk_share", "double", "fraction", "1 - risk_after_baskets / "
+                                                      "exposure_risk", nullable=True),
+        _c("risk_after_hedge", "double", "currency", nullable=True),
+        _c("continuous_bound", "double", "currency",
+           "continuous lower bound of risk + cost", nullable=True),
+        _c("gap", "double", "fraction", "(risk + cost - bound) / (risk + cost)",
+           nullable=True),
+        _c("cost", "double", "currency", "cost of the hedge trades", nullable=True),
+        _c("decomposition_method", "string", doc="miqp, exact_box, rounding+local_search, "
+                                                 "none"),
+        _c("decomposition_status", "string"),
+        _c("method", "string", doc="hedge: miqp, exact_box, rounding+local_search, none"),
+        _c("status", "string", doc="optimal, inaccurate, not_applicable, solver_error, ..."),
+        _c("solver", "string", nullable=True), _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "desk"),
+    doc="Per desk: risk carried by mean-reverting baskets, the hedge's risk, cost and gap.",
+)
+
+HEDGE_HISTORY = Table(
+    "hedge_history",
+    (
+        *_RUN,
+        _c("desk", "string", doc="desk, or 'firm' with hedging.scope firm"),
+        _c("date", "date", doc="date of the net positions"),
+        _c("n_underlyings", "long", doc="underlyings with a non-zero position"),
+        _c("gross_shares", "double", "shares", "sum of |shares|"),
+        _c("exposure_risk", "double", "currency", "std of the day's positions' P&L over the "
+                                                  "horizon, today's covariance"),
+        _c("risk_after_baskets", "double", "currency"),
+        _c("basket_risk_share", "double", "fraction", "1 - risk_after_baskets / "
+                                                      "exposure_risk", nullable=True),
+        _c("n_baskets_used", "long", doc="baskets with non-zero lots"),
+        _c("gross_lots", "long", "lots", "sum of |lots| of the baskets"),
+        _c("residual_gross_shares", "double", "shares", "sum of |residual shares|"),
+        _c("method", "string", doc="enumeration, exact_box, rounding+local_search, none"),
+        _c("status", "string"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "date"),
+    doc="Day by day: how much of each day's net positions the kept baskets offset.",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
-              PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS)
+              PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
+              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY)
 }
 
 

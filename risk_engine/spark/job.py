@@ -84,6 +84,8 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         days = cfg.scenario_model.history_window_days
         lookback = cfg.governance.performance.lookback_days
         days = max(days, lookback or days)
+        if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
+            days = max(days, cfg.hedging.window_days)
         # Calendar days comfortably covering the window of trading days.
         start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
         history = to_pandas(hist.where((F.col("date") <= F.lit(as_of))
@@ -96,8 +98,13 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         correlations = to_pandas(corr) if corr is not None else None
     pnl = read_table(spark, root, schemas.PNL_HISTORY, required=False)
     pnl_history = to_pandas(pnl.where(F.col("date") <= F.lit(as_of))) if pnl is not None else None
+    position_history = None
+    if cfg.hedging.enabled:
+        ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
+        if ph is not None:
+            position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history)
+                       pnl_history, position_history)
 
 
 class Run:

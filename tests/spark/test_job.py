@@ -41,6 +41,7 @@ def _cfg(root, out, day=D2, **mc):
         "monte_carlo": {"n_scenarios": 12_000, "block_size": 1_500, "horizon_days": 10, **mc},
         "scenario_model": {"history_window_days": 250},
         "worst_case": {"confidence_levels": [0.99], "optimize": False},
+        "hedging": {"enabled": True},
     })
 
 

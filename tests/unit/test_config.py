@@ -107,6 +107,7 @@ def test_every_section_is_typed_and_round_trips():
         PerformanceSettings,
     )
     from risk_engine.governance.settings import GovernanceSettings
+    from risk_engine.hedging.settings import HedgingSettings
     from risk_engine.portfolio import Bounds, PortfolioSettings
     from risk_engine.worst_case import WorstCaseSettings
     from risk_engine.worst_case.stage import WorstCaseStageSettings
@@ -116,7 +117,7 @@ def test_every_section_is_typed_and_round_trips():
                 "risk": RiskConfig, "scenario_model": ScenarioModelConfig, "time": TimeConfig,
                 "spark": SparkConfig, "validation": ValidationConfig,
                 "worst_case": WorstCaseStageSettings, "governance": GovernanceSettings,
-                "testing": TestingConfig}
+                "testing": TestingConfig, "hedging": HedgingSettings}
     assert set(sections) == {f for f in Config.__dataclass_fields__ if f != "as_of_date"}
     for name, cls in sections.items():
         assert isinstance(getattr(cfg, name), cls), name
