@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
     MAX_NOTIONAL,
     MAX_PRICE,
@@ -34,7 +35,7 @@ from risk_engine.book import (
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import DataError, RejectionCeilingError
-from risk_engine.governance.alerts import Alert
+from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.input_checks import (
     check_correlations,
@@ -71,6 +72,8 @@ class InputTables:
     factor_model: pd.DataFrame | None = None
     correlations: pd.DataFrame | None = None
     pnl_history: pd.DataFrame | None = None
+    published_risk: pd.DataFrame | None = None
+    """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
 
 
 @dataclass(frozen=True)
@@ -430,6 +433,16 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
                 history=inputs.history, pnl_history=inputs.pnl_history)
         tables.update(out)
         rl.warnings.extend(warnings)
+    if cfg.backtest.enabled:
+        with rl.stage("backtest"):
+            out, bt_alerts, warnings = backtest_tables(
+                inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date)
+        tables.update(out)
+        rl.warnings.extend(warnings)
+        alerts = alerts + bt_alerts
+        rows = alerts_frame(bt_alerts).drop(columns=["as_of_date"])
+        tables["alerts"] = (pd.concat([tables["alerts"], rows], ignore_index=True)
+                            if "alerts" in tables else rows)
     return RunResult(prepared, tables, alerts, tuple(engine_tables))
 
 

@@ -99,6 +99,7 @@ def test_every_section_is_typed_and_round_trips():
         ValidationConfig,
         config_from_dict,
     )
+    from risk_engine.backtest.settings import BacktestSettings
     from risk_engine.governance import (
         AlertSettings,
         GovernanceLimits,
@@ -115,7 +116,7 @@ def test_every_section_is_typed_and_round_trips():
                 "risk": RiskConfig, "scenario_model": ScenarioModelConfig, "time": TimeConfig,
                 "spark": SparkConfig, "validation": ValidationConfig,
                 "worst_case": WorstCaseStageSettings, "governance": GovernanceSettings,
-                "testing": TestingConfig}
+                "backtest": BacktestSettings, "testing": TestingConfig}
     assert set(sections) == {f for f in Config.__dataclass_fields__ if f != "as_of_date"}
     for name, cls in sections.items():
         assert isinstance(getattr(cfg, name), cls), name
