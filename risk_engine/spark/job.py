@@ -96,8 +96,45 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         correlations = to_pandas(corr) if corr is not None else None
     pnl = read_table(spark, root, schemas.PNL_HISTORY, required=False)
     pnl_history = to_pandas(pnl.where(F.col("date") <= F.lit(as_of))) if pnl is not None else None
+    published = read_published_risk(spark, cfg) if cfg.backtest.enabled else None
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history)
+                       pnl_history, published)
+
+
+def read_published_risk(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:
+    """The ``risk_measures`` of the backtest window's earlier dates, completed runs only.
+
+    Reads ``<output.root>/risk_measures`` for the dates from the business day before the
+    window's first day up to the day before ``as_of_date``, keeping the rows of runs whose
+    manifest says ``completed`` or ``completed_with_warnings`` (with the date-level commit
+    a published date is one run). None if nothing was published under the root yet.
+    """
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from risk_engine.backtest.series import previous_business_day, window_dates
+    from risk_engine.spark.io import local_root
+
+    root, as_of = cfg.output.root.rstrip("/"), cfg.as_of_date
+    start = previous_business_day(window_dates(as_of, cfg.backtest.window)[0])
+    local = local_root(cfg.output.root)
+    if local is not None and not all((local / t).is_dir()
+                                     for t in ("risk_measures", "run_manifest")):
+        return None
+    try:
+        rm = spark.read.parquet(f"{root}/{schemas.RISK_MEASURES.name}")
+        manifest = spark.read.parquet(f"{root}/{schemas.RUN_MANIFEST.name}")
+    except AnalysisException:  # a remote root without published results
+        return None
+    day = F.col("as_of_date").cast("date")
+    done = (manifest.where((day >= F.lit(start)) & (day < F.lit(as_of)))
+            .where(F.col("status").isin("completed", "completed_with_warnings"))
+            .select("run_id").distinct())
+    cols = ["run_id", "scope", "desk", "measure", "confidence_level", "horizon_days", "value"]
+    rows = (rm.where((day >= F.lit(start)) & (day < F.lit(as_of)))
+            .join(done, "run_id", "left_semi")
+            .select(*cols, day.alias("as_of_date")))
+    return to_pandas(rows)
 
 
 class Run:
