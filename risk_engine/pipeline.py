@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -74,6 +74,8 @@ class InputTables:
     pnl_history: pd.DataFrame | None = None
     published_risk: pd.DataFrame | None = None
     """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
+    backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
+    """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
 
 
 @dataclass(frozen=True)
@@ -436,7 +438,8 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
     if cfg.backtest.enabled:
         with rl.stage("backtest"):
             out, bt_alerts, warnings = backtest_tables(
-                inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date)
+                inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date,
+                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count)
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts

@@ -32,7 +32,8 @@ import pandas as pd
 from risk_engine.errors import DataError
 
 SERIES = ("actual", "hypothetical")
-FIRM = "firm"
+FIRM = ""
+"""Internal desk key of the firm's rows (a desk is never empty: positions reject it)."""
 SERIES_COLUMNS = ["scope", "desk", "confidence_level", "series", "date", "var_date", "var",
                   "pnl", "exception", "status"]
 

@@ -24,6 +24,10 @@ class BacktestSettings:
         Levels backtested; absent or null means ``risk.confidence_levels``.
     alerts : bool
         Raise an alert for a yellow (warning) or red (critical) traffic-light zone.
+    hypothetical : bool
+        Also read the window's input snapshots (positions, market, rates) to compute the
+        hypothetical and risk-theoretical P&L (the ``hypothetical`` series and the P&L
+        attribution test).
     """
 
     enabled: bool = False
@@ -31,6 +35,7 @@ class BacktestSettings:
     confidence_levels: tuple[float, ...] = field(
         default=(0.95, 0.975, 0.99), metadata={DEFAULT_FROM: "risk.confidence_levels"})
     alerts: bool = True
+    hypothetical: bool = True
 
     def __post_init__(self) -> None:
         require(1 <= self.window <= MAX_WINDOW, "window", self.window,

@@ -12,27 +12,33 @@ reason. A yellow zone raises a ``warning`` alert, a red zone a ``critical`` one 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
 from risk_engine import schemas
+from risk_engine.backtest.hypothetical import hypothetical_series
 from risk_engine.backtest.series import (
     FIRM,
     SERIES,
     aligned_series,
+    previous_business_day,
     published_var,
     window_dates,
 )
 from risk_engine.backtest.settings import BacktestSettings
-from risk_engine.backtest.statistics import coverage_tests, traffic_light
+from risk_engine.backtest.statistics import (
+    Attribution,
+    coverage_tests,
+    pnl_attribution,
+    traffic_light,
+)
 from risk_engine.governance.alerts import Alert
 
-HYPOTHETICAL_MISSING = ("hypothetical P&L (yesterday's book revalued on today's market) is "
-                        "not computed by this version: it needs the positions and market of "
-                        "earlier dates")
-PLA_MISSING = ("P&L attribution needs hypothetical and risk-theoretical P&L, not available "
-               "in this version")
+HYPOTHETICAL_MISSING = ("hypothetical P&L (yesterday's book revalued on today's market) "
+                        "needs the input snapshots of the window's dates; none were given")
+PLA_MISSING = "P&L attribution needs hypothetical and risk-theoretical P&L"
 
 
 def _typed(frame: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
@@ -41,10 +47,22 @@ def _typed(frame: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
     return out.astype({k: v for k, v in dtypes.items() if v != "bool"})
 
 
+def _attribution(hpl: pd.DataFrame | None, rtpl: pd.DataFrame | None, desk: str | None,
+                 dates: list[dt.date]) -> Attribution:
+    """The P&L attribution test of one desk (None: the firm) over the window's days."""
+    if hpl is None or rtpl is None:
+        return pnl_attribution([], [])
+    key = FIRM if desk is None else desk
+    h = hpl[hpl["desk"] == key].set_index("date")["pnl"].reindex(dates)
+    r = rtpl[rtpl["desk"] == key].set_index("date")["pnl"].reindex(dates)
+    return pnl_attribution(h.to_numpy(float), r.to_numpy(float))
+
+
 def backtest_tables(
     published: pd.DataFrame | None, pnl_history: pd.DataFrame | None,
     settings: BacktestSettings, as_of: dt.date,
-    hypothetical: pd.DataFrame | None = None,
+    snapshots: Mapping[str, pd.DataFrame | None] | None = None,
+    day_count: str = "trading_252",
 ) -> tuple[dict[str, pd.DataFrame], list[Alert], list[str]]:
     """Backtest the VaR published on earlier dates against the P&L that followed.
 
@@ -59,8 +77,13 @@ def backtest_tables(
         The ``backtest`` config section.
     as_of
         The run's as-of date (the last P&L day of the window).
-    hypothetical
-        Hypothetical daily P&L per desk (same columns), or None when not available.
+    snapshots
+        Input snapshots of the window's dates (``positions``, ``market``, ``rates`` with
+        their ``as_of_date``) for the hypothetical P&L
+        (:func:`risk_engine.backtest.hypothetical.hypothetical_series`); None: that series
+        is missing.
+    day_count
+        ``time.day_count``, for the revaluation.
 
     Returns
     -------
@@ -69,12 +92,20 @@ def backtest_tables(
         alerts of yellow and red zones, and run warnings.
     """
     levels = settings.confidence_levels
+    dates = window_dates(as_of, settings.window)
+    warnings: list[str] = []
+    hypothetical = rtpl = None
+    if snapshots is not None:
+        hypothetical, rtpl, messages = hypothetical_series(
+            snapshots.get("positions"), snapshots.get("market"), snapshots.get("rates"),
+            [(previous_business_day(t), t) for t in dates], day_count)
+        warnings.extend(f"backtest: {m}" for m in messages[:5])
+        if len(messages) > 5:
+            warnings.append(f"backtest: {len(messages) - 5} more hypothetical P&L message(s)")
     pnl = {"actual": pnl_history, "hypothetical": hypothetical}
     series = aligned_series(published, pnl, as_of, settings.window, levels)
-    dates = window_dates(as_of, settings.window)
     var = published_var(published, levels)
     horizons = sorted({int(h) for h in var["horizon_days"]} - {1}) if len(var) else []
-    warnings: list[str] = []
     if len(var) == 0:
         warnings.append(f"backtest: no VaR published for the {settings.window} business days "
                         f"before {as_of}; every day is missing")
@@ -124,10 +155,13 @@ def backtest_tables(
                        "zone": zone[()], "multiplier_addon": float(addon),
                        "status": status, "message": message}
                 if name == "hypothetical":
-                    row["message"] = "; ".join(m for m in (message, PLA_MISSING) if m)
+                    pla = _attribution(hypothetical, rtpl, desk, dates)
+                    row.update(pla_spearman=pla.spearman, pla_ks=pla.ks, pla_zone=pla.zone)
+                    if pla.zone is None:
+                        row["message"] = "; ".join(m for m in (message, PLA_MISSING) if m)
                 rows.append(row)
                 if settings.alerts and zone[()] in ("yellow", "red"):
-                    who = f"desk {desk}" if desk is not None else FIRM
+                    who = f"desk {desk}" if desk is not None else "firm"
                     alerts.append(Alert(
                         "critical" if zone[()] == "red" else "warning", "backtest", desk,
                         f"backtest_{a:g}",

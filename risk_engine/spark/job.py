@@ -96,9 +96,33 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         correlations = to_pandas(corr) if corr is not None else None
     pnl = read_table(spark, root, schemas.PNL_HISTORY, required=False)
     pnl_history = to_pandas(pnl.where(F.col("date") <= F.lit(as_of))) if pnl is not None else None
-    published = read_published_risk(spark, cfg) if cfg.backtest.enabled else None
+    published = snapshots = None
+    if cfg.backtest.enabled:
+        published = read_published_risk(spark, cfg)
+        if cfg.backtest.hypothetical:
+            snapshots = read_window_snapshots(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, published)
+                       pnl_history, published, snapshots)
+
+
+def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
+
+    From the business day before the window's first day to ``as_of_date`` (for the
+    hypothetical P&L of each day); a table without those dates is None or partial.
+    """
+    from pyspark.sql import functions as F
+
+    from risk_engine.backtest.series import previous_business_day, window_dates
+
+    start = previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+    out: dict[str, pd.DataFrame | None] = {}
+    for table in (schemas.POSITIONS, schemas.MARKET, schemas.RATES):
+        df = read_table(spark, cfg.input.root, table, required=False)
+        day = F.col("as_of_date").cast("date")
+        out[table.name] = None if df is None else to_pandas(
+            df.where((day >= F.lit(start)) & (day <= F.lit(cfg.as_of_date))))
+    return out
 
 
 def read_published_risk(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:

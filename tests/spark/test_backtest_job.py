@@ -50,6 +50,11 @@ def test_backtest_uses_the_var_published_by_the_completed_run_of_the_day_before(
     assert (s.loc[rest, "var"] == var.loc[rest]).all()
     assert s.loc[first, "status"] == "missing_pnl" and s.loc[first, "exception"] is None
     assert summary.status in ("completed", "completed_with_warnings")
+    # hypothetical P&L from the snapshots of D1 and D2 under the input root
+    hyp = bt[(bt["series"] == "hypothetical") & (bt["scope"] == "desk")]
+    assert set(hyp["desk"]) == set(var.index)
+    assert (hyp["observations"] + hyp["missing"] == 1).all()
+    assert (hyp["observations"] == 1).any()
 
     # the day's own results are never read; a run not completed is never read
     cfg = _cfg(inp, out, D2, enabled=True, window=1)
