@@ -79,11 +79,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, write_tables
+    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, generate_days, write_tables
 
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else DEFAULT_AS_OF
-    tables = generate(as_of, n_positions=args.positions, seed=args.seed)
+    days = getattr(args, "days", 1)
+    if days > 1:
+        tables = generate_days(as_of, days, n_positions=args.positions, seed=args.seed)
+    else:
+        tables = generate(as_of, n_positions=args.positions, seed=args.seed)
     paths = write_tables(tables, args.out)
+    if days > 1:
+        print(f"wrote {len(paths)} Parquet file(s) for {days} as-of dates ending {as_of} under "
+              f"{Path(args.out).resolve()}, with pnl_history")
+        return 0
     print(f"wrote {len(paths)} Parquet file(s) for as_of_date {as_of} under "
           f"{Path(args.out).resolve()}: {len(tables['positions'])} positions, "
           f"{len(tables['market'])} underlyings, {tables['history']['date'].nunique()} days "
@@ -130,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--as-of", help="as-of date (default 2026-11-20)")
     demo_data.add_argument("--positions", type=int, default=2000)
     demo_data.add_argument("--seed", type=int, default=7)
+    demo_data.add_argument("--days", type=int, default=1,
+                           help="business days of snapshots ending at --as-of, on one market "
+                                "path, with pnl_history (default 1: one snapshot)")
     demo_data.set_defaults(func=_cmd_demo_data)
 
     demo = sub.add_parser("demo", help="write the demo snapshot and run the job on it locally")
