@@ -1,4 +1,4 @@
-"""Command line: ``risk-engine run | demo-data | demo | bench | bench-worst-case``.
+"""Command line: ``risk-engine run | backfill | demo-data | demo | bench | bench-worst-case``.
 
 ``risk-engine run`` and ``spark-submit jobs/nightly_risk.py`` share :func:`run_job`; the
 only difference is who chooses the Spark master (the config, or spark-submit).
@@ -99,6 +99,24 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from risk_engine.spark.backfill import backfill
+    from risk_engine.spark.session import build_session
+
+    args.as_of = args.as_of or args.start  # the config needs one; each date replaces it
+    cfg = _config(args)
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    spark = build_session(cfg.spark, master=args.master or cfg.spark.master)
+    try:
+        summaries = backfill(spark, cfg, start, end)
+    finally:
+        spark.stop()
+    for s in summaries:
+        print(f"{s.as_of_date}: {s.status} {s.run_id}" + (f" ({s.message})" if s.message else ""))
+    ok = all(s.status in ("completed", "completed_with_warnings") for s in summaries)
+    return 0 if ok else 1
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     args.as_of = None
     _cmd_demo_data(args)
@@ -132,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(run)
     run.add_argument("--master", help="Spark master (default: spark.master of the config)")
     run.set_defaults(func=_cmd_run)
+
+    backfill = sub.add_parser("backfill", help="run the nightly job for every business date "
+                                               "of a range, oldest first, in one session")
+    _add_run_args(backfill)
+    backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--master", help="Spark master (default: spark.master of the config)")
+    backfill.set_defaults(func=_cmd_backfill)
 
     demo_data = sub.add_parser("demo-data", help="write the synthetic demo snapshot")
     demo_data.add_argument("--out", default="data/demo", help="output folder (data/demo)")
