@@ -1,7 +1,8 @@
 """The nightly run's ``backtest`` stage: tables ``backtest`` and ``backtest_series``.
 
 For each desk and the firm, each confidence level and each P&L series (``actual`` from
-``pnl_history``; ``hypothetical`` when given), over the window's business days: the aligned
+``pnl_history``; ``hypothetical`` from the window's input snapshots, with the FRTB P&L
+attribution test against the risk-theoretical P&L), over the window's business days: the aligned
 series (:mod:`risk_engine.backtest.series`), then exceptions, Kupiec, Christoffersen, the
 traffic-light zone and its multiplier add-on (:mod:`risk_engine.backtest.statistics`). A
 series that is not available is one ``backtest`` row with status ``missing`` and the

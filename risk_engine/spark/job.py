@@ -102,7 +102,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         if cfg.backtest.hypothetical:
             snapshots = read_window_snapshots(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, published, snapshots)
+                       pnl_history, published_risk=published, backtest_snapshots=snapshots)
 
 
 def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
