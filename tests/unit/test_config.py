@@ -86,6 +86,7 @@ def test_missing_file_and_cycles(tmp_path):
 
 
 def test_every_section_is_typed_and_round_trips():
+    from risk_engine.backtest.settings import BacktestSettings
     from risk_engine.config import (
         Config,
         InputConfig,
@@ -99,7 +100,6 @@ def test_every_section_is_typed_and_round_trips():
         ValidationConfig,
         config_from_dict,
     )
-    from risk_engine.backtest.settings import BacktestSettings
     from risk_engine.governance import (
         AlertSettings,
         GovernanceLimits,
