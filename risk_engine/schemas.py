@@ -532,6 +532,8 @@ BACKTEST_SERIES = Table(
         _c("var", "double", "currency", "1-day VaR published for var_date (NaN if none)",
            nullable=True),
         _c("pnl", "double", "currency", "P&L of day t (NaN if none)", nullable=True),
+        _c("rtpl", "double", "currency", nullable=True,
+           doc="risk-theoretical P&L of day t (hypothetical rows; NaN otherwise)"),
         _c("exception", "boolean", nullable=True, doc="pnl < -var; null unless status ok"),
         _c("status", "string",
            doc="ok, missing_var, missing_pnl, missing, not_applicable (VaR of another horizon)"),

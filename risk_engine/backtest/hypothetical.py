@@ -125,7 +125,7 @@ def _by_date(frame: pd.DataFrame | None) -> dict[dt.date, pd.DataFrame]:
 
 def hypothetical_series(positions: pd.DataFrame | None, market: pd.DataFrame | None,
                         rates: pd.DataFrame | None, days: list[tuple[dt.date, dt.date]],
-                        day_count: str = "trading_252"
+                        day_count: str = "trading_252", cached: pd.DataFrame | None = None,
                         ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
     """Hypothetical and risk-theoretical P&L per desk for each ``(t-1, t)`` business day pair.
 
@@ -138,19 +138,30 @@ def hypothetical_series(positions: pd.DataFrame | None, market: pd.DataFrame | N
         ``(previous business day, day)`` pairs.
     day_count
         As ``time.day_count``.
+    cached
+        Desk rows computed before (columns ``date``, ``desk``, ``pnl``, ``rtpl``: the
+        hypothetical rows that earlier runs published in ``backtest_series``); a day with
+        cached rows is taken from them instead of revalued, so a nightly run revalues only
+        the days it is the first to see.
 
     Returns
     -------
     hpl, rtpl, messages
-        Columns ``date``, ``desk``, ``pnl`` (desk ``""``: the firm, see :func:`day_pnl`); a
-        day whose two snapshots are not both there, or that cannot be valued, has no rows
-        (``missing``), and a message says why.
+        Desk rows with columns ``date``, ``desk``, ``pnl``; a day whose two snapshots are
+        not both there, or that cannot be valued, has no rows (``missing``), and a message
+        says why.
     """
     from risk_engine.errors import DataError
 
     pos, mkt, rts = _by_date(positions), _by_date(market), _by_date(rates)
     hpl, rtpl, messages, absent = [], [], [], []
+    known = _by_date(None if cached is None else cached.rename(columns={"date": "as_of_date"}))
     for prev, day in days:
+        if day in known:
+            rows = known[day].rename(columns={"as_of_date": "date"})
+            hpl.append(rows[["date", "desk", "pnl"]])
+            rtpl.append(rows[["date", "desk", "rtpl"]].rename(columns={"rtpl": "pnl"}))
+            continue
         if prev not in pos or prev not in mkt or prev not in rts or day not in mkt \
                 or day not in rts:
             absent.append(day)
@@ -161,8 +172,8 @@ def hypothetical_series(positions: pd.DataFrame | None, market: pd.DataFrame | N
         except DataError as exc:
             messages.append(f"hypothetical P&L of {day}: {exc}")
             continue
-        hpl.append(h)
-        rtpl.append(r)
+        hpl.append(h[h["desk"] != FIRM])
+        rtpl.append(r[r["desk"] != FIRM])
         messages.extend(m)
     if absent:
         messages.insert(0, f"hypothetical P&L: {len(absent)} day(s) without the snapshots "

@@ -24,13 +24,13 @@ from risk_engine.backtest.series import (
     FIRM,
     SERIES,
     aligned_series,
+    firm_pnl,
     previous_business_day,
     published_var,
     window_dates,
 )
 from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.backtest.statistics import (
-    Attribution,
     coverage_tests,
     pnl_attribution,
     traffic_light,
@@ -48,15 +48,24 @@ def _typed(frame: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
     return out.astype({k: v for k, v in dtypes.items() if v != "bool"})
 
 
-def _attribution(hpl: pd.DataFrame | None, rtpl: pd.DataFrame | None, desk: str | None,
-                 dates: list[dt.date]) -> Attribution:
-    """The P&L attribution test of one desk (None: the firm) over the window's days."""
-    if hpl is None or rtpl is None:
-        return pnl_attribution([], [])
-    key = FIRM if desk is None else desk
-    h = hpl[hpl["desk"] == key].set_index("date")["pnl"].reindex(dates)
-    r = rtpl[rtpl["desk"] == key].set_index("date")["pnl"].reindex(dates)
-    return pnl_attribution(h.to_numpy(float), r.to_numpy(float))
+def _with_rtpl(series: pd.DataFrame, rtpl: pd.DataFrame | None, var: pd.DataFrame,
+               dates: list[dt.date]) -> pd.DataFrame:
+    """``series`` with column ``rtpl`` set on the hypothetical rows.
+
+    The firm's RTPL follows the rule of its P&L: the sum over the desks with a VaR the day
+    before.
+    """
+    out = series.assign(rtpl=np.nan)
+    if rtpl is None or len(out) == 0:
+        return out
+    rt = rtpl[rtpl["desk"] != FIRM]
+    firm = firm_pnl(rt, var, dates)
+    rt = pd.concat([rt, firm], ignore_index=True) if len(firm) else rt
+    value = {(r.desk, r.date): float(r.pnl) for r in rt.itertuples()}
+    hyp = out["series"] == "hypothetical"
+    keys = zip(out["desk"].where(out["desk"].notna(), FIRM), out["date"], strict=True)
+    out["rtpl"] = [value.get(k, np.nan) if h else np.nan for k, h in zip(keys, hyp, strict=True)]
+    return out
 
 
 def backtest_tables(
@@ -81,8 +90,9 @@ def backtest_tables(
     snapshots
         Input snapshots of the window's dates (``positions``, ``market``, ``rates`` with
         their ``as_of_date``) for the hypothetical P&L
-        (:func:`risk_engine.backtest.hypothetical.hypothetical_series`); None: that series
-        is missing.
+        (:func:`risk_engine.backtest.hypothetical.hypothetical_series`), and optionally
+        ``hypothetical``: the desk rows earlier runs published (``date``, ``desk``,
+        ``pnl``, ``rtpl``), reused instead of revalued; None: that series is missing.
     day_count
         ``time.day_count``, for the revaluation.
 
@@ -99,13 +109,15 @@ def backtest_tables(
     if snapshots is not None:
         hypothetical, rtpl, messages = hypothetical_series(
             snapshots.get("positions"), snapshots.get("market"), snapshots.get("rates"),
-            [(previous_business_day(t), t) for t in dates], day_count)
+            [(previous_business_day(t), t) for t in dates], day_count,
+            cached=snapshots.get("hypothetical"))
         warnings.extend(f"backtest: {m}" for m in messages[:5])
         if len(messages) > 5:
             warnings.append(f"backtest: {len(messages) - 5} more hypothetical P&L message(s)")
     pnl = {"actual": pnl_history, "hypothetical": hypothetical}
     series = aligned_series(published, pnl, as_of, settings.window, levels)
     var = published_var(published, levels)
+    series = _with_rtpl(series, rtpl, var, dates)
     horizons = sorted({int(h) for h in var["horizon_days"]} - {1}) if len(var) else []
     if len(var) == 0:
         warnings.append(f"backtest: no VaR published for the {settings.window} business days "
@@ -156,7 +168,7 @@ def backtest_tables(
                        "zone": zone[()], "multiplier_addon": float(addon),
                        "status": status, "message": message}
                 if name == "hypothetical":
-                    pla = _attribution(hypothetical, rtpl, desk, dates)
+                    pla = pnl_attribution(s["pnl"].to_numpy(float), s["rtpl"].to_numpy(float))
                     row.update(pla_spearman=pla.spearman, pla_ks=pla.ks, pla_zone=pla.zone)
                     if pla.zone is None:
                         row["message"] = "; ".join(m for m in (message, PLA_MISSING) if m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk_engine.config import config_from_dict
-from risk_engine.spark.job import main, read_published_risk
+from risk_engine.spark.job import main, read_published_hypothetical, read_published_risk
 from tests.helpers import D1, D2
 
 
@@ -55,6 +56,17 @@ def test_backtest_uses_the_var_published_by_the_completed_run_of_the_day_before(
     assert set(hyp["desk"]) == set(var.index)
     assert (hyp["observations"] + hyp["missing"] == 1).all()
     assert (hyp["observations"] == 1).any()
+
+    # the next date reuses D2's published hypothetical desk rows instead of revaluing them
+    nxt = _cfg(inp, out, dt.date(2026, 11, 23), enabled=True, window=2)
+    cached = read_published_hypothetical(spark, nxt)
+    rows = series[(series["series"] == "hypothetical") & series["desk"].notna()
+                  & series["pnl"].notna()].drop_duplicates(["date", "desk"])
+    assert len(rows) > 0 and set(cached["date"]) == {D2}
+    got = cached.set_index("desk").sort_index()
+    want = rows.set_index("desk").sort_index()
+    assert list(got.index) == list(want.index)
+    assert (got["pnl"] == want["pnl"]).all() and (got["rtpl"] == want["rtpl"]).all()
 
     # the day's own results are never read; a run not completed is never read
     cfg = _cfg(inp, out, D2, enabled=True, window=1)

@@ -111,3 +111,34 @@ def test_a_day_without_its_snapshot_is_missing():
     assert hyp.loc[gone, "status"] == "missing_pnl" and hyp.loc[days[6], "status"] == "missing_pnl"
     assert hyp["status"].eq("ok").sum() == WINDOW - 2
     assert any("2 day(s) without the snapshots" in w for w in warnings)
+
+
+def test_published_hypothetical_rows_are_reused_not_revalued():
+    from risk_engine.backtest.hypothetical import hypothetical_series
+
+    days = window_dates(AS_OF, WINDOW)
+    snaps = _snapshots([previous_business_day(days[0]), *days])
+    pairs = [(previous_business_day(t), t) for t in days]
+    hpl, rtpl, _ = hypothetical_series(snaps["positions"], snaps["market"], snaps["rates"],
+                                       pairs)
+    cached = hpl.merge(rtpl.rename(columns={"pnl": "rtpl"}), on=["date", "desk"])
+    cached = cached[cached["date"] != days[-1]]  # the last day was never published
+    again, again_rt, _ = hypothetical_series(snaps["positions"], snaps["market"],
+                                             snaps["rates"], pairs, cached=cached)
+    pd.testing.assert_frame_equal(again.sort_values(["date", "desk"]).reset_index(drop=True),
+                                  hpl.sort_values(["date", "desk"]).reset_index(drop=True))
+    # a cached day is taken as published (here: altered), an uncached one is revalued
+    altered = cached.assign(pnl=cached["pnl"] + 1.0)
+    got, _, _ = hypothetical_series(snaps["positions"], snaps["market"], snaps["rates"], pairs,
+                                    cached=altered)
+    g = got.set_index(["date", "desk"])["pnl"]
+    want = hpl.set_index(["date", "desk"])["pnl"]
+    assert g.loc[(days[0], "d1")] == want.loc[(days[0], "d1")] + 1.0
+    assert g.loc[(days[-1], "d1")] == want.loc[(days[-1], "d1")]
+    tables, _, _ = backtest_tables(_published(days), None, _settings(), AS_OF,
+                                   snapshots={**snaps, "hypothetical": cached})
+    s = tables["backtest_series"]
+    row = s[(s["series"] == "hypothetical") & (s["desk"] == "d2")].set_index("date")
+    rt = rtpl.set_index(["date", "desk"])["pnl"]
+    assert row.loc[days[0], "rtpl"] == rt.loc[(days[0], "d2")]
+    assert s.loc[s["series"] == "actual", "rtpl"].isna().all()
