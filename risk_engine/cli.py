@@ -1,4 +1,4 @@
-"""Command line: ``risk-engine run | demo-data | demo | bench | bench-worst-case``.
+"""Command line: ``risk-engine run | backfill | demo-data | demo | bench | bench-worst-case``.
 
 ``risk-engine run`` and ``spark-submit jobs/nightly_risk.py`` share :func:`run_job`; the
 only difference is who chooses the Spark master (the config, or spark-submit).
@@ -79,16 +79,42 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo_data(args: argparse.Namespace) -> int:
-    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, write_tables
+    from risk_engine.tools.demo_data import DEFAULT_AS_OF, generate, generate_days, write_tables
 
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else DEFAULT_AS_OF
-    tables = generate(as_of, n_positions=args.positions, seed=args.seed)
+    days = getattr(args, "days", 1)
+    if days > 1:
+        tables = generate_days(as_of, days, n_positions=args.positions, seed=args.seed)
+    else:
+        tables = generate(as_of, n_positions=args.positions, seed=args.seed)
     paths = write_tables(tables, args.out)
+    if days > 1:
+        print(f"wrote {len(paths)} Parquet file(s) for {days} as-of dates ending {as_of} under "
+              f"{Path(args.out).resolve()}, with pnl_history")
+        return 0
     print(f"wrote {len(paths)} Parquet file(s) for as_of_date {as_of} under "
           f"{Path(args.out).resolve()}: {len(tables['positions'])} positions, "
           f"{len(tables['market'])} underlyings, {tables['history']['date'].nunique()} days "
           "of history")
     return 0
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from risk_engine.spark.backfill import backfill
+    from risk_engine.spark.session import build_session
+
+    args.as_of = args.as_of or args.start  # the config needs one; each date replaces it
+    cfg = _config(args)
+    start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
+    spark = build_session(cfg.spark, master=args.master or cfg.spark.master)
+    try:
+        summaries = backfill(spark, cfg, start, end)
+    finally:
+        spark.stop()
+    for s in summaries:
+        print(f"{s.as_of_date}: {s.status} {s.run_id}" + (f" ({s.message})" if s.message else ""))
+    ok = all(s.status in ("completed", "completed_with_warnings") for s in summaries)
+    return 0 if ok else 1
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -125,11 +151,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--master", help="Spark master (default: spark.master of the config)")
     run.set_defaults(func=_cmd_run)
 
+    backfill = sub.add_parser("backfill", help="run the nightly job for every business date "
+                                               "of a range, oldest first, in one session")
+    _add_run_args(backfill)
+    backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--master", help="Spark master (default: spark.master of the config)")
+    backfill.set_defaults(func=_cmd_backfill)
+
     demo_data = sub.add_parser("demo-data", help="write the synthetic demo snapshot")
     demo_data.add_argument("--out", default="data/demo", help="output folder (data/demo)")
     demo_data.add_argument("--as-of", help="as-of date (default 2026-11-20)")
     demo_data.add_argument("--positions", type=int, default=2000)
     demo_data.add_argument("--seed", type=int, default=7)
+    demo_data.add_argument("--days", type=int, default=1,
+                           help="business days of snapshots ending at --as-of, on one market "
+                                "path, with pnl_history (default 1: one snapshot)")
     demo_data.set_defaults(func=_cmd_demo_data)
 
     demo = sub.add_parser("demo", help="write the demo snapshot and run the job on it locally")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
 from risk_engine.settings import build, require, to_plain
@@ -267,6 +268,7 @@ class Config:
     worst_case: WorstCaseStageSettings = field(default_factory=_worst_case_default)
     governance: GovernanceSettings = field(default_factory=_governance_default)
     hedging: HedgingSettings = field(default_factory=HedgingSettings)
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
     testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
     MAX_NOTIONAL,
     MAX_PRICE,
@@ -34,7 +35,7 @@ from risk_engine.book import (
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
-from risk_engine.governance.alerts import Alert
+from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.hedging.stage import hedging_tables
 from risk_engine.input_checks import (
@@ -73,6 +74,10 @@ class InputTables:
     correlations: pd.DataFrame | None = None
     pnl_history: pd.DataFrame | None = None
     position_history: pd.DataFrame | None = None
+    published_risk: pd.DataFrame | None = None
+    """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
+    backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
+    """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
 
 
 @dataclass(frozen=True)
@@ -466,6 +471,16 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
                                              position_history=inputs.position_history)
         tables.update(hedge)
         rl.warnings.extend(warnings)
+    if cfg.backtest.enabled:
+        with rl.stage("backtest"):
+            out, bt_alerts, warnings = backtest_tables(
+                inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date,
+                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count)
+        tables.update(out)
+        rl.warnings.extend(warnings)
+        alerts = alerts + bt_alerts
+    if gov.enabled or alerts:
+        tables["alerts"] = alerts_frame(alerts).drop(columns=["as_of_date"])
     return RunResult(prepared, tables, alerts, tuple(engine_tables))
 
 

@@ -598,12 +598,76 @@ HEDGE_HISTORY = Table(
     doc="Day by day: how much of each day's net positions the kept baskets offset.",
 )
 
+BACKTEST = Table(
+    "backtest",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("confidence_level", "double", doc="alpha of the VaR backtested"),
+        _c("series", "string", doc="P&L series: actual (pnl_history) or hypothetical"),
+        _c("window_days", "int", "business days", "days in the window"),
+        _c("start_date", "date", doc="first P&L day of the window"),
+        _c("end_date", "date", doc="last P&L day of the window (the as-of date)"),
+        _c("observations", "long", doc="days with both a 1-day VaR of the day before and a P&L"),
+        _c("missing", "long", doc="days of the window without VaR or P&L (never a pass)"),
+        _c("exceptions", "long", doc="days with P&L < -VaR of the day before"),
+        _c("expected_exceptions", "double", nullable=True,
+           doc="observations x (1 - confidence_level)"),
+        _c("exception_rate", "double", "fraction", "exceptions / observations", nullable=True),
+        _c("kupiec_lr", "double", doc="Kupiec POF likelihood ratio, chi2(1)", nullable=True),
+        _c("kupiec_p", "double", doc="p-value of kupiec_lr", nullable=True),
+        _c("independence_lr", "double", nullable=True,
+           doc="Christoffersen independence likelihood ratio, chi2(1)"),
+        _c("independence_p", "double", doc="p-value of independence_lr", nullable=True),
+        _c("cc_lr", "double", nullable=True,
+           doc="conditional coverage = kupiec_lr + independence_lr, chi2(2)"),
+        _c("cc_p", "double", doc="p-value of cc_lr", nullable=True),
+        _c("zone", "string", nullable=True,
+           doc="Basel traffic light green, yellow, red (exact binomial); null without data"),
+        _c("multiplier_addon", "double", nullable=True, doc="Basel plus factor of the zone"),
+        _c("pla_spearman", "double", nullable=True,
+           doc="FRTB P&L attribution: Spearman correlation of HPL and RTPL"),
+        _c("pla_ks", "double", nullable=True, doc="FRTB P&L attribution: KS statistic"),
+        _c("pla_zone", "string", nullable=True, doc="green, amber or red"),
+        _c("status", "string", doc="ok, missing (no observation), not_applicable (no 1-day VaR)"),
+        _c("message", "string", nullable=True),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "confidence_level", "series"),
+    doc="VaR backtest per desk and firm, level and P&L series over the window.",
+)
+
+BACKTEST_SERIES = Table(
+    "backtest_series",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("confidence_level", "double"),
+        _c("series", "string", doc="actual or hypothetical"),
+        _c("date", "date", doc="P&L day t"),
+        _c("var_date", "date", doc="the business day before t, whose published VaR is used"),
+        _c("var", "double", "currency", "1-day VaR published for var_date (NaN if none)",
+           nullable=True),
+        _c("pnl", "double", "currency", "P&L of day t (NaN if none)", nullable=True),
+        _c("rtpl", "double", "currency", nullable=True,
+           doc="risk-theoretical P&L of day t (hypothetical rows; NaN otherwise)"),
+        _c("exception", "boolean", nullable=True, doc="pnl < -var; null unless status ok"),
+        _c("status", "string",
+           doc="ok, missing_var, missing_pnl, missing, not_applicable (VaR of another horizon)"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "confidence_level", "series", "date"),
+    doc="The aligned backtest series: VaR of day t-1 against P&L of day t.",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
               PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
-              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY)
+              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES)
 }
 
 

@@ -16,7 +16,6 @@ import pandas as pd
 from risk_engine.book import ResolvedBook, select_positions
 from risk_engine.governance.alerts import (
     Alert,
-    alerts_frame,
     alerts_from_limit_checks,
     alerts_from_performance,
 )
@@ -98,8 +97,9 @@ def governance_tables(
     Returns
     -------
     tables, alerts, warnings
-        Frames ``limit_checks``, ``min_variance``, ``frontier``, ``risk_parity``,
-        ``performance`` and ``alerts`` (without ``run_id``), and the alerts raised. The
+        Frames ``limit_checks``, ``min_variance``, ``frontier``, ``risk_parity`` and
+        ``performance`` (without ``run_id``), and the alerts raised (the run's ``alerts``
+        table is built from every stage's alerts by the pipeline). The
         caller sends them (:func:`risk_engine.governance.alerts.dispatch_alerts`) once the
         date is published, never before: nobody is told of numbers they cannot read.
         ``warnings`` are the portfolio problems' (failed or fallback solves), for the run's
@@ -154,7 +154,6 @@ def governance_tables(
         "min_variance": pd.concat(minvar, ignore_index=True),
         "frontier": pd.concat(frontier, ignore_index=True),
         "risk_parity": pd.concat(parity, ignore_index=True),
-        "alerts": alerts_frame(alerts).drop(columns=["as_of_date"]),
     }
     if performance is not None:
         out["performance"] = performance

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from risk_engine import __version__, schemas
 from risk_engine.config import Config
@@ -103,8 +103,106 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
+    published = snapshots = None
+    if cfg.backtest.enabled:
+        published = read_published_risk(spark, cfg)
+        if cfg.backtest.hypothetical:
+            snapshots = read_window_snapshots(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, position_history)
+                       pnl_history, position_history, published_risk=published,
+                       backtest_snapshots=snapshots)
+
+
+def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
+
+    From the business day before the window's first day to ``as_of_date`` (for the
+    hypothetical P&L of each day); a table without those dates is None or partial. Key
+    ``hypothetical``: :func:`read_published_hypothetical`.
+    """
+    from pyspark.sql import functions as F
+
+    from risk_engine.backtest.series import previous_business_day, window_dates
+
+    start = previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+    out: dict[str, pd.DataFrame | None] = {}
+    for table in (schemas.POSITIONS, schemas.MARKET, schemas.RATES):
+        df = read_table(spark, cfg.input.root, table, required=False)
+        day = F.col("as_of_date").cast("date")
+        out[table.name] = None if df is None else to_pandas(
+            df.where((day >= F.lit(start)) & (day <= F.lit(cfg.as_of_date))))
+    # days earlier runs already revalued are reused, not revalued again
+    out["hypothetical"] = read_published_hypothetical(spark, cfg)
+    return out
+
+
+def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table
+                      ) -> DataFrame | None:
+    """Rows of ``<output.root>/<table>`` that completed runs published for earlier dates.
+
+    The dates are the backtest window's before ``as_of_date`` (and the business day before
+    its first day); ``as_of_date`` is a date column. None if nothing is published.
+    """
+    from pyspark.errors import AnalysisException
+    from pyspark.sql import functions as F
+
+    from risk_engine.backtest.series import previous_business_day, window_dates
+    from risk_engine.spark.io import local_root
+
+    root, as_of = cfg.output.root.rstrip("/"), cfg.as_of_date
+    start = previous_business_day(window_dates(as_of, cfg.backtest.window)[0])
+    local = local_root(cfg.output.root)
+    if local is not None and not all((local / t).is_dir()
+                                     for t in (table.name, schemas.RUN_MANIFEST.name)):
+        return None
+    try:
+        rows = spark.read.parquet(f"{root}/{table.name}")
+        manifest = spark.read.parquet(f"{root}/{schemas.RUN_MANIFEST.name}")
+    except AnalysisException:  # a remote root without published results
+        return None
+    day = F.col("as_of_date").cast("date")
+    done = (manifest.where((day >= F.lit(start)) & (day < F.lit(as_of)))
+            .where(F.col("status").isin("completed", "completed_with_warnings"))
+            .select("run_id").distinct())
+    return (rows.where((day >= F.lit(start)) & (day < F.lit(as_of)))
+            .join(done, "run_id", "left_semi").withColumn("as_of_date", day))
+
+
+def read_published_risk(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:
+    """The ``risk_measures`` of the backtest window's earlier dates, completed runs only.
+
+    Reads ``<output.root>/risk_measures`` for the dates from the business day before the
+    window's first day up to the day before ``as_of_date``, keeping the rows of runs whose
+    manifest says ``completed`` or ``completed_with_warnings`` (with the date-level commit
+    a published date is one run). None if nothing was published under the root yet.
+    """
+    rows = _published_window(spark, cfg, schemas.RISK_MEASURES)
+    if rows is None:
+        return None
+    return to_pandas(rows.select("run_id", "scope", "desk", "measure", "confidence_level",
+                                 "horizon_days", "value", "as_of_date"))
+
+
+def read_published_hypothetical(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:
+    """Desk hypothetical and risk-theoretical P&L that earlier runs of the window published.
+
+    From ``backtest_series`` (completed runs, series ``hypothetical``, desk rows with a
+    P&L), one row per (date, desk): the latest run's. Columns ``date``, ``desk``, ``pnl``,
+    ``rtpl``. None if nothing was published.
+    """
+    from pyspark.sql import functions as F
+
+    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES)
+    if rows is None:
+        return None
+    rows = (rows.where((F.col("series") == "hypothetical") & F.col("desk").isNotNull()
+                       & F.col("pnl").isNotNull() & ~F.isnan("pnl"))
+            .select("as_of_date", "date", "desk", "pnl", "rtpl").distinct())
+    frame = to_pandas(rows)
+    if len(frame) == 0:
+        return None
+    frame = frame.sort_values("as_of_date").drop_duplicates(["date", "desk"], keep="last")
+    return frame[["date", "desk", "pnl", "rtpl"]].reset_index(drop=True)
 
 
 class Run:

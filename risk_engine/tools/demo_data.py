@@ -196,3 +196,96 @@ def write_tables(tables: dict[str, pd.DataFrame], root: str | Path) -> list[Path
             pq.write_table(pa.Table.from_pandas(frame, schema=schema, preserve_index=False), path)
             written.append(path)
     return written
+
+
+def generate_days(
+    as_of: dt.date = DEFAULT_AS_OF,
+    days: int = 260,
+    *,
+    n_underlyings: int = 50,
+    n_positions: int = 2000,
+    history_days: int = 504,
+    seed: int = 7,
+    turnover: float = 0.05,
+) -> dict[str, pd.DataFrame]:
+    """Daily snapshots of ``days`` business days ending at ``as_of``, on one market path.
+
+    One simulated path of closes (``history_days`` days before the first snapshot, then the
+    snapshots' days; the ``history`` table holds it all, ending at ``as_of``): each day's
+    spots are that day's closes, implied volatilities move around the model's, the curve is
+    fixed. The book trades every day: expired options leave it, a ``turnover`` share of the
+    positions is closed, and new positions (fresh ids, strikes around the day's spot,
+    expiries from the day) bring it back to ``n_positions``. ``pnl_history`` is the actual
+    P&L of each day after the first: the hypothetical P&L of the day before's book
+    (:func:`risk_engine.backtest.hypothetical.hypothetical_pnl`) plus a small trading P&L
+    (normal, 5% of its size), so a backtest on the demo is real.
+
+    Returns
+    -------
+    dict of frames: ``positions``, ``market``, ``rates`` (every date), ``history``,
+    ``factor_model``, ``correlations``, ``pnl_history``.
+    """
+    from risk_engine.backtest.hypothetical import hypothetical_pnl
+
+    if days < 1:
+        raise ValueError("days must be >= 1")
+    if n_underlyings % len(SECTORS):
+        raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
+    rng = np.random.default_rng(seed)
+    uni = _universe(rng, n_underlyings)
+    history = _history(rng, uni, as_of, history_days + days - 1)
+    closes = history.pivot(index="date", columns="underlying", values="close")[uni.names]
+    dates = list(closes.index[-days:])
+    ratio = rng.uniform(0.9, 1.25, n_underlyings)
+    dividends = np.round(rng.uniform(0.0, 0.03, n_underlyings), 4)
+    curve = {"tenor_years": [1 / 12, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
+             "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425]}
+    exp_p = np.array([0.08, 0.08, 0.2, 0.2, 0.18, 0.14, 0.12])
+    columns = ["position_id", "desk", "book", "instrument_type", "underlying", "quantity",
+               "strike", "expiry", "multiplier"]
+    markets, rates, books, pnls = [], [], [], []
+    book = pd.DataFrame(columns=columns)
+    next_id = 0
+    for k, day in enumerate(dates):
+        spot = closes.loc[day].to_numpy(float)
+        today = dataclasses.replace(uni, spot=spot)
+        implied = np.round(uni.vol * ratio * np.exp(0.05 * rng.standard_normal(n_underlyings)),
+                           4)
+        markets.append(pd.DataFrame({
+            "as_of_date": day, "underlying": uni.names, "spot": spot, "volatility": implied,
+            "dividend_yield": dividends, "sector": [SECTORS[s] for s in uni.sector_id]}))
+        rates.append(pd.DataFrame({"as_of_date": day, **curve}))
+        expiry = pd.to_datetime(book["expiry"]).dt.date
+        live = book[book["instrument_type"].eq("equity") | (expiry > day).to_numpy(bool)]
+        live = live[rng.random(len(live)) >= turnover] if k else live
+        expiries = [horizon_date(day, d) for d in (5, 10, 20, 40, 85, 146, 252)]
+        new = []
+        for _ in range(n_positions - len(live)):
+            row = _position_row(rng, today, next_id, expiries, exp_p)
+            new.append((f"P{next_id + 1:08d}", *row[1:]))
+            next_id += 1
+        added = pd.DataFrame(new, columns=columns)
+        book = (pd.concat([live, added], ignore_index=True) if len(live) and len(added)
+                else (added if len(added) else live).reset_index(drop=True))
+        books.append(book.assign(as_of_date=day)[["as_of_date", *columns]])
+        if k:
+            prev = dates[k - 1]
+            hpl, _ = hypothetical_pnl(books[k - 1], markets[k - 1], rates[k - 1], markets[k],
+                                      rates[k], prev, day)
+            noise = rng.standard_normal(len(hpl)) * 0.05 * hpl["pnl"].abs().to_numpy()
+            pnls.append(hpl.assign(pnl=np.round(hpl["pnl"].to_numpy() + noise, 2)))
+    factor_model = pd.DataFrame({"underlying": uni.names, "drift": uni.drift,
+                                 "volatility": uni.vol})
+    iu = np.triu_indices(n_underlyings, 1)
+    correlations = pd.DataFrame({
+        "underlying_a": np.asarray(uni.names)[iu[0]],
+        "underlying_b": np.asarray(uni.names)[iu[1]],
+        "correlation": uni.corr[iu],
+    })
+    pnl_history = (pd.concat(pnls, ignore_index=True) if pnls
+                   else pd.DataFrame(columns=["date", "desk", "pnl"]))
+    return {"positions": pd.concat(books, ignore_index=True),
+            "market": pd.concat(markets, ignore_index=True),
+            "rates": pd.concat(rates, ignore_index=True), "history": history,
+            "factor_model": factor_model, "correlations": correlations,
+            "pnl_history": pnl_history}

@@ -87,6 +87,7 @@ def test_missing_file_and_cycles(tmp_path):
 
 
 def test_every_section_is_typed_and_round_trips():
+    from risk_engine.backtest.settings import BacktestSettings
     from risk_engine.config import (
         Config,
         InputConfig,
@@ -117,7 +118,8 @@ def test_every_section_is_typed_and_round_trips():
                 "risk": RiskConfig, "scenario_model": ScenarioModelConfig, "time": TimeConfig,
                 "spark": SparkConfig, "validation": ValidationConfig,
                 "worst_case": WorstCaseStageSettings, "governance": GovernanceSettings,
-                "testing": TestingConfig, "hedging": HedgingSettings}
+                "testing": TestingConfig, "hedging": HedgingSettings,
+                "backtest": BacktestSettings}
     assert set(sections) == {f for f in Config.__dataclass_fields__ if f != "as_of_date"}
     for name, cls in sections.items():
         assert isinstance(getattr(cfg, name), cls), name

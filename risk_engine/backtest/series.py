@@ -1,0 +1,194 @@
+"""The aligned backtest series: VaR published for day t-1 against the P&L of day t.
+
+Conventions
+-----------
+* Dates are business days Monday to Friday. The window is the last ``window`` business days
+  ending at the run's as-of date (included); day t's VaR is the one published for the
+  previous business day. A holiday is a day without P&L (and without VaR): ``missing``.
+* Only 1-day VaR is backtested (``horizon_days == 1`` rows of the published
+  ``risk_measures``): a daily P&L is compared with the 1-day loss quantile, never with a
+  scaled or overlapping figure. A day whose previous business day has VaR of another horizon
+  only is ``not_applicable``.
+* If one date holds rows of several runs (never the case with the date-level commit), the
+  rows of the latest ``run_id`` (ids sort by start time) are used.
+* P&L series: ``actual`` from the ``pnl_history`` input; ``hypothetical`` (yesterday's book
+  revalued on today's market) when a frame of it is given. A day of a series without a P&L
+  value (no row, or a non-finite value) is ``missing`` for that series.
+* The firm's P&L of day t is the sum of the P&L of the desks that had a published desk VaR
+  for day t-1; it is missing if any of them has no P&L for day t.
+* Status of a day: ``ok`` (VaR and P&L present), ``missing_var``, ``missing_pnl``,
+  ``missing`` (neither), ``not_applicable`` (the VaR of t-1 has another horizon). Only
+  ``ok`` days are observations; the exception flag is null on every other day.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from risk_engine.errors import DataError
+
+SERIES = ("actual", "hypothetical")
+FIRM = ""
+"""Internal desk key of the firm's rows (a desk is never empty: positions reject it)."""
+SERIES_COLUMNS = ["scope", "desk", "confidence_level", "series", "date", "var_date", "var",
+                  "pnl", "exception", "status"]
+
+
+def window_dates(as_of: dt.date, window: int) -> list[dt.date]:
+    """The last ``window`` business days (Monday to Friday) up to ``as_of``, oldest first."""
+    days = pd.bdate_range(end=as_of, periods=window)
+    return [d.date() for d in days]
+
+
+def previous_business_day(day: dt.date) -> dt.date:
+    """The business day (Monday to Friday) before ``day``."""
+    return (pd.Timestamp(day) - pd.offsets.BDay(1)).date()
+
+
+def published_var(published: pd.DataFrame | None, levels: Sequence[float]) -> pd.DataFrame:
+    """The published VaR rows of the given levels, one run per date.
+
+    Parameters
+    ----------
+    published
+        Rows of earlier ``risk_measures`` partitions (columns ``run_id``, ``as_of_date``,
+        ``scope``, ``desk``, ``measure``, ``confidence_level``, ``horizon_days``,
+        ``value``), or None.
+    levels
+        Confidence levels to keep.
+
+    Returns
+    -------
+    Frame with columns ``var_date``, ``scope``, ``desk`` (``"firm"`` for the firm),
+    ``confidence_level``, ``horizon_days``, ``var``.
+    """
+    cols = ["var_date", "scope", "desk", "confidence_level", "horizon_days", "var"]
+    if published is None or len(published) == 0:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    rm = published[published["measure"] == "VaR"].copy()
+    rm["confidence_level"] = rm["confidence_level"].astype(float)
+    rm = rm[rm["confidence_level"].isin([float(a) for a in levels])]
+    rm["var_date"] = pd.to_datetime(rm["as_of_date"]).dt.date
+    latest = rm.groupby("var_date")["run_id"].transform("max")
+    rm = rm[rm["run_id"] == latest]
+    rm["desk"] = np.where(rm["scope"] == "firm", FIRM, rm["desk"].astype(object))
+    rm = rm.rename(columns={"value": "var"})[cols]
+    return rm.reset_index(drop=True)
+
+
+def daily_pnl(pnl_history: pd.DataFrame | None, table: str = "pnl_history") -> pd.DataFrame:
+    """Desk P&L per date (columns ``date``, ``desk``, ``pnl``), non-finite values dropped.
+
+    Raises
+    ------
+    DataError
+        If a (date, desk) key appears twice, naming the table, the key and the values.
+    """
+    if pnl_history is None or len(pnl_history) == 0:
+        return pd.DataFrame({"date": pd.Series(dtype=object), "desk": pd.Series(dtype=object),
+                             "pnl": pd.Series(dtype=float)})
+    f = pd.DataFrame({"date": pd.to_datetime(pnl_history["date"]).dt.date,
+                      "desk": pnl_history["desk"].astype(object),
+                      "pnl": pd.to_numeric(pnl_history["pnl"], errors="coerce").astype(float)})
+    dup = f.duplicated(["date", "desk"], keep=False)
+    if dup.any():
+        row = f[dup].sort_values(["date", "desk"]).iloc[0]
+        values = f.loc[dup & (f["date"] == row["date"]) & (f["desk"] == row["desk"]), "pnl"]
+        raise DataError(f"{table}: column pnl, key date={row['date']}, desk={row['desk']}: "
+                        f"{len(values)} rows ({', '.join(map(str, values))}); one per key")
+    return f[np.isfinite(f["pnl"])].reset_index(drop=True)
+
+
+def firm_pnl(desk_pnl: pd.DataFrame, var: pd.DataFrame, dates: Sequence[dt.date]
+             ) -> pd.DataFrame:
+    """The firm's P&L per day: the sum over the desks with a desk VaR for the day before.
+
+    Missing (no row) when any of those desks has no P&L, or when no desk had a VaR.
+    """
+    desks_var = var[var["scope"] == "desk"][["var_date", "desk"]].drop_duplicates()
+    rows = []
+    by_date = {d: g for d, g in desk_pnl.groupby("date")} if len(desk_pnl) else {}
+    by_var_date = {d: set(g["desk"]) for d, g in desks_var.groupby("var_date")}
+    for t in dates:
+        desks = by_var_date.get(previous_business_day(t))
+        day = by_date.get(t)
+        if not desks or day is None:
+            continue
+        got = day[day["desk"].isin(desks)]
+        if len(got) == len(desks):
+            rows.append({"date": t, "desk": FIRM, "pnl": float(got["pnl"].sum())})
+    return pd.DataFrame(rows, columns=["date", "desk", "pnl"])
+
+
+def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame | None],
+                   as_of: dt.date, window: int, levels: Sequence[float]) -> pd.DataFrame:
+    """The backtest series, one row per (scope, desk, level, P&L series, day of the window).
+
+    Parameters
+    ----------
+    published
+        Earlier published ``risk_measures`` rows (see :func:`published_var`); rows dated on
+        or after ``as_of`` are ignored.
+    pnl
+        P&L per series name (``actual``, ``hypothetical``): a frame with columns ``date``,
+        ``desk``, ``pnl`` (desk P&L), or None when the series is not available. Series that
+        are None get no rows.
+    as_of
+        The run's as-of date, the last day of the window.
+    window
+        Business days in the window.
+    levels
+        Confidence levels backtested.
+
+    Returns
+    -------
+    Frame with :data:`SERIES_COLUMNS` (``exception`` is True/False on ``ok`` days, None
+    otherwise; ``var``/``pnl`` NaN where absent). Desks are those with a published VaR in
+    the window or a P&L of an available series in it; the firm always.
+    """
+    dates = window_dates(as_of, window)
+    var_dates = [previous_business_day(t) for t in dates]
+    var = published_var(published, levels)
+    var = var[var["var_date"].isin(set(var_dates)) & (var["var_date"] < as_of)]
+    series_pnl: dict[str, pd.DataFrame] = {}
+    for name in SERIES:
+        frame = pnl.get(name)
+        if frame is None:
+            continue
+        d = daily_pnl(frame, "pnl_history" if name == "actual" else f"{name}_pnl")
+        d = d[d["date"].isin(set(dates)) & (d["desk"] != FIRM)]
+        firm = firm_pnl(d, var, dates)
+        series_pnl[name] = pd.concat([d, firm], ignore_index=True) if len(firm) else d
+    desks = set(var.loc[var["scope"] == "desk", "desk"])
+    for d in series_pnl.values():
+        desks |= set(d["desk"]) - {FIRM}
+    keys = [("desk", k) for k in sorted(desks)] + [("firm", FIRM)]
+    one_day = var[var["horizon_days"].astype(int) == 1]
+    other = var[var["horizon_days"].astype(int) != 1]
+    v1 = {(r.desk, float(r.confidence_level), r.var_date): float(r.var)
+          for r in one_day.itertuples()}
+    vh = {(r.desk, float(r.confidence_level), r.var_date): int(r.horizon_days)
+          for r in other.itertuples()}
+    out = []
+    for name, sp in series_pnl.items():
+        p = {(r.desk, r.date): float(r.pnl) for r in sp.itertuples()}
+        for scope, desk in keys:
+            for alpha in levels:
+                a = float(alpha)
+                for t, tv in zip(dates, var_dates, strict=True):
+                    v = v1.get((desk, a, tv), np.nan)
+                    h = 1 if not np.isnan(v) else vh.get((desk, a, tv))
+                    x = p.get((desk, t), np.nan)
+                    if h is not None and h != 1:
+                        status = "not_applicable"
+                    elif np.isnan(v):
+                        status = "missing" if np.isnan(x) else "missing_var"
+                    else:
+                        status = "missing_pnl" if np.isnan(x) else "ok"
+                    out.append((scope, None if scope == "firm" else desk, a, name, t, tv,
+                                v, x, bool(x < -v) if status == "ok" else None, status))
+    return pd.DataFrame(out, columns=SERIES_COLUMNS)
