@@ -24,6 +24,7 @@ from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.stage import (
     bench_session,
     cores_of,
+    release_session,
     spark_partitions,
     spark_stage,
     warm_up,
@@ -60,7 +61,7 @@ def scale_point(params: dict[str, Any]) -> dict[str, Any]:
         peaks = process_peaks()
         single = reference_rate(spec, cores) if master.startswith("local") else float("nan")
     finally:
-        spark.stop()
+        release_session(spark)
     return {"session_s": t_session, "warm_up_s": t_warm, "stage_s": stage.fan_out_s,
             "tail_passes_s": stage.tail_passes_s, "monte_carlo_s": stage.wall_s,
             "histogram_passes": stage.summary.histogram_passes,

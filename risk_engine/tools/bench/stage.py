@@ -31,10 +31,23 @@ def cores_of(master: str) -> int:
     return int(m.group(1))
 
 
+#: Sessions this module started (and so stops); a session already running in the process
+#: (a test suite's) is used as it is and left running.
+_STARTED: set[int] = set()
+
+
 def bench_session(master: str, driver_memory: str) -> Any:
-    """Start the benchmark's Spark session on ``master`` (no UI, unlimited result size)."""
+    """Start the benchmark's Spark session on ``master`` (no UI, unlimited result size).
+
+    Stop it with :func:`release_session`, which leaves a session that was already running
+    in this process alone.
+    """
+    from pyspark import SparkContext
+
     from risk_engine.config import SparkConfig
     from risk_engine.spark.session import build_session
+
+    running = SparkContext._active_spark_context is not None
 
     conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
             "spark.driver.memory": driver_memory, "spark.driver.maxResultSize": "0"}
@@ -43,7 +56,17 @@ def bench_session(master: str, driver_memory: str) -> Any:
         # reach the driver on the loopback address.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         conf.update({"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"})
-    return build_session(SparkConfig(app_name="risk-engine-bench", conf=conf), master=master)
+    spark = build_session(SparkConfig(app_name="risk-engine-bench", conf=conf), master=master)
+    if not running:
+        _STARTED.add(id(spark))
+    return spark
+
+
+def release_session(spark: Any) -> None:
+    """Stop ``spark`` if :func:`bench_session` started it."""
+    if id(spark) in _STARTED:
+        _STARTED.discard(id(spark))
+        spark.stop()
 
 
 def spark_partitions(spec: SimulationSpec, cores: int) -> int:

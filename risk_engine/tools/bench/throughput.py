@@ -21,7 +21,13 @@ from risk_engine.simulation import SimulationSpec
 from risk_engine.tools.bench.memory import spark_cpu
 from risk_engine.tools.bench.processes import kernel_rate, single_process_rate
 from risk_engine.tools.bench.report import Rows
-from risk_engine.tools.bench.stage import bench_session, spark_partitions, spark_stage, warm_up
+from risk_engine.tools.bench.stage import (
+    bench_session,
+    release_session,
+    spark_partitions,
+    spark_stage,
+    warm_up,
+)
 from risk_engine.tools.bench.workload import n_blocks, spec_for
 
 
@@ -141,5 +147,5 @@ def spark_throughput(rows: Rows, specs: dict[str, SimulationSpec], methods: Sequ
             pnls[m] = best.pnl
             _method_rows(rows, m, n0, n_positions, cores, rounds, best)
     finally:
-        spark.stop()
+        release_session(spark)
     return pnls
