@@ -468,7 +468,8 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
     if cfg.hedging.enabled:
         with rl.stage("hedging"):
             hedge, warnings = hedging_tables(book, prepared.model, inputs.history, cfg.hedging,
-                                             position_history=inputs.position_history)
+                                             position_history=inputs.position_history,
+                                             source=prepared.spec.source)
         tables.update(hedge)
         rl.warnings.extend(warnings)
     if cfg.backtest.enabled:

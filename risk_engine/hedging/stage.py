@@ -27,10 +27,18 @@ import pandas as pd
 from risk_engine import schemas
 from risk_engine.book import ResolvedBook
 from risk_engine.hedging.baskets import Basket, clean_closes, estimate_baskets
-from risk_engine.hedging.decomposition import decompose, share_factor
+from risk_engine.hedging.decomposition import (
+    decompose,
+    decompose_cvar,
+    lot_box,
+    residual_variance,
+    scenario_share_pnl,
+    share_factor,
+)
 from risk_engine.hedging.hedge import HedgeProblem, hedge_trades
 from risk_engine.hedging.settings import HedgingSettings
 from risk_engine.scenarios import ScenarioModel
+from risk_engine.scenarios.generator import ScenarioSource
 
 
 def desk_exposures(book: ResolvedBook) -> dict[str, np.ndarray]:
@@ -63,7 +71,8 @@ def _scopes(book: ResolvedBook, settings: HedgingSettings
 
 
 def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFrame | None,
-                   settings: HedgingSettings, *, position_history: pd.DataFrame | None = None
+                   settings: HedgingSettings, *, position_history: pd.DataFrame | None = None,
+                   source: ScenarioSource | None = None
                    ) -> tuple[dict[str, pd.DataFrame], list[str]]:
     """Baskets, decomposition and hedge of every desk (or of the firm).
 
@@ -85,6 +94,11 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         last ``history_days`` dates up to the as-of date are decomposed on each scope's
         kept baskets with today's covariance (``hedge_history``). Rows on underlyings
         outside the book (no covariance) are left out, with a warning.
+    source : ScenarioSource, optional
+        The run's Monte Carlo scenarios; with ``objective: cvar`` its first
+        ``cvar_blocks`` blocks are regenerated and the lots minimize the residual's
+        expected shortfall on them. Without it ``cvar`` falls back to ``variance`` (a
+        warning).
 
     Returns
     -------
@@ -104,6 +118,9 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
         past = history[pd.to_datetime(history["date"], errors="coerce")
                        <= pd.Timestamp(book.as_of)]
         closes = clean_closes(past, book.underlyings)
+    pnl_full = None
+    if settings.objective == "cvar":
+        pnl_full = _scenario_pnl(book, source, settings, warnings)
     cache: dict[tuple[str, tuple[str, ...]], list[Basket]] = {}
     basket_rows: list[dict[str, Any]] = []
     rec_rows: list[dict[str, Any]] = []
@@ -126,11 +143,16 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
                     warnings.extend(notes)
                 baskets += cache[key]
         summary = _scope_rows(name, settings, book, a_full, exposure, idx, names, baskets,
-                              basket_rows, rec_rows)
+                              basket_rows, rec_rows, pnl_full)
         summary_rows.append(summary)
         if daily is not None:
             history_rows += _history_rows(name, settings, book, a_full, idx, baskets, daily)
         msg = summary["message"] or ""
+        if (str(summary["decomposition_method"]).startswith("cvar:")
+                and summary["decomposition_status"] != "optimal"):
+            warnings.append(f"hedging: {name}: cvar decomposition status "
+                            f"{summary['decomposition_status']} "
+                            f"({summary['decomposition_method']}): {msg}")
         if summary["status"] == "solver_error" or "time limit" in msg:
             warnings.append(f"hedging: {name}: hedge status {summary['status']}"
                             f" ({summary['method']}): {summary['message']}")
@@ -142,6 +164,25 @@ def hedging_tables(book: ResolvedBook, model: ScenarioModel, history: pd.DataFra
     if daily is not None:
         tables["hedge_history"] = _frame(schemas.HEDGE_HISTORY, history_rows)
     return tables, warnings
+
+
+def _scenario_pnl(book: ResolvedBook, source: ScenarioSource | None,
+                  settings: HedgingSettings, warnings: list[str]) -> np.ndarray | None:
+    """P&L of one share of each book underlying in the first ``cvar_blocks`` blocks."""
+    if source is None:
+        warnings.append("hedging: objective cvar without the run's scenarios: "
+                        "the variance objective is used")
+        return None
+    col = {n: j for j, n in enumerate(source.model.underlyings)}
+    missing = [n for n in book.underlyings if n not in col]
+    if missing:
+        warnings.append(f"hedging: objective cvar: underlyings {', '.join(missing[:5])} not "
+                        "in the scenarios: the variance objective is used")
+        return None
+    blocks = range(min(settings.cvar_blocks, source.n_blocks))
+    x = np.concatenate([source.block(b) for b in blocks], axis=0)
+    x = x[:, [col[n] for n in book.underlyings]]
+    return scenario_share_pnl(book.spot, x)
 
 
 def _daily_positions(book: ResolvedBook, position_history: pd.DataFrame,
@@ -221,9 +262,14 @@ def _history_rows(name: str, settings: HedgingSettings, book: ResolvedBook,
 
 def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full: np.ndarray,
                 exposure: np.ndarray, idx: list[int], names: list[str], baskets: list[Basket],
-                basket_rows: list[dict[str, Any]], rec_rows: list[dict[str, Any]]
-                ) -> dict[str, Any]:
-    """Decompose and hedge one scope; append its basket and trade rows; its summary row."""
+                basket_rows: list[dict[str, Any]], rec_rows: list[dict[str, Any]],
+                pnl_full: np.ndarray | None = None) -> dict[str, Any]:
+    """Decompose and hedge one scope; append its basket and trade rows; its summary row.
+
+    With ``pnl_full`` (objective cvar) the lots minimize the residual's expected shortfall
+    within the variance path's exact box; the risks reported stay standard deviations and
+    the message gives both expected shortfalls.
+    """
     kept = [b for b in baskets if b.kept]
     half_life = sum(1 for b in baskets if not b.kept and b.reason.startswith("half-life"))
     row: dict[str, Any] = {
@@ -252,6 +298,20 @@ def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full
                         max_lots=settings.max_lots,
                         exact_max_variables=settings.exact_max_variables)
         lots = sol.lots
+        variance, method, status = sol.variance, sol.method, sol.status
+        messages = [sol.message]
+        if pnl_full is not None and kept:
+            lo, hi, _, _ = lot_box(a, e, b, settings.max_lots)
+            cv = decompose_cvar(pnl_full[:, idx], e, b, lo, hi, sol.lots,
+                                settings.cvar_level,
+                                time_limit=settings.cvar_time_limit_seconds,
+                                exact_max_variables=settings.exact_max_variables)
+            lots = cv.lots
+            variance = residual_variance(a, e, b, lots)
+            method, status = f"cvar:{cv.method}", cv.status
+            messages = [f"ES({settings.cvar_level:g}) of the exposure {cv.exposure_es:.6g}, "
+                        f"of the residual {cv.es:.6g} on {pnl_full.shape[0]} scenarios",
+                        cv.message]
         held = b @ lots.astype(np.float64)
         residual = e - held
         spot = book.spot[idx]
@@ -264,15 +324,15 @@ def _scope_rows(name: str, settings: HedgingSettings, book: ResolvedBook, a_full
                                max_lots=settings.max_lots)
         res = hedge_trades(problem, time_limit=settings.time_limit_seconds,
                            exact_max_variables=settings.exact_max_variables)
-        risk0, risk1 = math.sqrt(f0), math.sqrt(max(sol.variance, 0.0))
+        risk0, risk1 = math.sqrt(f0), math.sqrt(max(variance, 0.0))
         row.update({
             "exposure_risk": risk0, "risk_after_baskets": risk1,
             "basket_risk_share": 1.0 - risk1 / risk0 if risk0 > 0 else math.nan,
             "risk_after_hedge": res.risk, "continuous_bound": res.bound, "gap": res.gap,
-            "cost": res.cost, "decomposition_method": sol.method,
-            "decomposition_status": sol.status, "method": res.method, "status": res.status,
+            "cost": res.cost, "decomposition_method": method,
+            "decomposition_status": status, "method": res.method, "status": res.status,
             "solver": res.solver or None,
-            "message": "; ".join(t for t in (sol.message, res.message) if t) or None,
+            "message": "; ".join(t for t in (*messages, res.message) if t) or None,
         })
         for j, n in enumerate(names):
             shares = int(res.lots[j]) * int(lot_size[j])

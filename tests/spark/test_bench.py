@@ -15,7 +15,7 @@ from risk_engine.tools.bench import format_table, run_benchmark
 def test_bench_small_book_measures_every_section():
     table = run_benchmark(
         (2_000, 20_000), positions=200, underlyings=10, desks=4, block_size=1_000,
-        accuracy_scenarios=2_000, rounds=1, methods=("full", "grid"))
+        accuracy_scenarios=2_000, rounds=1, methods=("full", "grid"), hedging_positions=600)
     assert not (table["metric"] == "failed").any(), table[table["metric"] == "failed"]
     got = {(r.section, r.method, r.metric): r for r in table.itertuples()}
 
@@ -35,8 +35,18 @@ def test_bench_small_book_measures_every_section():
                     "python_worker_peak_mib", "driver_jvm_live_heap_mib"):
             assert np.isfinite(point[key]) and point[key] > 0
     assert "time_ratio_vs_2000" in set(scaling["metric"])
+    # The hedging stage on the demo book, per objective, against the 30 s target.
+    for objective in ("variance", "cvar"):
+        stage = got[("hedging", objective, "stage_s")]
+        assert stage.value > 0 and stage.target == "<= 30" and stage.met in (True, False)
+        assert "6 desks" in stage.note
+        with_baskets = got[("hedging", objective, "desks_with_baskets")].value
+        assert 0 < with_baskets <= 6
+        assert got[("hedging", objective, "decompositions_optimal")].value <= 6
+    assert got[("hedging", "cvar", "stage_s")].n_scenarios == 1_000  # one block
     text = format_table(table)
     assert "== throughput ==" in text and "== scaling ==" in text
+    assert "== hedging ==" in text
 
 
 @pytest.mark.heavy

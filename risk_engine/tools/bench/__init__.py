@@ -15,6 +15,8 @@ One run measures, on a generated option book (:mod:`.workload`):
 * scaling (:mod:`.scaling`): Spark stage time, session start-up and peak memory of the
   driver (Python and JVM) and of the Python workers at each scenario count (:mod:`.memory`),
   each point in a fresh process with its own Spark session (so peaks belong to that point).
+* hedging (:mod:`.hedging`): seconds the hedging stage adds to the nightly run on the demo
+  book (6 desks), per decomposition objective, against the 30 s target.
 
 Rows and the printed table are :mod:`.report`'s; the command line is :mod:`.command`'s.
 Numbers are wall-clock on a possibly shared machine: compare ratios taken from one run, and

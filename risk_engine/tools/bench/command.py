@@ -1,5 +1,7 @@
 """``risk-engine bench``: throughput, accuracy, scaling and memory of the Monte Carlo stage.
 
+Also the time of the hedging stage on the demo book.
+
 The command line of :func:`risk_engine.tools.bench.run.run_benchmark`: it prints the table
 of :func:`risk_engine.tools.bench.report.format_table`.
 """
@@ -37,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--driver-memory", default="1g")
     p.add_argument("--rounds", type=int, default=3,
                    help="alternating single-process / Spark rounds; the best of each is kept")
+    p.add_argument("--hedging-objectives", default="variance,cvar",
+                   help="hedging.objective values timed on the demo book ('' for none)")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     return p
 
@@ -52,6 +56,8 @@ def bench_main(argv: list[str]) -> int:
         scale_methods=[m.strip() for m in args.scale_methods.split(",") if m.strip()],
         block_size=args.block_size, accuracy_scenarios=args.accuracy_scenarios,
         driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
+        hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
+                            if o.strip()],
         log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
     )
     print(format_table(table))

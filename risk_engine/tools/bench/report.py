@@ -15,6 +15,7 @@ TARGETS = {
     "full_vs_scipy_rel_error": ("<=", 1e-9),
     "time_ratio_10x": ("<=", 11.0),
     "peak_memory_growth_mib": ("<=", 64.0),
+    "hedging_stage_s": ("<=", 30.0),
 }
 
 COLUMNS = ["section", "method", "n_scenarios", "metric", "value", "unit", "target", "met",

@@ -9,6 +9,7 @@ import pandas as pd
 
 from risk_engine.revaluation_grid import METHODS
 from risk_engine.tools.bench.accuracy import accuracy_rows
+from risk_engine.tools.bench.hedging import hedging_rows
 from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.scaling import scaling_rows
 from risk_engine.tools.bench.stage import cores_of
@@ -32,6 +33,8 @@ def run_benchmark(
     rounds: int = 3,
     scale_subprocess: bool = True,
     scale_master: str | None = None,
+    hedging_objectives: Sequence[str] = ("variance", "cvar"),
+    hedging_positions: int = 2000,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
@@ -39,7 +42,9 @@ def run_benchmark(
     The throughput and accuracy sections run at the first scenario count; the scaling
     section runs every count for each of ``scale_methods`` (each point in a fresh process
     when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
-    where the driver JVM is not also the executor), else on ``master``.
+    where the driver JVM is not also the executor), else on ``master``. The hedging section
+    times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
+    each of ``hedging_objectives`` (none: no section).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -58,6 +63,9 @@ def run_benchmark(
                             say=say)
     say("accuracy")
     accuracy_rows(rows, prep, specs, pnls, methods, n0, accuracy_scenarios)
+    if hedging_objectives:
+        hedging_rows(rows, hedging_objectives, positions=hedging_positions,
+                     block_size=block_size, cores=cores, say=say)
     point = {"positions": positions, "underlyings": underlyings, "desks": desks,
              "horizon_days": horizon_days, "block_size": block_size,
              "master": scale_master or master, "driver_memory": driver_memory}

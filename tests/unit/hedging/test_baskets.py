@@ -119,6 +119,11 @@ def test_estimate_from_history_frame_groups_and_short_history():
     assert warnings and "fewer than" in warnings[0]
 
 
-def test_cvar_objective_is_refused():
+def test_bad_objective_and_cvar_settings_are_refused():
+    assert HedgingSettings(objective="cvar").cvar_level == 0.975
     with pytest.raises(ConfigError, match="objective"):
-        HedgingSettings(objective="cvar")
+        HedgingSettings(objective="determinant")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="cvar_level"):
+        HedgingSettings(objective="cvar", cvar_level=1.0)
+    with pytest.raises(ConfigError, match="cvar_blocks"):
+        HedgingSettings(objective="cvar", cvar_blocks=0)

@@ -70,7 +70,8 @@ def test_firm_scope_is_one_row(demo):
     assert (sizes <= 3).all() and (sizes >= 2).all()
 
 
-@pytest.mark.parametrize(("key", "value"), [("max_assets", 1), ("objective", "cvar"),
+@pytest.mark.parametrize(("key", "value"), [("max_assets", 1), ("objective", "determinant"),
+                                            ("cvar_level", 1.5), ("cvar_blocks", 0),
                                             ("significance", 0.02), ("scope", "book"),
                                             ("cost_bps", -1)])
 def test_bad_hedging_config_names_the_key(key, value):
@@ -145,3 +146,52 @@ def test_without_history_the_hedge_covers_the_whole_exposure():
     recs = tables["hedge_recommendations"].set_index(["desk", "underlying"])
     # Zero cost and uncorrelated enough: flatten to the nearest whole lots.
     assert recs.loc[("d1", "AAA"), "lots"] == -2 and recs.loc[("d1", "BBB"), "lots"] == 12
+
+
+def test_cvar_objective_lowers_the_residual_es_on_the_runs_scenarios(demo):
+    from risk_engine.hedging.decomposition import scenario_share_pnl
+    from risk_engine.measures import var_es
+
+    prepared, var_tables, _ = h.run(demo_config(enabled=True), demo)
+    _, cvar_tables, _ = h.run(demo_config(enabled=True, objective="cvar", cvar_level=0.95), demo)
+    for name, frame in var_tables.items():
+        if name not in HEDGE_TABLES:
+            pd.testing.assert_frame_equal(cvar_tables[name], frame)
+    source = prepared.spec.source
+    x = source.block(0)  # cvar_blocks: 1
+    col = [list(source.model.underlyings).index(n) for n in prepared.book.underlyings]
+    pnl = scenario_share_pnl(prepared.book.spot, x[:, col])
+    where = {n: i for i, n in enumerate(prepared.book.underlyings)}
+
+    def es(rows):
+        q = np.zeros(len(where))
+        q[[where[n] for n in rows["underlying"]]] = rows["residual_shares"].to_numpy()
+        return var_es(-(pnl @ q), [0.95])[0].es
+
+    summary = cvar_tables["hedge_summary"].set_index("desk")
+    var_recs = var_tables["hedge_recommendations"].groupby("desk")
+    for desk, rows in cvar_tables["hedge_recommendations"].groupby("desk"):
+        row = summary.loc[desk]
+        if row["n_kept"] == 0:  # no basket: nothing to decompose
+            assert row["decomposition_method"] == "none"
+            continue
+        assert row["decomposition_method"].startswith("cvar:")
+        assert f"of the residual {es(rows):.6g} on {x.shape[0]} scenarios" in row["message"]
+        assert es(rows) <= es(var_recs.get_group(desk)) * (1 + 1e-12)
+    assert (summary["n_kept"] > 0).any()
+    used = summary[summary["decomposition_method"] == "cvar:milp"]
+    assert (used["decomposition_status"] == "optimal").all()
+
+
+def test_cvar_without_scenarios_falls_back_to_variance(demo):
+    from risk_engine.hedging.settings import HedgingSettings
+    from risk_engine.hedging.stage import hedging_tables
+
+    prepared, _, _ = h.run(demo_config(), demo)
+    var, _ = hedging_tables(prepared.book, prepared.model, demo.history,
+                            HedgingSettings(enabled=True))
+    cvar, warnings = hedging_tables(prepared.book, prepared.model, demo.history,
+                                    HedgingSettings(enabled=True, objective="cvar"))
+    assert any("without the run's scenarios" in w for w in warnings)
+    for name in HEDGE_TABLES:
+        pd.testing.assert_frame_equal(cvar[name], var[name])
