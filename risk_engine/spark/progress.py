@@ -16,9 +16,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from pyspark.sql import SparkSession
+if TYPE_CHECKING:  # the formatting is importable without pyspark
+    from pyspark.sql import SparkSession
 
 #: Seconds between two polls of the status tracker.
 POLL_SECONDS = 0.5
@@ -46,7 +47,8 @@ def format_progress(label: str, done: float, total: float, elapsed: float,
     done, total
         Units done and in all (``total`` <= 0: no fraction, rate or time left is shown).
     elapsed
-        Seconds since the units started; the rate is ``done / elapsed``.
+        Seconds since the units started; the rate is ``done / elapsed`` (below one unit
+        a second, shown as seconds per unit).
     unit
         Name of the units (blocks, dates, tasks).
     """
@@ -56,7 +58,8 @@ def format_progress(label: str, done: float, total: float, elapsed: float,
     line = f"{label}: {done:,.0f}/{total:,.0f} {unit} ({done / total:.0%})"
     if elapsed > 0 and done > 0:
         rate = done / elapsed
-        line += f", {rate:,.1f} {unit}/s"
+        line += (f", {rate:,.1f} {unit}/s" if rate >= 1
+                 else f", {1 / rate:,.1f}s per {unit.removesuffix('s')}")
         if done < total:
             line += f", {_duration((total - done) / rate)} left"
     return line
