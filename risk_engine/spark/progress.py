@@ -10,6 +10,7 @@ The numerical core knows nothing of this.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import threading
@@ -92,6 +93,7 @@ class ProgressLine:
         self._thread = threading.Thread(target=self._loop, name="risk-engine-progress",
                                         daemon=True)
         self._width = 0
+        self._lock = threading.Lock()
         self._key: tuple[str, int] | None = None
         self._since = 0.0
 
@@ -103,13 +105,19 @@ class ProgressLine:
         """Stop polling and clear the line."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self._write("")
+        self.clear()
 
     def _write(self, text: str) -> None:
-        pad = max(0, self._width - len(text))
-        self.stream.write("\r" + text + " " * pad + ("\r" if not text else ""))
-        self.stream.flush()
-        self._width = len(text)
+        with self._lock:
+            pad = max(0, self._width - len(text))
+            self.stream.write("\r" + text + " " * pad + ("\r" if not text else ""))
+            self.stream.flush()
+            self._width = len(text)
+
+    def clear(self) -> None:
+        """Blank the line (if shown), so that other output starts at column 0."""
+        if self._width:
+            self._write("")
 
     def line(self, done: int, total: int, now: float) -> str | None:
         """The line for ``done`` of ``total`` active tasks at time ``now`` (None: idle)."""
@@ -142,6 +150,37 @@ def is_terminal(stream: TextIO) -> bool:
         return False
 
 
+class _ClearLine(logging.Filter):
+    """Blanks the progress line before a log record is written to its stream."""
+
+    def __init__(self, progress: ProgressLine) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Clear the line; never drops the record."""
+        self.progress.clear()
+        return True
+
+
+@contextmanager
+def clear_before_logs(progress: ProgressLine) -> Iterator[None]:
+    """While active, root log handlers writing to ``progress.stream`` clear the line first.
+
+    The next poll redraws it below the log line.
+    """
+    handlers = [h for h in logging.getLogger().handlers
+                if getattr(h, "stream", None) is progress.stream]
+    flt = _ClearLine(progress)
+    for h in handlers:
+        h.addFilter(flt)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(flt)
+
+
 @contextmanager
 def run_progress(spark: SparkSession, label: Callable[[], str], *, n_blocks: int | None,
                  stream: TextIO | None = None) -> Iterator[None]:
@@ -153,7 +192,8 @@ def run_progress(spark: SparkSession, label: Callable[[], str], *, n_blocks: int
     progress = ProgressLine(spark, label, n_blocks=n_blocks, stream=out)
     progress.start()
     try:
-        yield
+        with clear_before_logs(progress):
+            yield
     finally:
         progress.stop()
 

@@ -10,7 +10,12 @@ import pytest
 
 from risk_engine.cli import build_parser
 from risk_engine.logformat import RUN_ID, STAGE, configure_logging, resolve_format
-from risk_engine.spark.progress import ProgressLine, format_progress, run_progress
+from risk_engine.spark.progress import (
+    ProgressLine,
+    clear_before_logs,
+    format_progress,
+    run_progress,
+)
 
 
 def test_format_progress_blocks_rate_and_time_left():
@@ -116,3 +121,20 @@ def test_log_format_before_or_after_the_subcommand():
     args = parser.parse_args(["show", "--as-of", "2026-11-20", "--table", "alerts"])
     assert (args.as_of, args.table, args.output_root, args.config) == (
         "2026-11-20", "alerts", None, [])
+
+
+def test_a_log_line_clears_the_progress_line_first(restore_logging):
+    out = io.StringIO()
+    configure_logging(logging.INFO, "text", out)
+    line = ProgressLine(None, lambda: "monte_carlo", n_blocks=4,  # type: ignore[arg-type]
+                        stream=out)
+    with clear_before_logs(line):
+        line._write("monte_carlo: 1/4 blocks (25%)")
+        logging.getLogger("risk_engine.test").warning("hello")
+    logging.getLogger("risk_engine.test").warning("after")
+    text = out.getvalue()
+    shown = "\rmonte_carlo: 1/4 blocks (25%)"
+    blank = "\r" + " " * (len(shown) - 1) + "\r"
+    assert text.startswith(shown + blank)
+    assert text[len(shown + blank):].split("\n")[0].endswith("WARNING risk_engine.test: hello")
+    assert text.count("\r") == 3  # nothing cleared once the progress is over
