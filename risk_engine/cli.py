@@ -140,10 +140,52 @@ def _cmd_bench_worst_case(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from risk_engine.tools.show import show
+
+    as_of = dt.date.fromisoformat(args.as_of)
+    root = args.output_root
+    if root is None:
+        root = (load_config(*args.config, overrides={"as_of_date": args.as_of}).output.root
+                if args.config else "output")
+    sys.stdout.write(show(root, as_of, args.table))
+    return 0
+
+
+def _add_show_parser(sub: Any) -> None:
+    show = sub.add_parser("show", help="print a published date's key tables (no Spark)")
+    show.add_argument("--as-of", required=True, metavar="YYYY-MM-DD")
+    show.add_argument("--table", metavar="T", help="print this whole table instead")
+    show.add_argument("--output-root", metavar="PATH",
+                      help="output root (default: output.root of --config, else ./output)")
+    show.add_argument("--config", action="append", default=[], metavar="YAML",
+                      help="config whose output.root to read; repeat to overlay")
+    show.set_defaults(func=_cmd_show)
+
+
+def _add_console_args(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
+    """``--log-format``, before or (``sub``) after the subcommand."""
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        default=argparse.SUPPRESS if sub else None,
+                        help="text, or json: one JSON object per log line (default: "
+                             "$RISK_ENGINE_LOG_FORMAT, else text)")
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    from risk_engine.logformat import configure_logging, resolve_format
+
+    try:
+        fmt = resolve_format(args.log_format)
+    except ValueError as exc:
+        raise SystemExit(f"risk-engine: error: {exc}") from None
+    configure_logging(logging.INFO if args.verbose else logging.WARNING, fmt)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``risk-engine`` command."""
     parser = argparse.ArgumentParser(prog="risk-engine", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    _add_console_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the nightly job for one as-of date")
@@ -158,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--master", help="Spark master (default: spark.master of the config)")
     backfill.set_defaults(func=_cmd_backfill)
+
+    _add_show_parser(sub)
 
     demo_data = sub.add_parser("demo-data", help="write the synthetic demo snapshot")
     demo_data.add_argument("--out", default="data/demo", help="output folder (data/demo)")
@@ -184,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="UxO", help="underlyings x options (10x20 50x100 100x200)")
     bench_wc.add_argument("--horizon-days", type=int, default=21)
     bench_wc.set_defaults(func=_cmd_bench_worst_case)
+    for command in sub.choices.values():
+        _add_console_args(command, sub=True)
     return parser
 
 
@@ -196,8 +242,7 @@ def main(argv: Sequence[str] | None = None, *, master_from_submit: bool = False)
         return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _setup_logging(args)
     try:
         if master_from_submit:
             return run_job(_config(args), master=None)

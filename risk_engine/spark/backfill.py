@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +24,7 @@ from pyspark.sql import SparkSession
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.spark.job import RunSummary, main
+from risk_engine.spark.progress import format_progress, is_terminal
 
 log = logging.getLogger("risk_engine.backfill")
 
@@ -55,7 +58,12 @@ def backfill(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date
         One per date, in date order.
     """
     out = []
-    for day in backfill_dates(cfg, start, end):
+    days = backfill_dates(cfg, start, end)
+    t0 = time.monotonic()
+    for i, day in enumerate(days):
+        if is_terminal(sys.stderr):  # one line per date, above the run's progress line
+            print(format_progress(f"backfill {day}", i, len(days), time.monotonic() - t0,
+                                  unit="dates"), file=sys.stderr, flush=True)
         day_cfg = dataclasses.replace(cfg, as_of_date=day)
         try:
             out.append(main(spark, day_cfg))

@@ -18,6 +18,7 @@ from risk_engine import __version__, schemas
 from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
+from risk_engine.logformat import RUN_ID, STAGE
 from risk_engine.pipeline import InputTables, RunLog, nightly_run
 from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
@@ -30,6 +31,7 @@ from risk_engine.spark.io import (
     write_manifest,
     write_partition,
 )
+from risk_engine.spark.progress import n_blocks_of, run_progress
 
 log = logging.getLogger("risk_engine.job")
 
@@ -211,7 +213,7 @@ class Run:
     def __init__(self, spark: SparkSession, cfg: Config, run_id: str) -> None:
         self.spark, self.cfg, self.run_id = spark, cfg, run_id
         self.started = dt.datetime.now(dt.timezone.utc)
-        self.log = RunLog(on_stage=lambda _: self.write_manifest())
+        self.log = RunLog(on_stage=self._on_stage)
         self.summary = RunSummary(run_id, cfg.as_of_date, "running", cfg.output.root,
                                   timings=self.log.timings, warnings=self.log.warnings)
         self.staging = (f"{cfg.output.root.rstrip('/')}/_staging/"
@@ -254,6 +256,11 @@ class Run:
         except BaseException:
             self.end()
             raise
+
+    def _on_stage(self, run_log: RunLog) -> None:
+        """A stage starts: name it in log records, write the running manifest."""
+        STAGE.set(run_log.current)
+        self.write_manifest()
 
     def end(self) -> None:
         """Release the date's lock (if held)."""
@@ -345,12 +352,16 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     run = Run(spark, cfg, run_id or new_run_id(cfg.as_of_date))
     summary = run.summary
     run.begin()  # the date's lock; ConcurrentRunError before anything is written
+    log_context = (RUN_ID.set(run.run_id), STAGE.set("start"))
     try:
         with run.log.stage("read_inputs"):
             inputs = read_inputs(spark, cfg)
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
-        result = nightly_run(cfg, inputs, engine, run.log)
+        mc = cfg.monte_carlo
+        with run_progress(spark, lambda: run.log.current,
+                          n_blocks=n_blocks_of(mc.n_scenarios, mc.block_size)):
+            result = nightly_run(cfg, inputs, engine, run.log)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))
         summary.tables = result.tables
@@ -379,6 +390,8 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
                                 run.run_id, exc)
         finally:
             run.end()
+            STAGE.reset(log_context[1])
+            RUN_ID.reset(log_context[0])
     return summary
 
 
