@@ -147,3 +147,26 @@ def test_data_error_is_not_retried(airflow, job_config: Path) -> None:
     # Failed on its first try, with retries allowed: exit 2 is not retried.
     assert [(t[1], t[2], t[3]) for t in states] == [("nightly_risk", "failed", 1)]
     assert states[0][4] == 2
+
+
+def test_dag_as_airflow_loads_it(airflow_venv: Path) -> None:
+    """The DAG as Airflow loads it: one run at a time, retries allowed, the schedule in UTC."""
+    script = (
+        "import json, sys\n"
+        "from airflow.models.dagbag import DagBag\n"
+        f"bag = DagBag({str(ROOT / 'deploy' / 'airflow')!r}, include_examples=False)\n"
+        "assert not bag.import_errors, bag.import_errors\n"
+        f"dag = bag.dags[{DAG_ID!r}]\n"
+        "task = dag.get_task('nightly_risk')\n"
+        "print(json.dumps({'max_active_runs': dag.max_active_runs, 'retries': task.retries,\n"
+        "    'operator': type(task).__mro__[1].__name__, 'tasks': sorted(dag.task_ids),\n"
+        "    'timezone': str(dag.timetable._timezone), 'catchup': dag.catchup}))\n"
+    )
+    env = {**_env(), "AIRFLOW_HOME": str(ROOT / "deploy" / "build" / "airflow_home_parse"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    proc = subprocess.run([str(airflow_venv / "bin" / "python"), "-c", script], env=env,
+                          capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert info == {"max_active_runs": 1, "retries": 2, "operator": "SparkSubmitOperator",
+                    "tasks": ["nightly_risk"], "timezone": "UTC", "catchup": False}
