@@ -86,6 +86,12 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return plt.subplots(figsize=(width, height))
 
 
+def _thousands(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+
+
 def _measure(rm: pd.DataFrame, scope: str, desk: str | None, measure: str,
              level: float) -> float | None:
     sel = rm[(rm["scope"] == scope) & (rm["measure"] == measure)
@@ -189,6 +195,7 @@ def _losses(tables: dict[str, pd.DataFrame], level: float) -> str:
             ax.axvline(es, color="#b3261e", lw=1.5, ls="--", label=f"ES {level:.3g}: {es:,.0f}")
         ax.set_title(f"{desk}: loss distribution ({len(loss):,} scenarios)")
         ax.set_xlabel("loss")
+        _thousands(ax.xaxis)
         ax.legend(frameon=False, fontsize=8)
         fig.tight_layout()
         out.append(_svg(fig))
@@ -209,6 +216,7 @@ def _contributions(tables: dict[str, pd.DataFrame], level: float, top: int) -> s
         ax.invert_yaxis()
         ax.set_title(f"Euler contributions to firm VaR {level:.3g} by desk")
         ax.set_xlabel("contribution (currency)")
+        _thousands(ax.xaxis)
         fig.tight_layout()
         out.append(_svg(fig))
     pos = sel[sel["position_id"].notna()]
@@ -232,8 +240,8 @@ def _limits(tables: dict[str, pd.DataFrame]) -> str:
         lc = lc.assign(b=~lc["breached"].astype(bool)).sort_values(
             ["b", "utilization", "desk", "check", "subject"],
             ascending=[True, False, True, True, True]).head(30)
-        labels = [f"{d} · {c} · {s}" for d, c, s in
-                  lc[["desk", "check", "subject"]].itertuples(index=False)]
+        labels = [" · ".join(str(x) for x in (d, c, s) if x is not None and x == x)
+                  for d, c, s in lc[["desk", "check", "subject"]].itertuples(index=False)]
         fig, ax = _figure(9.0, 0.28 * len(lc) + 1.0)
         util = lc["utilization"].astype(float).to_numpy()
         ax.barh(labels, util, color=["#b3261e" if b else "#7d93b2"
@@ -267,7 +275,7 @@ def _worst_case(tables: dict[str, pd.DataFrame]) -> str:
     cur = cur[np.isclose(cur["confidence_level"], level)]
     desks = sorted(cur["desk"].dropna().unique())
     models = sorted(cur["model"].unique())
-    fig, ax = _figure(9.0, 3.0)
+    fig, ax = _figure(9.0, 3.4)
     x = np.arange(len(desks))
     width = 0.8 / (len(models) + 1)
     mc = [cur[cur["desk"] == d]["mc_var"].astype(float).max() for d in desks]
@@ -279,7 +287,10 @@ def _worst_case(tables: dict[str, pd.DataFrame]) -> str:
         ax.bar(x + (i + 1) * width, vals, width, label=model, color=palette[i % len(palette)])
     ax.set_xticks(x + width * len(models) / 2, desks, rotation=15)
     ax.set_title(f"Worst-case VaR next to Monte Carlo VaR, current book, level {level:.3g}")
-    ax.legend(frameon=False, fontsize=8, ncol=len(models) + 1)
+    _thousands(ax.yaxis)
+    ax.set_ylabel("VaR (currency)")
+    ax.legend(frameon=False, fontsize=8, ncol=len(models) + 1, loc="upper center",
+              bbox_to_anchor=(0.5, -0.18))
     fig.tight_layout()
     return _svg(fig)
 
@@ -288,26 +299,41 @@ def _frontier(tables: dict[str, pd.DataFrame]) -> str:
     fr = tables.get("frontier")
     if fr is None or not len(fr):
         return _note("No efficient frontier published.")
-    rp = tables.get("risk_parity")
-    out = []
+    perf = tables.get("performance")
+    out, missing = [], []
     for desk, grp in sorted(fr.groupby("desk"), key=lambda kv: str(kv[0])):
         pts = grp.drop_duplicates("point").sort_values("point")
         pts = pts[pts["status"].isin(["optimal", "optimal_inaccurate"])]
         fig, ax = _figure(3.7, 2.6)
         ax.plot(pts["volatility"], pts["expected_return"], "o-", color="#7d93b2", ms=3,
                 label="efficient frontier")
-        if rp is not None and len(rp):
-            cur = rp[(rp["desk"] == desk) & (rp["portfolio"] == "current")]
-            if len(cur) and np.isfinite(float(cur["volatility"].iloc[0])):
-                ax.axvline(float(cur["volatility"].iloc[0]), color="#b3261e", lw=1.2,
-                           ls="--", label="current book (volatility)")
+        point = _current_point(perf, desk)
+        if point is not None:
+            ax.plot([point[1]], [point[0]], "D", color="#b3261e", ms=6,
+                    label="current book (hypothetical P&L)")
+        else:
+            missing.append(str(desk))
         ax.set_title(str(desk))
         ax.set_xlabel("volatility")
         ax.set_ylabel("expected return")
         ax.legend(frameon=False, fontsize=7)
         fig.tight_layout()
         out.append(_svg(fig))
-    return '<div class="grid">' + "".join(out) + "</div>"
+    note = (_note("Current book not marked (no hypothetical performance published) for: "
+                  + ", ".join(missing) + ".") if missing else "")
+    return '<div class="grid">' + "".join(out) + "</div>" + note
+
+
+def _current_point(perf: pd.DataFrame | None, desk: Any) -> tuple[float, float] | None:
+    """(annualized return, volatility) of the desk's current book from ``performance``."""
+    if perf is None or not len(perf):
+        return None
+    row = perf[(perf["desk"] == desk) & (perf["source"] == "hypothetical")
+               & (perf["status"] == "ok")]
+    if not len(row):
+        return None
+    r, v = float(row["annualized_return"].iloc[0]), float(row["annualized_volatility"].iloc[0])
+    return (r, v) if np.isfinite(r) and np.isfinite(v) else None
 
 
 def _backtest(tables: dict[str, pd.DataFrame]) -> str:
@@ -336,6 +362,7 @@ def _backtest(tables: dict[str, pd.DataFrame]) -> str:
     ax.set_title(f"Firm backtest: P&L against -VaR {level:.3g}"
                  + (f", traffic light: {zone}" if zone else ""))
     ax.legend(frameon=False, fontsize=8)
+    _thousands(ax.yaxis)
     fig.autofmt_xdate()
     fig.tight_layout()
     out.append(_svg(fig))
