@@ -232,16 +232,14 @@ class ReportConfig:
     """The morning report (``<output.root>/report/as_of_date=D/report.html``).
 
     Built after publication from the published tables; a failure is a run warning.
-    ``previous_days``: how many calendar days back to look for the previous published date.
+    ``top_positions``: positions listed per desk in the contributions tables.
     """
 
     enabled: bool = True
     top_positions: int = 10
-    previous_days: int = 31
 
     def __post_init__(self) -> None:
         require(self.top_positions >= 1, "top_positions", self.top_positions, ">= 1")
-        require(self.previous_days >= 1, "previous_days", self.previous_days, ">= 1")
 
 
 def _worst_case_default() -> WorstCaseStageSettings:

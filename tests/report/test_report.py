@@ -80,3 +80,30 @@ def test_report_in_headless_chromium(published_root, tmp_path, as_of):
     assert facts["svgs"] >= 5 and facts["empty"] == 0 and facts["scripts"] == 0
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
+
+
+def test_report_command_writes_the_page(published_root, capsys):
+    from risk_engine.cli import main
+
+    code = main(["report", "--config", str(REPO / "conf" / "local.yaml"), "--as-of",
+                 D2.isoformat(), "--set", f"output.root={published_root}"])
+    assert code == 0
+    path = published_root / "report" / f"as_of_date={D2}" / "report.html"
+    assert f"report: {path}" in capsys.readouterr().out
+
+
+def test_report_command_on_a_date_without_run_is_a_clear_error(published_root, capsys):
+    from risk_engine.cli import main
+
+    code = main(["report", "--config", str(REPO / "conf" / "local.yaml"), "--as-of",
+                 "2026-11-02", "--set", f"output.root={published_root}"])
+    assert code == 2
+    assert "no run of 2026-11-02" in capsys.readouterr().err
+
+
+def test_report_settings_are_checked():
+    from risk_engine.config import config_from_dict
+    from risk_engine.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="report.top_positions"):
+        config_from_dict({"as_of_date": "2026-11-20", "report": {"top_positions": 0}})
