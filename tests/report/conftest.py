@@ -66,3 +66,49 @@ def published_root(tmp_path_factory) -> Path:
     _manifest(root, D3, f"{D3.isoformat()}-run", "failed",
               message="DataError: market: no row for underlying TECH01 on 2026-11-23")
     return root
+
+
+def _day(frame, day):
+    return frame[frame["as_of_date"] == day].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def backtest_root(tmp_path_factory) -> Path:
+    """13 business days published on one market path; the last one with the backtest."""
+    import pandas as pd
+
+    from risk_engine.tools.demo_data import generate_days
+
+    root = tmp_path_factory.mktemp("published_backtest")
+    snap = generate_days(D2, 13, n_underlyings=10, n_positions=30, seed=3)
+    days = sorted(snap["positions"]["as_of_date"].unique())
+    published = []
+    for i, day in enumerate(days):
+        last = i == len(days) - 1
+        cfg = config_from_dict({
+            "as_of_date": pd.Timestamp(day).date().isoformat(),
+            "monte_carlo": {"n_scenarios": 2000, "block_size": 1000, "horizon_days": 1},
+            "worst_case": {"enabled": last, "optimize": False},
+            "backtest": {"enabled": last, "window": 12, "hypothetical": False},
+            "output": {"write_scenario_pnl": last}})
+        inputs = InputTables(
+            positions=_day(snap["positions"], day), market=_day(snap["market"], day),
+            rates=_day(snap["rates"], day), history=snap["history"],
+            factor_model=snap["factor_model"], correlations=snap["correlations"],
+            pnl_history=snap["pnl_history"],
+            published_risk=pd.concat(published, ignore_index=True) if published else None)
+        rl = RunLog()
+        result = nightly_run(cfg, inputs, InProcessEngine(), rl)
+        as_of = cfg.as_of_date
+        run_id = f"{as_of.isoformat()}-run"
+        published.append(result.tables["risk_measures"].assign(run_id=run_id, as_of_date=as_of))
+        for name, frame in result.tables.items():
+            part = root / name / f"as_of_date={as_of.isoformat()}"
+            part.mkdir(parents=True, exist_ok=True)
+            pq.write_table(pa.Table.from_pandas(frame.assign(run_id=run_id),
+                                                preserve_index=False),
+                           part / "part-00000.parquet")
+        _manifest(root, as_of, run_id, "completed_with_warnings" if rl.warnings else "completed",
+                  warnings=rl.warnings, timings=dict(rl.timings),
+                  counts=result.prepared.row_counts)
+    return root

@@ -107,3 +107,15 @@ def test_report_settings_are_checked():
 
     with pytest.raises(ConfigError, match="report.top_positions"):
         config_from_dict({"as_of_date": "2026-11-20", "report": {"top_positions": 0}})
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
+def test_backtest_section_in_headless_chromium(backtest_root, tmp_path):
+    path = write_report(str(backtest_root), D2)
+    text = path.read_text()
+    assert "<h2>Backtest</h2>" in text and "traffic light" in text
+    shot = tmp_path / f"report-backtest-{D2}.png"
+    seen = visit(path.as_uri(), tmp_path / "profile", shot, _FACTS)
+    assert seen.console_errors == [] and seen.requests == [path.as_uri()]
+    assert seen.facts["empty"] == 0
+    print(f"screenshot: {shot}")
