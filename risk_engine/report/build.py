@@ -369,8 +369,11 @@ def _backtest(tables: dict[str, pd.DataFrame]) -> str:
     if bt is not None and len(bt):
         cols = ["scope", "desk", "confidence_level", "series", "observations", "exceptions",
                 "expected_exceptions", "zone", "kupiec_p"]
-        rows = bt.sort_values(["scope", "desk", "confidence_level", "series"],
-                              na_position="first")
+        rows = bt[bt["status"] == "ok"]
+        rows = rows.assign(o=(rows["scope"] != "firm").astype(int)).sort_values(
+            ["o", "desk", "confidence_level", "series"], na_position="first")
+        if len(rows) < len(bt):
+            out.append(_note(f"{len(bt) - len(rows)} series not evaluated (no P&L or VaR)."))
         out.append(_table(cols, [(a, b, f"{c:.3f}", d, _num(e), _num(f), _num(g, 1), z,
                                   _num(k, 3)) for a, b, c, d, e, f, g, z, k in
                                  rows[cols].itertuples(index=False)], left=2))
