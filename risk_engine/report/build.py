@@ -350,7 +350,7 @@ def _backtest(tables: dict[str, pd.DataFrame]) -> str:
     fig, ax = _figure(9.0, 3.0)
     ax.plot(dates, s["pnl"].astype(float), color="#1d2430", lw=1, label=f"P&L ({series})")
     ax.plot(dates, -s["var"].astype(float), color="#d08c00", lw=1.2, label=f"-VaR {level:.3g}")
-    exc = s["exception"].fillna(False).astype(bool).to_numpy()
+    exc = s["exception"].eq(True).to_numpy(dtype=bool)
     ax.plot(dates[exc], s["pnl"].astype(float)[exc], "o", color="#b3261e", ms=4,
             label=f"exceptions ({int(exc.sum())})")
     zone = ""
