@@ -41,7 +41,8 @@ def publish_date(root: Path, as_of: dt.date, seed: int) -> None:
     snap = generate(as_of, n_positions=60, seed=seed)
     cfg = config_from_dict({"as_of_date": as_of.isoformat(),
                             "monte_carlo": {"n_scenarios": 4000, "block_size": 1000},
-                            "output": {"write_scenario_pnl": True}})
+                            "output": {"write_scenario_pnl": True},
+                            "hedging": {"enabled": True}})
     inputs = InputTables(**{k: v for k, v in snap.items()
                             if k in InputTables.__dataclass_fields__})
     rl = RunLog()

@@ -29,6 +29,7 @@ def test_report_has_every_section_and_the_change_from_the_previous_date(publishe
     assert "<script" not in text.lower()
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
     assert "last good date" not in text
+    assert "<h2>Hedge recommendations</h2>" in text
 
 
 def test_first_date_has_no_previous_and_says_so(published_root):
