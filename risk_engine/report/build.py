@@ -120,7 +120,9 @@ def _summary(date: PublishedDate, good: PublishedDate | None) -> str:
     out.append("<ul>" + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
                if warnings else _note("None."))
     counts = loads(shown.get("row_counts"), {})
-    out.append("<h3>Input rows</h3>")
+    out.append("<h3>Input rows</h3>" if shown is m else
+               f"<h3>Input rows (last good date {good.as_of.isoformat()})</h3>"
+               if good is not None else "<h3>Input rows</h3>")
     out.append(_table(["table", "read", "rejected"],
                       [(k, _num(v.get("in", 0)), _num(v.get("rejected", 0)))
                        for k, v in sorted(counts.items())]) if counts else _note("None."))
