@@ -181,6 +181,24 @@ def _setup_logging(args: argparse.Namespace) -> None:
     configure_logging(logging.INFO if args.verbose else logging.WARNING, fmt)
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from risk_engine.report import write_report
+
+    cfg = _config(args)
+    path = write_report(cfg.output.root, cfg.as_of_date,
+                        top_positions=cfg.report.top_positions)
+    print(f"report: {path.resolve()}")
+    return 0
+
+
+def _add_report_parser(sub: Any) -> None:
+    """``risk-engine report --config ... --as-of D``: the morning report of a published date."""
+    report = sub.add_parser("report", help="write the HTML morning report of a date from its "
+                                           "published tables (no Spark)")
+    _add_run_args(report)
+    report.set_defaults(func=_cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``risk-engine`` command."""
     parser = argparse.ArgumentParser(prog="risk-engine", description=__doc__.splitlines()[0])
@@ -200,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--master", help="Spark master (default: spark.master of the config)")
     backfill.set_defaults(func=_cmd_backfill)
+    _add_report_parser(sub)
 
     _add_show_parser(sub)
 

@@ -227,6 +227,21 @@ class TestingConfig:
                 ">= 0")
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """The morning report (``<output.root>/report/as_of_date=D/report.html``).
+
+    Built after publication from the published tables; a failure is a run warning.
+    ``top_positions``: positions listed per desk in the contributions tables.
+    """
+
+    enabled: bool = True
+    top_positions: int = 10
+
+    def __post_init__(self) -> None:
+        require(self.top_positions >= 1, "top_positions", self.top_positions, ">= 1")
+
+
 def _worst_case_default() -> WorstCaseStageSettings:
     from risk_engine.worst_case.stage import WorstCaseStageSettings
 
@@ -269,6 +284,7 @@ class Config:
     governance: GovernanceSettings = field(default_factory=_governance_default)
     hedging: HedgingSettings = field(default_factory=HedgingSettings)
     backtest: BacktestSettings = field(default_factory=BacktestSettings)
+    report: ReportConfig = field(default_factory=ReportConfig)
     testing: TestingConfig = field(default_factory=TestingConfig)
 
     @property

@@ -366,6 +366,7 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
             run.publish(result.tables, list(result.engine_tables))
         summary.tables = result.tables
         _send_alerts(run, result.alerts)
+        _write_report(run)
     except BaseException as exc:
         if run.committed:  # the results are published: the manifest must keep saying so
             summary.warnings.append(f"after publication: {type(exc).__name__}: "
@@ -382,6 +383,8 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         try:
             if not run.committed:
                 run.write_manifest(finished=True)
+                if summary.status == "failed":
+                    _write_report(run)
             else:  # the commit installed the final row; this one adds the publish timing
                 try:
                     run.write_manifest(finished=True)
@@ -393,6 +396,36 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
             STAGE.reset(log_context[1])
             RUN_ID.reset(log_context[0])
     return summary
+
+
+def _write_report(run: Run) -> None:
+    """The ``report`` stage: the morning report from the published tables (local roots).
+
+    Runs after publication (or after a failed run's final manifest, to say it failed), so
+    it never changes the published numbers; a failure is a run warning (logged for a
+    failed run), never a failed run.
+    """
+    from risk_engine.spark.io import local_root
+
+    cfg = run.cfg
+    if not cfg.report.enabled or local_root(cfg.output.root) is None:
+        return
+    try:
+        from risk_engine.report import write_report
+
+        if run.committed:
+            with run.log.stage("report"):
+                run.write_manifest(finished=True)  # the report shows this run's timings
+                write_report(cfg.output.root, cfg.as_of_date,
+                             top_positions=cfg.report.top_positions)
+        else:
+            write_report(cfg.output.root, cfg.as_of_date,
+                         top_positions=cfg.report.top_positions)
+    except Exception as exc:  # noqa: BLE001 - any report failure is a warning
+        if run.committed:
+            run.add_warnings([f"report: {type(exc).__name__}: {error_line(exc)}"])
+        else:
+            log.warning("run %s: report not written: %s", run.run_id, error_line(exc))
 
 
 def _send_alerts(run: Run, alerts: list[Alert]) -> None:

@@ -270,7 +270,7 @@ def _date_run_ids(out):
     found = {}
     for table in sorted(p.name for p in out.iterdir() if not p.name.startswith("_")):
         folder = out / table / f"as_of_date={D2}"
-        if table != "run_manifest" and folder.exists():
+        if table not in ("run_manifest", "report") and folder.exists():
             ids = frozenset(pq.read_table(folder, columns=["run_id"])["run_id"].to_pylist())
             if ids:  # an empty table names no run
                 found[table] = ids

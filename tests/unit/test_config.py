@@ -93,6 +93,7 @@ def test_every_section_is_typed_and_round_trips():
         InputConfig,
         MonteCarloConfig,
         OutputConfig,
+        ReportConfig,
         RiskConfig,
         ScenarioModelConfig,
         SparkConfig,
@@ -119,7 +120,7 @@ def test_every_section_is_typed_and_round_trips():
                 "spark": SparkConfig, "validation": ValidationConfig,
                 "worst_case": WorstCaseStageSettings, "governance": GovernanceSettings,
                 "testing": TestingConfig, "hedging": HedgingSettings,
-                "backtest": BacktestSettings}
+                "backtest": BacktestSettings, "report": ReportConfig}
     assert set(sections) == {f for f in Config.__dataclass_fields__ if f != "as_of_date"}
     for name, cls in sections.items():
         assert isinstance(getattr(cfg, name), cls), name
