@@ -88,6 +88,13 @@ def _quiet_python_side() -> None:
                             category=UserWarning)
 
 
+def session_running() -> bool:
+    """Whether this process already has a running SparkContext (``getOrCreate`` reuses it)."""
+    from pyspark import SparkContext
+
+    return SparkContext._active_spark_context is not None
+
+
 def build_session(settings: SparkConfig, *, master: str | None = None) -> SparkSession:
     """Get or create the session.
 

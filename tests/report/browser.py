@@ -53,6 +53,9 @@ class _Cdp:
 def visit(url: str, profile: Path, screenshot: Path, facts_js: str) -> PageVisit:
     """Open ``url`` in headless Chromium; record console errors and every request made;
     evaluate ``facts_js``; save a full-page PNG screenshot."""
+    if not Path(CHROMIUM).exists():  # a missing browser fails the test, it never skips it
+        raise FileNotFoundError(f"{CHROMIUM} not found: install Debian's chromium package "
+                                "(apt-get install chromium; .ci/run does)")
     profile.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",

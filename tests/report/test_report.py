@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from risk_engine.report import build, read_published, write_report
-from tests.report.browser import CHROMIUM, visit
+from tests.report.browser import visit
 from tests.report.conftest import D1, D2, D3
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +68,6 @@ _FACTS = """(() => {
 })()"""
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 @pytest.mark.parametrize("as_of", [D2, D3])
 def test_report_in_headless_chromium(published_root, tmp_path, as_of):
     path = write_report(str(published_root), as_of)
@@ -110,7 +109,6 @@ def test_report_settings_are_checked():
         config_from_dict({"as_of_date": "2026-11-20", "report": {"top_positions": 0}})
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 def test_backtest_section_in_headless_chromium(backtest_root, tmp_path):
     path = write_report(str(backtest_root), D2)
     text = path.read_text()

@@ -42,12 +42,10 @@ def bench_session(master: str, driver_memory: str) -> Any:
     Stop it with :func:`release_session`, which leaves a session that was already running
     in this process alone.
     """
-    from pyspark import SparkContext
-
     from risk_engine.config import SparkConfig
-    from risk_engine.spark.session import build_session
+    from risk_engine.spark.session import build_session, session_running
 
-    running = SparkContext._active_spark_context is not None
+    running = session_running()
 
     conf = {"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "2",
             "spark.driver.memory": driver_memory, "spark.driver.maxResultSize": "0"}
