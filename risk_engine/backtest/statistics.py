@@ -48,6 +48,8 @@ import numpy as np
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
+from risk_engine.types import FloatArray
+
 GREEN, YELLOW, RED, AMBER = "green", "yellow", "red", "amber"
 GREEN_BELOW = 0.95
 """Cumulative binomial probability at which the yellow zone starts."""
@@ -60,8 +62,6 @@ RED_ADDON = 1.0
 PLA_GREEN_SPEARMAN, PLA_GREEN_KS = 0.80, 0.09
 PLA_RED_SPEARMAN, PLA_RED_KS = 0.70, 0.12
 
-FloatArray = NDArray[np.float64]
-
 
 def xlogy(x: ArrayLike, y: ArrayLike) -> FloatArray:
     """``x ln y`` elementwise with ``0 ln 0 = 0`` (and ``0 ln y = 0`` for any y)."""
@@ -73,7 +73,7 @@ def xlogy(x: ArrayLike, y: ArrayLike) -> FloatArray:
     return out
 
 
-def exceptions(pnl: ArrayLike, var: ArrayLike) -> NDArray[np.float64]:
+def exceptions(pnl: ArrayLike, var: ArrayLike) -> FloatArray:
     """Exception indicator per day: 1.0 if ``pnl < -var``, 0.0 if not, NaN if either is NaN.
 
     Parameters
