@@ -27,7 +27,7 @@ import yaml
 from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
-from risk_engine.settings import build, require, to_plain
+from risk_engine.settings import build, require, require_levels, to_plain
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
     from risk_engine.governance.settings import GovernanceSettings
@@ -128,12 +128,7 @@ class RiskConfig:
     confidence_levels: tuple[float, ...] = (0.95, 0.975, 0.99)
 
     def __post_init__(self) -> None:
-        levels = self.confidence_levels
-        require(len(levels) > 0, "confidence_levels", levels, "a non-empty list")
-        for i, a in enumerate(levels):
-            require(0.0 < a < 1.0, f"confidence_levels[{i}]", a,
-                    "a confidence level is a fraction in (0, 1), e.g. 0.99 (not 99)")
-        require(len(set(levels)) == len(levels), "confidence_levels", levels, "no duplicates")
+        require_levels("confidence_levels", self.confidence_levels)
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,20 @@ def require(ok: bool, key: str, value: Any, rule: str) -> None:
         raise SettingError(key, value, rule)
 
 
+def require_levels(key: str, values: Any) -> tuple[float, ...]:
+    """Check a list of confidence levels (DESIGN section 3) and return it as floats.
+
+    Non-empty, each a fraction in (0, 1) (0.99, never 99), no duplicates.
+    """
+    levels = tuple(float(x) for x in values)
+    require(len(levels) > 0, key, values, "a non-empty list")
+    for i, level in enumerate(levels):
+        require(0.0 < level < 1.0, f"{key}[{i}]", level,
+                "a confidence level is a fraction in (0, 1): write 0.99, not 99")
+    require(len(set(levels)) == len(levels), key, levels, "no duplicates")
+    return levels
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 

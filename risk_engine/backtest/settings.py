@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from risk_engine.settings import DEFAULT_FROM, require
+from risk_engine.settings import DEFAULT_FROM, require, require_levels
 
 MAX_WINDOW = 2520
 """Longest backtest window in business days (about 10 years)."""
@@ -40,10 +40,4 @@ class BacktestSettings:
     def __post_init__(self) -> None:
         require(1 <= self.window <= MAX_WINDOW, "window", self.window,
                 f"business days, >= 1 and <= {MAX_WINDOW}")
-        levels = tuple(float(x) for x in self.confidence_levels)
-        require(len(levels) > 0, "confidence_levels", self.confidence_levels,
-                "a non-empty list")
-        for i, level in enumerate(levels):
-            require(0.0 < level < 1.0, f"confidence_levels[{i}]", level,
-                    "a confidence level is a fraction in (0, 1): write 0.99, not 99")
-        require(len(set(levels)) == len(levels), "confidence_levels", levels, "no duplicates")
+        require_levels("confidence_levels", self.confidence_levels)

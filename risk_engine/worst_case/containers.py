@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from risk_engine.settings import DEFAULT_FROM, require
+from risk_engine.settings import DEFAULT_FROM, require, require_levels
 from risk_engine.solvers import CONE_SOLVERS
 from risk_engine.types import CALL, EQUITY, PUT, FloatArray, IntArray
 
@@ -291,13 +291,7 @@ class WorstCaseSettings:
     _solvers: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        levels = tuple(float(x) for x in self.confidence_levels)
-        require(len(levels) > 0, "confidence_levels", self.confidence_levels,
-                "a non-empty list")
-        for i, level in enumerate(levels):
-            require(0.0 < level < 1.0, f"confidence_levels[{i}]", level,
-                    "a confidence level is a fraction in (0, 1): write 0.99, not 99")
-        require(len(set(levels)) == len(levels), "confidence_levels", levels, "no duplicates")
+        levels = require_levels("confidence_levels", self.confidence_levels)
         object.__setattr__(self, "confidence_levels", levels)
         require(self.moments in ("exact", "sample"), "moments", self.moments,
                 "'exact' or 'sample'")
