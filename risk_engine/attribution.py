@@ -21,6 +21,7 @@ first ``block_size`` scenarios), a fixed, seeded sample (:func:`sample_statistic
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -55,6 +56,11 @@ class Tiling:
 
     positions: int = 256
     scenarios: int = 1024
+
+    @property
+    def values(self) -> int:
+        """Position values of one tile, ``scenarios x positions``."""
+        return self.scenarios * self.positions
 
     def __post_init__(self) -> None:
         if self.positions < 1 or self.scenarios < 1:
@@ -136,6 +142,8 @@ def position_chunks(n: int, size: int) -> list[slice]:
         raise ValueError(f"chunk size must be >= 1, got {size}")
     size = max(size, 2)
     cuts = list(range(0, n, size))
+    if not cuts:
+        return []
     if len(cuts) > 1 and n - cuts[-1] == 1:
         cuts.pop()
     return [slice(a, b) for a, b in zip(cuts, [*cuts[1:], n], strict=True)]
@@ -152,6 +160,46 @@ def _column_sums(tile: FloatArray, before: FloatArray | None) -> FloatArray:
     return np.asarray(np.concatenate([before[None, :], tile]).sum(axis=0), dtype=np.float64)
 
 
+def contract_ids(book: ResolvedBook) -> IntArray:
+    """Contract of each position: positions with the same terms share one id.
+
+    Two positions share a contract when every term :func:`position_values` reads (the
+    underlying, type, strike, life left, volatility, rates, dividend yield) has the same
+    bits, so their unit values are equal on every scenario.
+    """
+    terms = np.column_stack([
+        book.underlying_index.astype(np.float64), book.kind.astype(np.float64), book.strike,
+        book.tau_h, book.expiry_years, book.volatility, book.dividend_yield, book.rate,
+        book.rate_h,
+    ]).view(np.int64)
+    if terms.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse = np.unique(terms, axis=0, return_inverse=True)
+    return np.asarray(inverse, dtype=np.int64).reshape(-1)
+
+
+def _position_pnl(book: ResolvedBook, contract: IntArray, x: FloatArray,
+                  max_values: int) -> FloatArray:
+    """P&L of each position of ``book`` on the scenarios ``x``, shape (n, P).
+
+    The same bits, row-major, as ``position_values(book, x) - book.value``: the unit value of each
+    distinct ``contract`` is computed once (times a quantity of 1, exact) and scaled by
+    each position's quantity. The pricer sees at most about ``max_values`` values at once
+    (``x``'s rows by a slice of the contracts).
+    """
+    ids, first, local = np.unique(contract, return_index=True, return_inverse=True)
+    units = select_positions(book, first)
+    units = dataclasses.replace(units, quantity=np.ones(first.size))
+    n = x.shape[0]
+    unit = np.empty((n, ids.size))
+    step = max(1, max_values // max(n, 1))
+    for c0 in range(0, ids.size, step):
+        part = select_positions(units, np.arange(c0, min(c0 + step, ids.size)))
+        unit[:, c0:c0 + step] = position_values(part, x)
+    return np.ascontiguousarray(unit[:, local.reshape(-1)] * book.quantity - book.value,
+                                dtype=np.float64)
+
+
 def block_contributions(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int,
     pnl: FloatArray, tiling: Tiling | None = None,
@@ -162,8 +210,9 @@ def block_contributions(
     scenarios. Row ``r`` is non-zero only on the positions of request ``r``'s desk.
     Positions are revalued desk by desk, on the requested rows only, in tiles of at most
     ``tiling.scenarios`` rows by ``tiling.positions`` positions (+1, see
-    :func:`position_chunks`); each position's weighted losses are added in scenario order,
-    so the result does not depend on the tiling.
+    :func:`position_chunks`; a desk's positions are taken contract by contract, so that a
+    tile revalues each contract once); each position's weighted losses are added in
+    scenario order, so the result does not depend on the tiling.
     """
     tiling = tiling or Tiling()
     first = block_id * source.block_size
@@ -172,6 +221,7 @@ def block_contributions(
     if not any(w[0].size for w in wanted):
         return out
     x = source.block(block_id)
+    contract = contract_ids(book)
     for d in range(len(book.desks)):
         mine = [i for i, r in enumerate(requests) if r.desk_index == d and wanted[i][0].size]
         if not mine:
@@ -179,20 +229,23 @@ def block_contributions(
         rows = np.unique(np.concatenate([wanted[i][0] for i in mine]))
         local = {i: np.searchsorted(rows, wanted[i][0]) for i in mine}
         desk_cols = np.flatnonzero(book.desk_index == d)
+        desk_cols = desk_cols[np.argsort(contract[desk_cols], kind="stable")]
         for part in position_chunks(desk_cols.size, tiling.positions):
             cols = desk_cols[part]
             sub = select_positions(book, cols)
             # One column alone is summed pairwise by numpy: never split its rows.
             step = rows.size if cols.size == 1 else tiling.scenarios
             sums: dict[int, FloatArray | None] = dict.fromkeys(mine)
-            for r0 in range(0, rows.size, step):
-                r1 = min(r0 + step, rows.size)
-                losses = -(position_values(sub, x[rows[r0:r1] - first]) - sub.value)
+            for cut in position_chunks(rows.size, step):
+                r0, r1 = cut.start, cut.stop
+                losses = -_position_pnl(sub, contract[cols], x[rows[r0:r1] - first],
+                                        tiling.values)
                 for i in mine:
                     at = (local[i] >= r0) & (local[i] < r1)
                     if at.any():
                         w = wanted[i][1][at]
-                        sums[i] = _column_sums(losses[local[i][at] - r0] * w[:, None], sums[i])
+                        tile = np.ascontiguousarray(losses[local[i][at] - r0] * w[:, None])
+                        sums[i] = _column_sums(tile, sums[i])
             for i in mine:
                 s = sums[i]
                 if s is not None:
@@ -200,24 +253,27 @@ def block_contributions(
     return out
 
 
-def _desk_pnl(sub: ResolvedBook, x: FloatArray, tiling: Tiling) -> FloatArray:
-    """The desk's P&L per scenario of ``x``: its positions' P&L added up.
+def _desk_pnl(sub: ResolvedBook, contract: IntArray, x: FloatArray,
+              tiling: Tiling) -> FloatArray:
+    """The desk's P&L per scenario of ``x``: its positions' P&L added up in book order.
 
-    Positions are added pairwise (numpy's row sum) within consecutive groups of
-    :data:`DESK_SUM_GROUP`, and the groups' sums one after the other; the scenarios are
-    taken ``tiling.scenarios`` at a time. Up to :data:`DESK_SUM_GROUP` positions this is one
-    row sum over all of them.
+    Each scenario's positions are added pairwise (numpy's sum of one contiguous row) within
+    consecutive groups of :data:`DESK_SUM_GROUP` positions, and the groups' sums one after
+    the other; up to :data:`DESK_SUM_GROUP` positions, one pairwise sum over all of them.
+    Scenarios are taken as many at a time as keep a tile near ``tiling.values`` values
+    (a row's sum does not depend on the other rows).
     """
     n, p = x.shape[0], sub.n_positions
     desk = np.zeros(n)
-    step = max(1, tiling.scenarios)
+    groups = [np.arange(g0, min(g0 + DESK_SUM_GROUP, p)) for g0 in range(0, p, DESK_SUM_GROUP)]
+    books = [select_positions(sub, g) for g in groups]
+    step = max(1, tiling.values // DESK_SUM_GROUP)
     for r0 in range(0, n, step):
         r1 = min(r0 + step, n)
         acc: FloatArray | None = None
-        for g0 in range(0, p, DESK_SUM_GROUP):
-            cols = np.arange(g0, min(g0 + DESK_SUM_GROUP, p))
-            part = select_positions(sub, cols)
-            s = (position_values(part, x[r0:r1]) - part.value).sum(axis=1)
+        for g, part in zip(groups, books, strict=True):
+            tile = _position_pnl(part, contract[g], x[r0:r1], tiling.values)
+            s = np.asarray(tile.sum(axis=1), dtype=np.float64)
             acc = s if acc is None else acc + s
         if acc is not None:
             desk[r0:r1] = acc
@@ -231,8 +287,9 @@ def sample_statistics(
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
 
     Each desk's P&L is computed first (:func:`_desk_pnl`), then its positions
-    ``tiling.positions`` at a time (:func:`position_chunks`) over the whole block: every
-    statistic is per position, so the result does not depend on the tiling.
+    ``tiling.positions`` at a time (:func:`position_chunks`, contract by contract) over the
+    whole block: every statistic is per position, so the result does not depend on the
+    tiling.
 
     Returns
     -------
@@ -245,27 +302,39 @@ def sample_statistics(
     n = x.shape[0]
     frames = []
     ids = np.asarray(book.position_id, dtype=object)
+    contract = contract_ids(book)
     for d in range(len(book.desks)):
         desk_cols = np.flatnonzero(book.desk_index == d)
         if desk_cols.size == 0:
             continue
-        desk = _desk_pnl(select_positions(book, desk_cols), x, tiling)
+        desk = _desk_pnl(select_positions(book, desk_cols), contract[desk_cols], x, tiling)
         dc = desk - desk.mean()
         dd = (dc * dc).sum()
         ks = [tail_rank(n, alpha) for alpha in levels]
         var_desk = [float(np.partition(-desk, k - 1)[k - 1]) for k in ks]
+        order = np.argsort(contract[desk_cols], kind="stable")  # contracts side by side
         corr = np.empty(desk_cols.size)
         inc = np.empty((len(levels), desk_cols.size))
         for part in position_chunks(desk_cols.size, tiling.positions):
-            sub = select_positions(book, desk_cols[part])
-            pos_pnl = position_values(sub, x) - sub.value  # (n, chunk)
-            without = (-desk)[:, None] + pos_pnl  # desk loss without each position
-            pc = pos_pnl - pos_pnl.mean(axis=0)
-            denom = np.sqrt((pc * pc).sum(axis=0) * dd)
+            at = order[part]
+            cols = desk_cols[at]
+            sub = select_positions(book, cols)
+            # Row-major, at least two positions: numpy adds each position's values over the
+            # scenarios one after the other, whatever the chunk's width.
+            pos_pnl = _position_pnl(sub, contract[cols], x, max(n, tiling.values))  # (n, c)
+            pc = np.ascontiguousarray(pos_pnl - pos_pnl.mean(axis=0))
+            denom = np.sqrt(np.ascontiguousarray(pc * pc).sum(axis=0) * dd)
+            cov = np.ascontiguousarray(pc * dc[:, None]).sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                corr[part] = np.where(denom > 0, (pc * dc[:, None]).sum(axis=0) / denom, np.nan)
+                corr[at] = np.where(denom > 0, cov / denom, np.nan)
+            del pc
+            # Desk loss without each position, a position per row: its order statistics.
+            without = np.ascontiguousarray(((-desk)[:, None] + pos_pnl).T)
+            del pos_pnl
+            kth = sorted({k - 1 for k in ks})
+            without.partition(kth, axis=1)
             for j, k in enumerate(ks):
-                inc[j, part] = var_desk[j] - np.partition(without, k - 1, axis=0)[k - 1]
+                inc[j, at] = var_desk[j] - without[:, k - 1]
         for j, alpha in enumerate(levels):
             frames.append(pd.DataFrame({
                 "position_id": ids[desk_cols], "confidence_level": float(alpha),

@@ -212,7 +212,8 @@ def check_block_memory(block_size: int, n_underlyings: int, n_desks: int) -> Non
 ATTRIBUTION_TILE_ARRAYS = 12
 
 
-def check_attribution_memory(block_size: int, chunk: int) -> None:
+def check_attribution_memory(block_size: int, chunk: int,
+                             max_bytes: int = MAX_BLOCK_BYTES) -> None:
     """Refuse an attribution chunk whose tile would not fit a task's memory.
 
     The block-0 sample statistics hold ``block_size`` scenarios by ``chunk + 1`` positions
@@ -226,13 +227,13 @@ def check_attribution_memory(block_size: int, chunk: int) -> None:
     """
     per_position = 8 * ATTRIBUTION_TILE_ARRAYS * block_size
     need = per_position * (chunk + 1)
-    if need > MAX_BLOCK_BYTES:
-        fits = max(1, MAX_BLOCK_BYTES // per_position - 1)
+    if need > max_bytes:
+        fits = max(1, max_bytes // per_position - 1)
         raise ConfigError(
             f"config key 'governance.attribution_chunk' = {chunk} is out of range: an "
             f"attribution tile of {block_size} scenarios (monte_carlo.block_size) x "
             f"{chunk + 1} positions needs {need / 1024**3:.1f} GiB in one task, above "
-            f"{MAX_BLOCK_BYTES / 1024**3:.0f} GiB; use at most {fits}")
+            f"{max_bytes / 1024**3:.1f} GiB; use at most {fits}")
 
 
 #: The most memory the worst-case problem of one desk may take on the driver.
@@ -257,7 +258,8 @@ def desk_instrument_counts(book: ResolvedBook) -> dict[str, int]:
     return {book.desks[int(d)]: int(n) for d, n in counts.items()}
 
 
-def check_worst_case_size(book: ResolvedBook, max_instruments: object) -> None:
+def check_worst_case_size(book: ResolvedBook, max_instruments: object,
+                          max_bytes: int = MAX_WORST_CASE_BYTES) -> None:
     """Refuse a worst-case problem whose dense matrices would not fit the driver's memory.
 
     A desk's problem has ``min(instruments, worst_case.max_instruments)`` instruments (larger
@@ -278,13 +280,13 @@ def check_worst_case_size(book: ResolvedBook, max_instruments: object) -> None:
     desk, largest = max(counts.items(), key=lambda kv: kv[1])
     cap = min(largest, max_instruments) if isinstance(max_instruments, int) else largest
     need = 8 * WORST_CASE_MATRICES * (cap + 1) ** 2
-    if need > MAX_WORST_CASE_BYTES:
-        fits = int((MAX_WORST_CASE_BYTES / (8 * WORST_CASE_MATRICES)) ** 0.5) - 1
+    if need > max_bytes:
+        fits = max(1, int((max_bytes / (8 * WORST_CASE_MATRICES)) ** 0.5) - 1)
         raise ConfigError(
             f"config key 'worst_case.max_instruments' = {max_instruments} is out of range: "
             f"desk {desk} has {largest} instruments; a worst-case problem of {cap} "
             f"instruments needs {need / 1024**3:.1f} GiB on the driver, above "
-            f"{MAX_WORST_CASE_BYTES / 1024**3:.0f} GiB; use at most {fits}")
+            f"{max_bytes / 1024**3:.1f} GiB; use at most {fits}")
 
 
 def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame,

@@ -47,8 +47,15 @@ def generate(
     n_positions: int = 2000,
     history_days: int = 504,
     seed: int = 7,
+    one_desk: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
+    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
+
+    ``n_positions`` grows the book on the same universe: the first 2,000 positions are
+    those of the default book, whatever ``n_positions``. ``one_desk`` books every position
+    on that desk (same instruments, desk and book columns renamed), e.g. to try the
+    largest desk a run can take.
+    """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
     # One generator, drawn from in a fixed order: universe, history, market, positions.
@@ -62,6 +69,9 @@ def generate(
         "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425],
     })
     positions = _positions(rng, uni, as_of, n_positions)
+    if one_desk is not None:
+        positions["desk"] = one_desk
+        positions["book"] = [f"{one_desk}_{i % 3}" for i in range(len(positions))]
     factor_model = pd.DataFrame({"underlying": uni.names, "drift": uni.drift,
                                  "volatility": uni.vol})
     iu = np.triu_indices(n_underlyings, 1)
