@@ -21,7 +21,6 @@ first ``block_size`` scenarios), a fixed, seeded sample (:func:`sample_statistic
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -33,17 +32,11 @@ from risk_engine.measures import tail_rank
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import TailSummary
 from risk_engine.types import FloatArray, IntArray
-from risk_engine.valuation import position_values
+from risk_engine.valuation import contract_ids, position_pnl, summed_position_values
 
 #: Consecutive blocks whose contributions are added up together before the groups are
 #: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.
 SUM_GROUP = 16
-
-#: Positions of a desk whose P&L is added pairwise as one group when the desk's P&L is
-#: rebuilt from its positions (:func:`sample_statistics`); the groups are then added one
-#: after the other. A fixed constant, not a tile size, so the bits never depend on tiling.
-DESK_SUM_GROUP = 4096
-
 
 @dataclass(frozen=True)
 class Tiling:
@@ -160,46 +153,6 @@ def _column_sums(tile: FloatArray, before: FloatArray | None) -> FloatArray:
     return np.asarray(np.concatenate([before[None, :], tile]).sum(axis=0), dtype=np.float64)
 
 
-def contract_ids(book: ResolvedBook) -> IntArray:
-    """Contract of each position: positions with the same terms share one id.
-
-    Two positions share a contract when every term :func:`position_values` reads (the
-    underlying, type, strike, life left, volatility, rates, dividend yield) has the same
-    bits, so their unit values are equal on every scenario.
-    """
-    terms = np.column_stack([
-        book.underlying_index.astype(np.float64), book.kind.astype(np.float64), book.strike,
-        book.tau_h, book.expiry_years, book.volatility, book.dividend_yield, book.rate,
-        book.rate_h,
-    ]).view(np.int64)
-    if terms.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64)
-    _, inverse = np.unique(terms, axis=0, return_inverse=True)
-    return np.asarray(inverse, dtype=np.int64).reshape(-1)
-
-
-def _position_pnl(book: ResolvedBook, contract: IntArray, x: FloatArray,
-                  max_values: int) -> FloatArray:
-    """P&L of each position of ``book`` on the scenarios ``x``, shape (n, P).
-
-    The same bits, row-major, as ``position_values(book, x) - book.value``: the unit value of each
-    distinct ``contract`` is computed once (times a quantity of 1, exact) and scaled by
-    each position's quantity. The pricer sees at most about ``max_values`` values at once
-    (``x``'s rows by a slice of the contracts).
-    """
-    ids, first, local = np.unique(contract, return_index=True, return_inverse=True)
-    units = select_positions(book, first)
-    units = dataclasses.replace(units, quantity=np.ones(first.size))
-    n = x.shape[0]
-    unit = np.empty((n, ids.size))
-    step = max(1, max_values // max(n, 1))
-    for c0 in range(0, ids.size, step):
-        part = select_positions(units, np.arange(c0, min(c0 + step, ids.size)))
-        unit[:, c0:c0 + step] = position_values(part, x)
-    return np.ascontiguousarray(unit[:, local.reshape(-1)] * book.quantity - book.value,
-                                dtype=np.float64)
-
-
 def block_contributions(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int,
     pnl: FloatArray, tiling: Tiling | None = None,
@@ -238,8 +191,8 @@ def block_contributions(
             sums: dict[int, FloatArray | None] = dict.fromkeys(mine)
             for cut in position_chunks(rows.size, step):
                 r0, r1 = cut.start, cut.stop
-                losses = -_position_pnl(sub, contract[cols], x[rows[r0:r1] - first],
-                                        tiling.values)
+                losses = -position_pnl(sub, x[rows[r0:r1] - first], contract[cols],
+                                       max_values=tiling.values)
                 for i in mine:
                     at = (local[i] >= r0) & (local[i] < r1)
                     if at.any():
@@ -253,40 +206,14 @@ def block_contributions(
     return out
 
 
-def _desk_pnl(sub: ResolvedBook, contract: IntArray, x: FloatArray,
-              tiling: Tiling) -> FloatArray:
-    """The desk's P&L per scenario of ``x``: its positions' P&L added up in book order.
-
-    Each scenario's positions are added pairwise (numpy's sum of one contiguous row) within
-    consecutive groups of :data:`DESK_SUM_GROUP` positions, and the groups' sums one after
-    the other; up to :data:`DESK_SUM_GROUP` positions, one pairwise sum over all of them.
-    Scenarios are taken as many at a time as keep a tile near ``tiling.values`` values
-    (a row's sum does not depend on the other rows).
-    """
-    n, p = x.shape[0], sub.n_positions
-    desk = np.zeros(n)
-    groups = [np.arange(g0, min(g0 + DESK_SUM_GROUP, p)) for g0 in range(0, p, DESK_SUM_GROUP)]
-    books = [select_positions(sub, g) for g in groups]
-    step = max(1, tiling.values // DESK_SUM_GROUP)
-    for r0 in range(0, n, step):
-        r1 = min(r0 + step, n)
-        acc: FloatArray | None = None
-        for g, part in zip(groups, books, strict=True):
-            tile = _position_pnl(part, contract[g], x[r0:r1], tiling.values)
-            s = np.asarray(tile.sum(axis=1), dtype=np.float64)
-            acc = s if acc is None else acc + s
-        if acc is not None:
-            desk[r0:r1] = acc
-    return desk
-
-
 def sample_statistics(
     book: ResolvedBook, source: ScenarioSource, levels: Sequence[float],
     tiling: Tiling | None = None,
 ) -> pd.DataFrame:
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
 
-    Each desk's P&L is computed first (:func:`_desk_pnl`), then its positions
+    Each desk's P&L is computed first
+    (:func:`risk_engine.valuation.summed_position_values`), then its positions
     ``tiling.positions`` at a time (:func:`position_chunks`, contract by contract) over the
     whole block: every statistic is per position, so the result does not depend on the
     tiling.
@@ -307,7 +234,9 @@ def sample_statistics(
         desk_cols = np.flatnonzero(book.desk_index == d)
         if desk_cols.size == 0:
             continue
-        desk = _desk_pnl(select_positions(book, desk_cols), contract[desk_cols], x, tiling)
+        desk = summed_position_values(select_positions(book, desk_cols), x,
+                                      contract[desk_cols], minus_value=True,
+                                      max_values=tiling.values)
         dc = desk - desk.mean()
         dd = (dc * dc).sum()
         ks = [tail_rank(n, alpha) for alpha in levels]
@@ -321,7 +250,8 @@ def sample_statistics(
             sub = select_positions(book, cols)
             # Row-major, at least two positions: numpy adds each position's values over the
             # scenarios one after the other, whatever the chunk's width.
-            pos_pnl = _position_pnl(sub, contract[cols], x, max(n, tiling.values))  # (n, c)
+            pos_pnl = position_pnl(sub, x, contract[cols],
+                                   max_values=max(n, tiling.values))  # (n, c)
             pc = np.ascontiguousarray(pos_pnl - pos_pnl.mean(axis=0))
             denom = np.sqrt(np.ascontiguousarray(pc * pc).sum(axis=0) * dd)
             cov = np.ascontiguousarray(pc * dc[:, None]).sum(axis=0)

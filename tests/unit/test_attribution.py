@@ -8,10 +8,8 @@ import pytest
 
 from risk_engine.attribution import (
     Tiling,
-    _position_pnl,
     attribute_in_process,
     attribution_requests,
-    contract_ids,
     position_chunks,
     position_tables,
 )
@@ -20,7 +18,12 @@ from risk_engine.measures import euler_contributions, tail_rank, var_es
 from risk_engine.pipeline import InputTables
 from risk_engine.tails import summarize_matrix
 from risk_engine.tools.demo_data import generate
-from risk_engine.valuation import position_values
+from risk_engine.valuation import (
+    contract_ids,
+    position_pnl,
+    position_values,
+    summed_position_values,
+)
 from tests import helpers as h
 
 LEVELS = (0.95, 0.99)
@@ -131,5 +134,7 @@ def test_positions_on_one_contract_are_revalued_once_with_the_same_bits(case):
     contract = contract_ids(dup)
     assert np.unique(contract).size < idx.size
     for max_values in (1, 1000, 10**9):
-        got = _position_pnl(dup, contract, x, max_values)
+        got = position_pnl(dup, x, contract, max_values=max_values)
         assert np.array_equal(got, expected)
+        total = summed_position_values(dup, x, contract, max_values=max_values)
+        assert np.array_equal(total, position_values(dup, x).sum(axis=1))
