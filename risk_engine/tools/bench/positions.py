@@ -24,9 +24,6 @@ from risk_engine.tools.bench.report import Rows
 
 #: The line of the child's standard output that carries its result as JSON.
 _RESULT_TAG = "BENCH-POSITIONS "
-#: Stage timings reported per point (seconds), when the run has them.
-_STAGES = ("prepare", "monte_carlo", "risk_measures", "worst_case", "attribution",
-           "governance", "hedging", "publish")
 
 
 def positions_point(params: dict[str, Any]) -> dict[str, Any]:
@@ -119,8 +116,7 @@ def positions_rows(rows: Rows, counts: Sequence[int], *, n_scenarios: int, maste
 
 
 def _point_rows(rows: Rows, label: str, n: int, res: dict[str, Any], master: str) -> None:
-    stages = ", ".join(f"{k} {res['timings'][k]:.0f}" for k in _STAGES
-                       if k in res["timings"])
+    stages = ", ".join(f"{k} {v:.0f}" for k, v in res["timings"].items() if v >= 0.5)
     rows.add("positions", label, n, "job_s", res["job_s"], "s",
              note=f"{res['status']} on {master}; {stages}")
     rows.add("positions", label, n, "session_s", res["session_s"], "s")
