@@ -12,7 +12,9 @@ on the requested scenarios only, and returns weighted sums (:func:`block_contrib
 The sums are added in a fixed order that does not depend on where blocks ran: blocks in
 order within groups of :data:`SUM_GROUP` consecutive blocks (on executors), then the groups
 in order (on the driver, which receives one row per group). No scenario-by-position matrix
-is kept beyond one block's requested rows.
+is kept beyond one tile (:class:`Tiling`): a desk's positions are revalued a chunk at a
+time, on a slice of the block's requested rows at a time, each contract of a chunk priced
+once, and every sum runs in an order that does not depend on the tile sizes.
 
 Incremental VaR (desk VaR minus the desk's VaR without the position) and the correlation of
 each position's P&L with its desk's are computed exactly on the scenarios of block 0 (the
@@ -37,6 +39,7 @@ from risk_engine.valuation import contract_ids, position_pnl, summed_position_va
 #: Consecutive blocks whose contributions are added up together before the groups are
 #: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.
 SUM_GROUP = 16
+
 
 @dataclass(frozen=True)
 class Tiling:
