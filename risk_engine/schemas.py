@@ -402,10 +402,23 @@ FRONTIER = Table(
         _c("volatility", "double", nullable=True, unit="annual"),
         _c("sharpe", "double", nullable=True), _c("status", "string"),
         _c("frontier_status", "string", nullable=True), _c("message", "string", nullable=True),
+        # The current book on the frontier's basis (same mu, Sigma, weights definition and
+        # units as the points), repeated on every row of the desk.
+        _c("current_weight", "double", "fraction", nullable=True,
+           doc="current book's weight of this row's underlying (delta-equivalent exposure "
+               "over the desk's sum, as in risk_parity portfolio=current)"),
+        _c("current_expected_return", "double", "annual", nullable=True,
+           doc="mu' w of the current book, with the frontier's mu"),
+        _c("current_volatility", "double", "annual", nullable=True,
+           doc="sqrt(w' Sigma w) of the current book, with the frontier's Sigma"),
+        _c("current_status", "string", nullable=True,
+           doc="evaluated (feasible: on or inside the frontier), outside_bounds (may lie "
+               "above it), no_weights, not_applicable"),
         _DATE,
     ),
     key=("run_id", "desk", "point", "underlying"),
-    doc="Efficient frontier per desk: one row per point and underlying.",
+    doc="Efficient frontier per desk: one row per point and underlying; the current book's "
+        "point in the current_* columns.",
 )
 
 RISK_PARITY = Table(
