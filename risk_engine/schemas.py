@@ -405,15 +405,15 @@ FRONTIER = Table(
         # The current book on the frontier's basis (same mu, Sigma, weights definition and
         # units as the points), repeated on every row of the desk.
         _c("current_weight", "double", "fraction", nullable=True,
-           doc="current book's weight of this row's underlying (delta-equivalent exposure "
-               "over the desk's sum, as in risk_parity portfolio=current)"),
+           doc="current book's weight of this row's underlying: net delta-equivalent "
+               "exposure over the desk's net sum, any sign"),
         _c("current_expected_return", "double", "annual", nullable=True,
            doc="mu' w of the current book, with the frontier's mu"),
         _c("current_volatility", "double", "annual", nullable=True,
            doc="sqrt(w' Sigma w) of the current book, with the frontier's Sigma"),
         _c("current_status", "string", nullable=True,
            doc="evaluated (feasible: on or inside the frontier), outside_bounds (may lie "
-               "above it), no_weights, not_applicable"),
+               "above it), no_weights (net short desk), not_applicable"),
         _DATE,
     ),
     key=("run_id", "desk", "point", "underlying"),

@@ -343,6 +343,7 @@ def desk_portfolio_tables(
     current_weights: ArrayLike | None = None,
     risk_budgets: ArrayLike | None = None,
     settings: PortfolioSettings = DEFAULT_PORTFOLIO_SETTINGS,
+    frontier_weights: ArrayLike | None = None,
 ) -> PortfolioTables:
     """Run min-variance, the frontier and risk parity for one desk; never raises on data.
 
@@ -357,12 +358,16 @@ def desk_portfolio_tables(
     sigma : array_like, shape (U,U)
         Annualized covariance.
     current_weights : array_like, shape (U,), optional
-        Current weights to decompose in the risk parity table and to place on the
-        frontier (its ``current_*`` columns).
+        Current weights to decompose in the risk parity table, and to place on the
+        frontier (its ``current_*`` columns) unless ``frontier_weights`` is given.
     risk_budgets : array_like, shape (U,), optional
         Risk parity budgets (default from settings, else equal).
     settings : PortfolioSettings
         All settings.
+    frontier_weights : array_like, shape (U,), optional
+        The current book's weights to place on the frontier when they differ from
+        ``current_weights`` (e.g. signed net weights of a long-short desk, while risk
+        parity only decomposes a long-only book).
 
     Returns
     -------
@@ -372,8 +377,8 @@ def desk_portfolio_tables(
     """
     head = f"portfolio: desk {desk}:"
     minvar = min_variance_table(desk, underlyings, mu, sigma, settings)
-    frontier, warnings = _frontier_frame(desk, underlyings, mu, sigma, settings,
-                                         current_weights)
+    on_frontier = current_weights if frontier_weights is None else frontier_weights
+    frontier, warnings = _frontier_frame(desk, underlyings, mu, sigma, settings, on_frontier)
     parity = risk_parity_table(desk, underlyings, sigma, current_weights=current_weights,
                                risk_budgets=risk_budgets, settings=settings)
     lines: list[str] = []

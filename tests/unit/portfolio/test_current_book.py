@@ -154,7 +154,8 @@ def test_failed_desk_row_still_places_the_current_book() -> None:
 
 def test_nightly_run_places_each_desk_on_its_own_frontier_basis() -> None:
     """Whole in-process run: the current point is w' mu, sqrt(w' Sigma w) with the scenario
-    model's moments of the desk and the weights the risk parity table publishes."""
+    model's moments of the desk and its net delta-equivalent weights (those the risk parity
+    table decomposes when the desk is long-only)."""
     from risk_engine.config import config_from_dict
     from risk_engine.pipeline import InputTables
     from risk_engine.tools.demo_data import generate
@@ -167,26 +168,38 @@ def test_nightly_run_places_each_desk_on_its_own_frontier_basis() -> None:
     inputs = InputTables(**{k: v for k, v in snap.items()
                             if k in InputTables.__dataclass_fields__})
     prepared, tables, _ = h.run(cfg, inputs)
+    book = prepared.book
     fr, rp = tables["frontier"], tables["risk_parity"]
-    evaluated = 0
+    seen = set()
     for desk, grp in fr.groupby("desk"):
         names = list(grp[grp["point"] == 0]["underlying"])
+        status = grp["current_status"].iloc[0]
+        seen.add(status)
+        # the desk's delta-equivalent exposure per underlying, from the book directly
+        m = book.desk_mask(desk)
+        expo = np.array([sum(book.delta[k] * book.quantity[k] * book.spot[book.underlying_index[k]]
+                             for k in np.flatnonzero(m)
+                             if book.underlyings[book.underlying_index[k]] == name)
+                         for name in names])
         cur = rp[(rp["desk"] == desk) & (rp["portfolio"] == "current")]
-        if grp["current_status"].iloc[0] == "no_weights":
-            assert cur.empty  # the same weights feed both tables: none here either
+        if expo.sum() <= 0:
+            assert status == "no_weights" and cur.empty
+            assert grp["current_volatility"].isna().all()
             continue
-        evaluated += 1
-        sub = prepared.model.subset(tuple(names))
         w = grp[grp["point"] == 0]["current_weight"].to_numpy()
-        np.testing.assert_allclose(w, cur.set_index("underlying").loc[names, "weight"],
-                                   rtol=0, atol=0)
+        np.testing.assert_allclose(w, expo / expo.sum(), rtol=1e-12, atol=1e-14)
+        assert status == ("evaluated" if (expo >= 0).all() else "outside_bounds")
+        sub = prepared.model.subset(tuple(names))
         ret, vol = _direct(w, sub.mu, sub.cov)
         assert (grp["current_expected_return"] == grp["current_expected_return"].iloc[0]).all()
         assert float(grp["current_expected_return"].iloc[0]) == pytest.approx(ret, rel=1e-12)
         assert float(grp["current_volatility"].iloc[0]) == pytest.approx(vol, rel=1e-12)
-        # the risk parity table's current volatility is the same number, another route
-        assert float(cur["volatility"].iloc[0]) == pytest.approx(vol, rel=1e-12)
-        if grp["current_status"].iloc[0] == "evaluated":
+        if status == "evaluated":
+            # the same weights as risk parity's current rows, and the same volatility
+            np.testing.assert_array_equal(w, cur.set_index("underlying").loc[names, "weight"])
+            assert float(cur["volatility"].iloc[0]) == pytest.approx(vol, rel=1e-12)
             best = min_variance(sub.mu, sub.cov, target_return=ret, target_mode="eq")
             assert best.volatility <= vol + 1e-9
-    assert evaluated >= 2
+        else:
+            assert cur.empty
+    assert {"evaluated", "outside_bounds", "no_weights"} <= seen
