@@ -220,7 +220,8 @@ class RiskParityResult:
 #: ``evaluated`` (its weights are feasible for the frontier's problem: fully invested and
 #: within the bounds, so the point lies on or inside the frontier), ``outside_bounds``
 #: (not fully invested, or some weight breaks the frontier's bounds: the point may lie
-#: above the frontier), ``no_weights`` (no current weights, e.g. a net short desk) and ``not_applicable`` (invalid moments or weights).
+#: above the frontier), ``no_weights`` (no current weights, e.g. a net short desk) and
+#: ``not_applicable`` (invalid moments or weights).
 CurrentStatus = Literal["evaluated", "outside_bounds", "no_weights", "not_applicable"]
 
 
