@@ -466,6 +466,10 @@ def build(date: PublishedDate, good: PublishedDate | None, previous: PublishedDa
                   f"<h2>Limits and alerts{_e(label)}</h2>", _limits(t),
                   f"<h2>Worst-case VaR{_e(label)}</h2>", _worst_case(t),
                   f"<h2>Efficient frontier per desk{_e(label)}</h2>", _frontier(t),
+                  # Sections of tables published only by some runs return "" (no heading)
+                  # when absent. Risk by factor class (risk_factor_var), stress results
+                  # (stress_results) and the spot-vol heat map (stress_grid) plug in here,
+                  # the same way, when those tables exist.
                   _backtest(t), _hedges(t)]
     parts.append("</body></html>\n")
     return "".join(parts)

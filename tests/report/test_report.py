@@ -33,6 +33,11 @@ def test_report_has_every_section_and_the_change_from_the_previous_date(publishe
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
     assert "last good date" not in text
     assert "<h2>Hedge recommendations</h2>" in text
+    # Tables this run does not publish give no section at all, not an empty heading.
+    for absent in ("risk_factor_var", "stress_results", "stress_grid", "backtest"):
+        assert not (published_root / absent).exists()
+    assert "<h2>Backtest</h2>" not in text
+    assert not re.search(r"<h2>[^<]*(stress|factor class|spot-vol)", text, flags=re.I)
 
 
 def test_first_date_has_no_previous_and_says_so(published_root):
