@@ -248,6 +248,32 @@ def _from_vol_corr(
     return ScenarioModel(underlyings, mu, cov, cov_factor(cov), source, n_obs, repair)
 
 
+def _history_of(history: pd.DataFrame, underlyings: tuple[str, ...],
+                as_of: dt.date) -> pd.DataFrame:
+    hist = history[history["underlying"].isin(list(underlyings))]
+    return hist[pd.to_datetime(hist["date"]) <= pd.Timestamp(as_of)]
+
+
+def _closes(hist: pd.DataFrame) -> pd.DataFrame:
+    closes = hist.pivot_table(index="date", columns="underlying", values="close", aggfunc="last")
+    return closes.sort_index()
+
+
+def history_closes(history: pd.DataFrame, underlyings: tuple[str, ...],
+                   as_of: dt.date) -> pd.DataFrame:
+    """The closes :func:`estimate_from_history` uses: dates (rows, sorted) x underlyings.
+
+    Its index is the date axis of the history's returns; vol and rate factor changes are
+    taken between the same consecutive dates (:func:`window_changes`).
+    """
+    return _closes(_history_of(history, underlyings, as_of))
+
+
+def window_changes(levels: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """Changes of ``levels`` between consecutive rows, the last ``window_days`` of them."""
+    return levels.diff().iloc[1:].tail(window_days)
+
+
 def estimate_from_history(
     history: pd.DataFrame,
     underlyings: tuple[str, ...],
@@ -272,8 +298,7 @@ def estimate_from_history(
         underlyings short of shared dates with the most others go first, ties together, until
         every pair left shares 2 dates). The outcome does not depend on the order of rows.
     """
-    hist = history[history["underlying"].isin(list(underlyings))]
-    hist = hist[pd.to_datetime(hist["date"]) <= pd.Timestamp(as_of)]
+    hist = _history_of(history, underlyings, as_of)
     missing: dict[str, str] = {}
     twice = hist[hist.duplicated(["date", "underlying"], keep=False)]
     if len(twice):
@@ -286,12 +311,11 @@ def estimate_from_history(
             rows = twice[(twice["underlying"] == u) & (twice["date"] == d)]
             vals = " and ".join(sorted({str(v) for v in rows["close"]}))
             missing.setdefault(str(u), f"history has different closes for {u} on {d}: {vals}")
-    closes = hist.pivot_table(index="date", columns="underlying", values="close", aggfunc="last")
-    closes = closes.sort_index()
+    closes = _closes(hist)
     bad_close = closes.columns[(closes <= 0).any() | ~np.isfinite(closes.fillna(1.0)).all()]
     for u in bad_close:
         missing.setdefault(str(u), "history has a non-positive or non-finite close")
-    rets = np.log(closes.where(closes > 0)).diff().iloc[1:].tail(window_days)
+    rets = window_changes(np.log(closes.where(closes > 0)), window_days)
     counts = rets.notna().sum()
     for u in underlyings:
         n = int(counts.get(u, 0))
