@@ -110,8 +110,10 @@ def check_vol_history(vol_history: pd.DataFrame, as_of: dt.date,
     days, not_date = as_days(vol_history["date"])
     tenor = pd.to_numeric(vol_history["tenor_days"], errors="coerce").astype(float).to_numpy()
     vol = pd.to_numeric(vol_history["atm_vol"], errors="coerce").astype(float).to_numpy()
-    tenor_txt = pd.Series([str(int(t)) if np.isfinite(t) and t == int(t) else str(raw)
-                           for t, raw in zip(tenor, vol_history["tenor_days"], strict=True)],
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(tenor) & (np.abs(tenor) < 2**53) & (tenor == np.round(tenor))
+    tenor_txt = pd.Series(np.where(whole, np.where(whole, tenor, 0).astype(np.int64).astype(str),
+                                   vol_history["tenor_days"].astype(str).to_numpy(object)),
                           index=vol_history.index, dtype=object)
     key = (und.fillna("<missing>").astype(str) + "/" + pd.Series(days.astype(str),
            index=vol_history.index) + "/" + tenor_txt)
@@ -216,6 +218,8 @@ def atm_vol_levels(vol_history: pd.DataFrame, underlyings: tuple[str, ...],
     (datetime64[D]), ``underlying``, ``tenor_days`` (int), ``atm_vol``. Each (date,
     underlying) is interpolated by :class:`~risk_engine.vol_surface.VolSurface` at
     log-moneyness 0 (linear in total variance between the quoted tenors, flat vol outside).
+    The rule is linear in the quoted total variances, so the days quoting the same tenors
+    share one weight matrix, read off the surface rule once (:func:`_tenor_weights`).
 
     Returns
     -------
@@ -224,20 +228,58 @@ def atm_vol_levels(vol_history: pd.DataFrame, underlyings: tuple[str, ...],
         underlying in ``underlyings`` and tenor (NaN where the date has no quotes).
     """
     tenors = np.asarray(tenors_days, dtype=float) / TENOR_DAYS_PER_YEAR
+    n_b = len(tenors)
     cols = pd.MultiIndex.from_tuples([(u, d) for u in underlyings for d in tenors_days])
     frame = vol_history[vol_history["underlying"].isin(list(underlyings))]
-    dates = np.unique(np.asarray(frame["date"], dtype="datetime64[D]"))
-    out = pd.DataFrame(np.nan, index=pd.Index(dates), columns=cols)
-    pos = {d: i for i, d in enumerate(dates)}
-    values = out.to_numpy(copy=True)
+    frame = pd.DataFrame({"u": frame["underlying"].astype(str).to_numpy(object),
+                          "d": np.asarray(frame["date"], dtype="datetime64[D]"),
+                          "t": frame["tenor_days"].to_numpy(np.int64),
+                          "v": frame["atm_vol"].to_numpy(float)})
+    frame = frame.sort_values(["u", "d", "t"], kind="stable").reset_index(drop=True)
+    dates = np.unique(frame["d"].to_numpy("datetime64[D]"))
+    values = np.full((len(dates), len(cols)), np.nan)
+    if len(frame):
+        gid = frame.groupby(["u", "d"], sort=False).ngroup().to_numpy()
+        first = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+        size = np.diff(np.r_[first, len(frame)])
+        t_all = frame["t"].to_numpy()
+        n0 = int(size[0])
+        if (size == n0).all() and (t_all.reshape(-1, n0) == t_all[:n0]).all():
+            signature = [tuple(t_all[:n0])] * len(first)  # every day quotes the same tenors
+        else:
+            signature = [tuple(t_all[a:a + n]) for a, n in zip(first, size, strict=True)]
+        row_of = np.searchsorted(dates, frame["d"].to_numpy("datetime64[D]")[first])
+        ucol = {u: i * n_b for i, u in enumerate(underlyings)}
+        col_of = np.array([ucol[u] for u in frame["u"].to_numpy(object)[first]], dtype=np.int64)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for g, sig in enumerate(signature):
+            groups.setdefault(sig, []).append(g)
+        v_all = frame["v"].to_numpy(float)
+        for sig, members in groups.items():
+            quoted = np.asarray(sig, dtype=float) / TENOR_DAYS_PER_YEAR
+            idx = (first[members][:, None] + np.arange(len(sig))[None, :])
+            w = v_all[idx] ** 2 * quoted  # (groups, quotes)
+            vol = np.sqrt((w @ _tenor_weights(quoted, tenors).T) / tenors)
+            for b in range(n_b):
+                values[row_of[members], col_of[members] + b] = vol[:, b]
+    return pd.DataFrame(values, index=pd.Index(dates), columns=cols)
+
+
+def _tenor_weights(quoted: FloatArray, tenors: FloatArray) -> FloatArray:
+    """``W`` (B, n) with ``w(tenors) = W @ w(quoted)`` under the VolSurface rule at ``k = 0``.
+
+    Column ``j`` is the rule applied to total variance 1 at quoted tenor ``j`` and 0 at the
+    others (the rule is linear in the quoted total variances).
+    """
+    n = len(quoted)
+    out = np.empty((len(tenors), n))
     zeros = np.zeros(len(tenors))
-    ucol = {u: i * len(tenors) for i, u in enumerate(underlyings)}
-    for (u, d), g in frame.groupby(["underlying", "date"], sort=True):
-        surf = VolSurface.from_quotes(g["tenor_days"].to_numpy(float) / TENOR_DAYS_PER_YEAR,
-                                      np.zeros(len(g)), g["atm_vol"].to_numpy(float))
-        c = ucol[str(u)]
-        values[pos[np.datetime64(d, "D")], c:c + len(tenors)] = surf.vol_at(zeros, tenors)
-    return pd.DataFrame(values, index=out.index, columns=cols)
+    for j in range(n):
+        unit = np.zeros(n)
+        unit[j] = 1.0
+        surf = VolSurface.from_quotes(quoted, np.zeros(n), np.sqrt(unit / quoted))
+        out[:, j] = surf.total_variance_at(zeros, tenors)
+    return out
 
 
 def parallel_shifts(rate_history: pd.DataFrame, dates: np.ndarray) -> pd.Series:

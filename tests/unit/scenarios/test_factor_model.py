@@ -387,3 +387,46 @@ def test_model_without_layout_is_spot_only():
     m = ScenarioModel(UND, np.zeros(2), cov, cov_factor(cov), "x")
     assert m.layout == FactorLayout(2) and m.spot is m
     assert m.block_mean(1.0).shape == (2,)
+
+
+def test_atm_vol_levels_with_days_quoting_different_tenors():
+    from risk_engine.vol_surface import VolSurface
+
+    d1, d2 = np.datetime64("2026-11-19"), np.datetime64("2026-11-20")
+    frame = pd.DataFrame({"date": np.array([d1, d1, d2, d2, d2], dtype="datetime64[D]"),
+                          "underlying": ["AAA"] * 5, "tenor_days": [21, 252, 10, 63, 504],
+                          "atm_vol": [0.3, 0.2, 0.35, 0.28, 0.21]})
+    levels = atm_vol_levels(frame, ("AAA",), TENORS)
+    t = np.asarray(TENORS) / 252
+    for d, rows in ((d1, [0, 1]), (d2, [2, 3, 4])):
+        g = frame.iloc[rows]
+        surf = VolSurface.from_quotes(g["tenor_days"].to_numpy(float) / 252,
+                                      np.zeros(len(g)), g["atm_vol"].to_numpy(float))
+        assert levels.loc[d].to_numpy() == pytest.approx(surf.vol_at(np.zeros(3), t),
+                                                         rel=1e-14)
+
+
+def test_demo_vol_history_has_vol_of_vol_and_negative_spot_vol_correlation():
+    from risk_engine.tools.demo_data import generate
+
+    base = generate(n_underlyings=10, n_positions=50, history_days=300, seed=3)
+    t = base["history"]
+    und = tuple(sorted(t["underlying"].unique()))
+    spot, _ = estimate_from_history(t, und, AS_OF, window_days=300, min_days=60)
+    vc = check_vol_history(base["vol_history"], AS_OF, und)
+    rc = check_rate_history(base["rate_history"], AS_OF)
+    assert not vc.rejected and not rc.rejected
+    model, missing = estimate_factors_from_history(
+        spot, t, und, AS_OF, vol_history=vc.frame, rate_history=rc.frame, tenors_days=(21, 252),
+        rate_factor=True, window_days=300, min_days=60)
+    assert not missing
+    lay, sd, c = model.layout, model.factor_volatility, model.correlation
+    vov_1m = np.array([sd[lay.vol_column(i, 0)] for i in range(len(und))])
+    vov_1y = np.array([sd[lay.vol_column(i, 1)] for i in range(len(und))])
+    rho = np.array([c[i, lay.vol_column(i, 0)] for i in range(len(und))])
+    assert 0.7 < vov_1m.mean() < 1.1 and vov_1y.mean() < vov_1m.mean()
+    assert np.all(rho < -0.2)
+    assert sd[lay.rate_column] == pytest.approx(0.01, rel=0.2)
+    # the last rate_history curve is today's rates table
+    last = base["rate_history"][base["rate_history"]["date"] == AS_OF]
+    assert np.allclose(last["zero_rate"].to_numpy(), base["rates"]["zero_rate"].to_numpy())
