@@ -202,7 +202,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                       range_sd=mc.grid_range_sd)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
-    counts = _row_counts(inputs, rejected)
+    counts = _row_counts(inputs, rejected, factor_tables=not sm_layout.spot_only)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
     warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
@@ -360,11 +360,14 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(schemas.REJECTED_ROWS.pandas_dtypes()))
 
 
-def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
+def _row_counts(inputs: InputTables, rejected: pd.DataFrame, *,
+                factor_tables: bool = False) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history", "position_history", "vol_history", "rate_history",
-                 "factor_vols"):
+    names = ["positions", "market", "rates", "history", "factor_model", "correlations",
+             "pnl_history", "position_history"]
+    if factor_tables:  # read only with vol or rate factors on
+        names += ["vol_history", "rate_history", "factor_vols"]
+    for name in names:
         frame = getattr(inputs, name)
         if frame is None:
             continue
