@@ -60,6 +60,7 @@ from risk_engine.scenarios.factor_history import (
     check_rate_history,
     check_vol_history,
     estimate_factors_from_history,
+    factor_underlying,
     factors_from_factor_model,
     manifest_entry,
 )
@@ -170,7 +171,10 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             corr = pd.DataFrame(columns=["underlying_a", "underlying_b", "correlation"])
         fm, cc = check_factor_model(inputs.factor_model), check_correlations(corr)
         checks += [fm, cc]
-        snap = reject_positions_on(snap, {**cc.bad_underlyings, **fm.bad_underlyings})
+        bad_corr = cc.bad_underlyings
+        if not sm_layout.spot_only:  # a rejected row naming vol:<u>:<days> concerns u
+            bad_corr = {factor_underlying(k) or k: v for k, v in bad_corr.items()}
+        snap = reject_positions_on(snap, {**bad_corr, **fm.bad_underlyings})
         underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
         if not sm_layout.spot_only:

@@ -66,6 +66,13 @@ def vol_factor_name(underlying: str, tenor_days: int) -> str:
     return f"vol:{underlying}:{int(tenor_days)}"
 
 
+def factor_underlying(name: str) -> str | None:
+    """The underlying of a vol factor name ``vol:<u>:<days>``; None for ``rate`` or others."""
+    if name.startswith("vol:") and name.count(":") >= 2:
+        return name[4:name.rindex(":")]
+    return None
+
+
 def factor_names(underlyings: tuple[str, ...], layout: FactorLayout,
                  tenors_days: tuple[int, ...]) -> list[str]:
     """Names of every column of the block, in layout order (spot columns: the underlying)."""

@@ -448,3 +448,38 @@ def test_factor_columns_are_an_exact_integer_product_whatever_the_blas():
     assert np.array_equal(got, exact)
     # and it is the product of the unrounded inputs to the rounding stated
     assert np.abs(got - z @ loading).max() < 1e-5 * np.abs(loading).sum(axis=0).max()
+
+
+def test_prepare_with_given_factors_rejects_positions_of_bad_factor_rows():
+    from risk_engine.pipeline import InputTables, prepare
+
+    pos = h.positions([("p1", "d", "call", "AAA", 1.0, 100.0, dt.date(2027, 6, 18), 100.0),
+                       ("p2", "d", "equity", "BBB", 10.0, None, None, 1.0),
+                       ("p3", "d", "equity", "CCC", 10.0, None, None, 1.0)])
+    mkt = h.market([("AAA", 100.0, 0.2, 0.0, "x"), ("BBB", 50.0, 0.3, 0.0, "y"),
+                    ("CCC", 20.0, 0.3, 0.0, "y")])
+    fv = pd.DataFrame({"factor": ["vol:AAA:21", "vol:BBB:21", "vol:BBB:21", "vol:CCC:21",
+                                  "rate"],
+                       "volatility": [0.9, 0.7, 0.8, 0.6, 0.01]})
+    inputs = InputTables(pos, mkt, h.flat_rates(),
+                         factor_model=h.factor_model([("AAA", 0.0, 0.2), ("BBB", 0.0, 0.3),
+                                                      ("CCC", 0.0, 0.3)]),
+                         correlations=h.correlations([("AAA", "vol:AAA:21", 1.5),
+                                                      ("CCC", "vol:CCC:21", -0.6)]),
+                         factor_vols=fv)
+    cfg = h.config(scenario_model={"vol_factors": {"enabled": True, "tenors_days": [21]},
+                                   "rate_factor": {"enabled": True}},
+                   validation={"max_rejected_share": None})
+    prep = prepare(cfg, inputs)
+    rej = prep.rejected
+    by_table = {t: sorted(g["key"]) for t, g in rej.groupby("table")}
+    assert by_table["positions"] == ["p1", "p2"]
+    assert by_table["correlations"] == ["AAA/vol:AAA:21"]
+    assert by_table["factor_vols"] == ["vol:BBB:21", "vol:BBB:21"]
+    pos_rej = rej[rej["table"] == "positions"].set_index("key")["reason"]
+    assert "correlations row AAA/vol:AAA:21 rejected" in pos_rej["p1"]
+    assert "factor_vols has no row for vol:BBB:21" in pos_rej["p2"]
+    model = prep.model
+    assert model.underlyings == ("CCC",) and model.layout.width == 3
+    assert model.correlation[0, 1] == pytest.approx(-0.6, abs=1e-12)
+    assert model.factor_volatility[2] == pytest.approx(0.01, rel=1e-12)
