@@ -64,7 +64,6 @@ from risk_engine.scenarios.factor_history import (
     factors_from_factor_model,
     manifest_entry,
 )
-from risk_engine.scenarios.factors import FactorLayout
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
@@ -144,8 +143,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     checks = [rates]
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
     sm = cfg.scenario_model
-    sm_layout_days = sm.vol_factors.tenors_days if sm.vol_factors.enabled else ()
-    sm_layout = FactorLayout(0, sm.vol_factors.tenors_years, sm.rate_factor.enabled)
+    factors_on = sm.vol_factors.enabled or sm.rate_factor.enabled  # off: spot-only blocks
     if cfg.scenario_model.source == "history":
         if inputs.history is None:
             raise DataError("history: table not found but scenario_model.source is history")
@@ -158,7 +156,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
-        if not sm_layout.spot_only:
+        if factors_on:
             model, missing, more = _history_factors(cfg, inputs, model, hist.frame,
                                                     underlyings, missing)
             checks += more
@@ -172,19 +170,20 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
         fm, cc = check_factor_model(inputs.factor_model), check_correlations(corr)
         checks += [fm, cc]
         bad_corr = cc.bad_underlyings
-        if not sm_layout.spot_only:  # a rejected row naming vol:<u>:<days> concerns u
+        if factors_on:  # a rejected row naming vol:<u>:<days> concerns u
             bad_corr = {factor_underlying(k) or k: v for k, v in bad_corr.items()}
         snap = reject_positions_on(snap, {**bad_corr, **fm.bad_underlyings})
         underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
-        if not sm_layout.spot_only:
+        if factors_on:
             if inputs.factor_vols is None:
                 raise DataError("factor_vols: table not found but scenario_model vol or rate "
                                 "factors are enabled with source factor_model")
             fv = check_factor_vols(inputs.factor_vols)
             model, more_missing = factors_from_factor_model(
-                model, fv.frame, cc.frame, tenors_days=sm_layout_days,
-                rate_factor=sm_layout.rate_factor)
+                model, fv.frame, cc.frame,
+                tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                rate_factor=sm.rate_factor.enabled)
             missing = {**missing, **more_missing}
             checks.append(fv)
     snap = reject_positions_on(snap, missing)
@@ -206,7 +205,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                       range_sd=mc.grid_range_sd)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
-    counts = _row_counts(inputs, rejected, factor_tables=not sm_layout.spot_only)
+    counts = _row_counts(inputs, rejected, factor_tables=factors_on)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
     warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
