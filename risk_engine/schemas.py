@@ -193,10 +193,47 @@ POSITION_HISTORY = Table(
     doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
 )
 
+VOL_HISTORY = Table(
+    "vol_history",
+    (
+        _c("date", "date"),
+        _c("underlying", "string"),
+        _c("tenor_days", "long", "trading days", "ATM tenor; year fraction tenor_days / 252"),
+        _c("atm_vol", "double", "annual", "at-the-money implied volatility"),
+    ),
+    key=("date", "underlying", "tenor_days"),
+    doc="Optional daily ATM implied vols, for the vol factors of scenario_model.source: "
+        "history.",
+)
+
+RATE_HISTORY = Table(
+    "rate_history",
+    (
+        _c("date", "date"),
+        _c("tenor_years", "double", "years"),
+        _c("zero_rate", "double", "annual, continuous"),
+    ),
+    key=("date", "tenor_years"),
+    doc="Optional daily zero curves, for the rate factor of scenario_model.source: history.",
+)
+
+FACTOR_VOLS = Table(
+    "factor_vols",
+    (
+        _c("factor", "string", doc="'vol:<underlying>:<tenor_days>' or 'rate'"),
+        _c("volatility", "double", "annual",
+           "vol of the log ATM vol shock (vol of vol), or of the parallel rate shift "
+           "(decimal)"),
+    ),
+    key=("factor",),
+    doc="Optional vol and rate factor volatilities for scenario_model.source: factor_model; "
+        "their correlations are rows of correlations naming the same factors.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
-              POSITION_HISTORY)
+              POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -311,6 +348,8 @@ RUN_MANIFEST = Table(
         _c("warnings", "string", doc="JSON list of warnings"),
         _c("message", "string", nullable=True, doc="error message of a failed run"),
         _c("config", "string", doc="JSON of the resolved config"),
+        _c("scenario_model", "string", nullable=True,
+           doc="JSON: the scenario model's factor layout and vol/rate factor parameters"),
         _DATE,
     ),
     key=("run_id",),
