@@ -27,6 +27,7 @@ import yaml
 from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
+from risk_engine.scenarios.historical import HistoricalSettings
 from risk_engine.settings import build, require, require_levels, to_plain
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes se
     from risk_engine.worst_case.stage import WorstCaseStageSettings
 
 DAY_COUNTS = ("trading_252", "act_365")
-SCENARIO_SOURCES = ("history", "factor_model")
+SCENARIO_SOURCES = ("history", "factor_model", "historical")
 REVALUATION_METHODS = ("full", "grid")
 MAX_SEED = 2**63 - 1
 """Largest root seed: the run manifest stores it in a Spark/Arrow ``long`` (int64) column."""
@@ -133,7 +134,12 @@ class RiskConfig:
 
 @dataclass(frozen=True)
 class ScenarioModelConfig:
-    """How drift and covariance of log returns are obtained."""
+    """How drift and covariance of log returns are obtained.
+
+    ``source: historical`` runs historical simulation (section ``historical``); its
+    drift and covariance, used by the stages after the risk measures, come from the
+    history as with ``source: history``.
+    """
 
     source: str = "history"
     history_window_days: int = 500
@@ -272,6 +278,7 @@ class Config:
     monte_carlo: MonteCarloConfig = field(default_factory=MonteCarloConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     scenario_model: ScenarioModelConfig = field(default_factory=ScenarioModelConfig)
+    historical: HistoricalSettings = field(default_factory=HistoricalSettings)
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)

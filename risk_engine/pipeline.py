@@ -54,6 +54,12 @@ from risk_engine.scenarios import (
     estimate_from_history,
     from_factor_model,
 )
+from risk_engine.scenarios.historical import (
+    HistoricalData,
+    historical_data,
+    historical_source,
+    non_positive_spots,
+)
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
@@ -126,9 +132,11 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         f"({len(inputs.positions)} row(s) read, {len(snap.rejected)} rejected)")
     checks = [rates]
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
-    if cfg.scenario_model.source == "history":
+    hs_data: HistoricalData | None = None
+    if cfg.scenario_model.source in ("history", "historical"):
         if inputs.history is None:
-            raise DataError("history: table not found but scenario_model.source is history")
+            raise DataError("history: table not found but scenario_model.source is "
+                            f"{cfg.scenario_model.source}")
         hist = check_history(inputs.history, as_of, underlyings)
         checks.append(hist)
         snap = reject_positions_on(snap, hist.bad_underlyings)
@@ -138,6 +146,9 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
+        if cfg.scenario_model.source == "historical":
+            hs_data, hs_missing = historical_window(cfg, hist.frame, snap, underlyings, model)
+            missing = {**missing, **hs_missing}
     else:
         if inputs.factor_model is None:
             raise DataError("factor_model: table not found but scenario_model.source is "
@@ -161,10 +172,16 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
-    check_block_memory(mc.block_size, len(book.underlyings), len(book.desks))
-    source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
-                            antithetic=mc.antithetic, block_size=mc.block_size,
-                            n_scenarios=mc.n_scenarios)
+    source: ScenarioSource
+    if hs_data is None:
+        source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
+                                antithetic=mc.antithetic, block_size=mc.block_size,
+                                n_scenarios=mc.n_scenarios)
+    else:
+        source = historical_source(hs_data.subset(book.underlyings), cfg.historical,
+                                   horizon_days=mc.horizon_days, model=model,
+                                   horizon_years=book.horizon_years)
+    check_block_memory(source.block_size, len(book.underlyings), len(book.desks))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
                       range_sd=mc.grid_range_sd)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
@@ -172,8 +189,31 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     counts = _row_counts(inputs, rejected)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
-    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
+    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, source.n_scenarios))
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
+
+
+def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,
+                      underlyings: tuple[str, ...], model: ScenarioModel
+                      ) -> tuple[HistoricalData, dict[str, str]]:
+    """The historical window's levels and the underlyings it cannot shock, with reasons.
+
+    An underlying lacks a valid close on some window date, or (absolute spot shifts) some
+    historical change takes today's spot to zero or below (:mod:`risk_engine.scenarios.historical`).
+    """
+    hs = cfg.historical
+    spots = None
+    if hs.spot_shift == "absolute":
+        mkt = snap.market.drop_duplicates("underlying").set_index("underlying")
+        spots = mkt.loc[list(underlyings), "spot"].to_numpy(float)
+    data, missing = historical_data(history, underlyings, cfg.as_of_date,
+                                    window_days=hs.window_days, spot_shift=hs.spot_shift,
+                                    spots=spots)
+    if hs.spot_shift == "absolute":
+        probe = historical_source(data, hs, horizon_days=cfg.monte_carlo.horizon_days,
+                                  model=model, horizon_years=0.0)
+        missing.update(non_positive_spots(probe))
+    return data, missing
 
 
 #: The most memory one scenario block may take in a task (its draws, log returns and desk

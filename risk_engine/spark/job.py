@@ -78,7 +78,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     from pyspark.sql import functions as F
 
     factor_model = correlations = None
-    by_history = cfg.scenario_model.source == "history"
+    by_history = cfg.scenario_model.source in ("history", "historical")
     # History feeds the scenario model, and the governance stage's hypothetical P&L.
     hist = read_table(spark, root, schemas.HISTORY, required=by_history)
     history = None
@@ -86,6 +86,8 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         days = cfg.scenario_model.history_window_days
         lookback = cfg.governance.performance.lookback_days
         days = max(days, lookback or days)
+        if cfg.scenario_model.source == "historical":
+            days = max(days, cfg.historical.window_days + 1)
         if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
             days = max(days, cfg.hedging.window_days)
         # Calendar days comfortably covering the window of trading days.
