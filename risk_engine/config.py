@@ -29,6 +29,7 @@ from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
 from risk_engine.scenarios.historical import HistoricalSettings
 from risk_engine.settings import build, require, require_levels, to_plain
+from risk_engine.stress.settings import StressedVarSettings, StressSettings
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
     from risk_engine.governance.settings import GovernanceSettings
@@ -279,6 +280,8 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     scenario_model: ScenarioModelConfig = field(default_factory=ScenarioModelConfig)
     historical: HistoricalSettings = field(default_factory=HistoricalSettings)
+    stressed_var: StressedVarSettings = field(default_factory=StressedVarSettings)
+    stress: StressSettings = field(default_factory=StressSettings)
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)

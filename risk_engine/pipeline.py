@@ -61,6 +61,7 @@ from risk_engine.scenarios.historical import (
     non_positive_spots,
 )
 from risk_engine.simulation import SimulationSpec
+from risk_engine.stress.stage import stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
@@ -520,6 +521,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts
+    if cfg.stressed_var.enabled:
+        with rl.stage("stressed_var"):
+            out, warnings = stressed_var_tables(cfg, book, inputs.history, prepared.model,
+                                                blocks.fold)
+        tables.update(out)
+        rl.warnings.extend(warnings)
     if gov.enabled or alerts:
         tables["alerts"] = alerts_frame(alerts).drop(columns=["as_of_date"])
     return RunResult(prepared, tables, alerts, tuple(engine_tables))

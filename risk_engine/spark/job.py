@@ -80,7 +80,8 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     factor_model = correlations = None
     by_history = cfg.scenario_model.source in ("history", "historical")
     # History feeds the scenario model, and the governance stage's hypothetical P&L.
-    hist = read_table(spark, root, schemas.HISTORY, required=by_history)
+    hist = read_table(spark, root, schemas.HISTORY,
+                      required=by_history or cfg.stressed_var.enabled)
     history = None
     if hist is not None:
         days = cfg.scenario_model.history_window_days
@@ -88,6 +89,8 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         days = max(days, lookback or days)
         if cfg.scenario_model.source == "historical":
             days = max(days, cfg.historical.window_days + 1)
+        if cfg.stressed_var.enabled:
+            days = max(days, cfg.stressed_var.history_days + 1)
         if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
             days = max(days, cfg.hedging.window_days)
         # Calendar days comfortably covering the window of trading days.
