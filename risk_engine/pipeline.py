@@ -61,7 +61,7 @@ from risk_engine.scenarios.historical import (
     non_positive_spots,
 )
 from risk_engine.simulation import SimulationSpec
-from risk_engine.stress.stage import stressed_var_tables
+from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
@@ -85,6 +85,8 @@ class InputTables:
     """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
+    stress_scenarios: pd.DataFrame | None = None
+    """Optional user stress scenarios (stress stage)."""
 
 
 @dataclass(frozen=True)
@@ -526,6 +528,15 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
             out, warnings = stressed_var_tables(cfg, book, inputs.history, prepared.model,
                                                 blocks.fold)
         tables.update(out)
+        rl.warnings.extend(warnings)
+    if cfg.stress.enabled:
+        with rl.stage("stress"):
+            out, rejected, warnings = stress_tables(cfg, book, inputs.stress_scenarios,
+                                                    inputs.history)
+        tables.update(out)
+        if len(rejected):
+            tables["rejected_rows"] = pd.concat([tables["rejected_rows"], rejected],
+                                                ignore_index=True)
         rl.warnings.extend(warnings)
     if gov.enabled or alerts:
         tables["alerts"] = alerts_frame(alerts).drop(columns=["as_of_date"])

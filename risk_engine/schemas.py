@@ -170,6 +170,28 @@ CORRELATIONS = Table(
     doc="Correlations for the factor model.",
 )
 
+STRESS_SCENARIOS = Table(
+    "stress_scenarios",
+    (
+        _c("scenario_id", "string", doc="rows with one id combine into one scenario"),
+        _c("description", "string", nullable=True),
+        _c("scope", "string", doc="all, sector, underlying or historical"),
+        _c("target", "string", nullable=True,
+           doc="the sector or underlying (scope sector / underlying); else ignored"),
+        _c("spot_shock", "double", "fraction", "relative spot move (-0.2 = -20%); null = 0",
+           nullable=True),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = +0.05); null = 0",
+           nullable=True),
+        _c("rate_shock", "double", "basis points", "parallel zero-rate move; null = 0",
+           nullable=True),
+        _c("start_date", "date", nullable=True,
+           doc="scope historical: replay the spot moves from this date's closes"),
+        _c("end_date", "date", nullable=True, doc="scope historical: to this date's closes"),
+    ),
+    key=("scenario_id", "scope", "target"),
+    doc="Optional user stress scenarios (stress stage).",
+)
+
 PNL_HISTORY = Table(
     "pnl_history",
     (
@@ -196,7 +218,7 @@ POSITION_HISTORY = Table(
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
-              POSITION_HISTORY)
+              POSITION_HISTORY, STRESS_SCENARIOS)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -713,7 +735,7 @@ STRESS_GRID = Table(
         _c("underlying", "string", nullable=True,
            doc="underlying moved; null: every underlying of the desk moved together"),
         _c("spot_shock", "double", "fraction", "relative spot move (-0.1 = -10%)"),
-        _c("vol_shock", "double", "vol points", "implied vol move, absolute (0.05 = 5 points)"),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = sigma + 0.05)"),
         _c("base_value", "double", "currency", "value today of the positions moved"),
         _c("pnl", "double", "currency", "full revaluation P&L of those positions, now"),
         _DATE,

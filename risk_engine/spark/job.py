@@ -89,7 +89,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         days = max(days, lookback or days)
         if cfg.scenario_model.source == "historical":
             days = max(days, cfg.historical.window_days + 1)
-        if cfg.stressed_var.enabled:
+        if cfg.stressed_var.enabled or cfg.stress.enabled:  # stress: historical replays
             days = max(days, cfg.stressed_var.history_days + 1)
         if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
             days = max(days, cfg.hedging.window_days)
@@ -115,9 +115,13 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         published = read_published_risk(spark, cfg)
         if cfg.backtest.hypothetical:
             snapshots = read_window_snapshots(spark, cfg)
+    stress_scenarios = None
+    if cfg.stress.enabled:
+        ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
+        stress_scenarios = to_pandas(ss) if ss is not None else None
     return InputTables(positions, market, rates, history, factor_model, correlations,
                        pnl_history, position_history, published_risk=published,
-                       backtest_snapshots=snapshots)
+                       backtest_snapshots=snapshots, stress_scenarios=stress_scenarios)
 
 
 def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:

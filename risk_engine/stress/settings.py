@@ -56,7 +56,8 @@ class StressSettings:
     spot_shocks
         Relative spot moves of the grid (default -30% to +30% by 5%).
     vol_shocks
-        Absolute implied-vol moves of the grid, in vol (default -0.10 to +0.10 by 0.05).
+        Implied-vol moves of the grid in vol points (default -10 to +10 by 5; 5 means
+        ``sigma + 0.05``); a shocked vol below zero is floored at zero.
     worst_positions
         Positions listed per scenario and desk in ``stress_results``.
     """
@@ -65,7 +66,7 @@ class StressSettings:
     grid: bool = True
     spot_shocks: tuple[float, ...] = (-0.30, -0.25, -0.20, -0.15, -0.10, -0.05, 0.0,
                                       0.05, 0.10, 0.15, 0.20, 0.25, 0.30)
-    vol_shocks: tuple[float, ...] = (-0.10, -0.05, 0.0, 0.05, 0.10)
+    vol_shocks: tuple[float, ...] = (-10.0, -5.0, 0.0, 5.0, 10.0)
     worst_positions: int = 5
 
     def __post_init__(self) -> None:
@@ -73,8 +74,8 @@ class StressSettings:
             require(math.isfinite(x) and x > -1.0, f"spot_shocks[{i}]", x,
                     "a relative move > -1 (-0.3 for -30%)")
         for i, x in enumerate(self.vol_shocks):
-            require(math.isfinite(x) and -1.0 < x < 5.0, f"vol_shocks[{i}]", x,
-                    "an absolute vol move in (-1, 5) (0.05 for 5 vol points)")
+            require(math.isfinite(x) and -100.0 <= x <= 500.0, f"vol_shocks[{i}]", x,
+                    "a vol move in vol points, in [-100, 500] (5 for +5 points)")
         require(len(self.spot_shocks) > 0, "spot_shocks", self.spot_shocks, "at least one")
         require(len(self.vol_shocks) > 0, "vol_shocks", self.vol_shocks, "at least one")
         require(1 <= self.worst_positions <= 100, "worst_positions", self.worst_positions,
