@@ -123,6 +123,17 @@ class HistoricalSettings:
                 "historical scenarios per block, >= 1 and <= 10_000_000")
 
 
+def scenario_count(settings: HistoricalSettings, horizon_days: int) -> int:
+    """Historical scenarios of a run: ``window_days - h + 1`` overlapping, or ``window_days``.
+
+    Fixed by the config: an underlying without the whole window is rejected, never allowed
+    to shorten it.
+    """
+    if settings.horizon_method == "overlapping":
+        return max(settings.window_days - horizon_days + 1, 0)
+    return settings.window_days
+
+
 def check_layout(layout: FactorLayout) -> None:
     """Refuse vol or rate factors with historical simulation until their history is read.
 

@@ -20,6 +20,7 @@ from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.logformat import RUN_ID, STAGE
 from risk_engine.pipeline import InputTables, RunLog, nightly_run
+from risk_engine.scenarios.historical import scenario_count
 from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
@@ -294,13 +295,17 @@ class Run:
     def manifest_row(self, finished: bool) -> pd.DataFrame:
         """The manifest row as of now."""
         cfg, counts = self.cfg, self.log.row_counts
+        n_scenarios, block_size = cfg.monte_carlo.n_scenarios, cfg.monte_carlo.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scenarios = scenario_count(cfg.historical, cfg.monte_carlo.horizon_days)
+            block_size = cfg.historical.block_size
         return pd.DataFrame([{
             "run_id": self.run_id, "status": self.summary.status, "started_at": self.started,
             "finished_at": dt.datetime.now(dt.timezone.utc) if finished else None,
             "config_hash": cfg.hash(), "seed": cfg.monte_carlo.seed,
-            "n_scenarios": cfg.monte_carlo.n_scenarios,
+            "n_scenarios": n_scenarios,
             "horizon_days": np.int32(cfg.monte_carlo.horizon_days),
-            "block_size": cfg.monte_carlo.block_size, "code_version": __version__,
+            "block_size": block_size, "code_version": __version__,
             "spark_version": self.spark.version, "spark_master": self.spark.sparkContext.master,
             "positions_in": counts.get("positions", {}).get("in", 0),
             "positions_rejected": counts.get("positions", {}).get("rejected", 0),
@@ -368,8 +373,11 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
         mc = cfg.monte_carlo
-        with run_progress(spark, lambda: run.log.current,
-                          n_blocks=n_blocks_of(mc.n_scenarios, mc.block_size)):
+        n_scen, size = mc.n_scenarios, mc.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scen = scenario_count(cfg.historical, mc.horizon_days)
+            size = cfg.historical.block_size
+        with run_progress(spark, lambda: run.log.current, n_blocks=n_blocks_of(n_scen, size)):
             result = nightly_run(cfg, inputs, engine, run.log)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))

@@ -83,3 +83,17 @@ def test_historical_run_on_spark_matches_in_process_bit_for_bit(spark, run):
                     [None if pd.isna(v) else str(v) for v in exp[c]], f"{name}.{c}"
     rej = result.tables["rejected_rows"]
     assert list(rej.loc[rej["table"] == "stress_scenarios", "column"]) == ["scope"]
+
+
+def test_manifest_states_the_historical_scenarios_and_method(run):
+    import json
+
+    cfg, out, summary = run
+    row = pq.read_table(out / "run_manifest" / f"as_of_date={D2}").to_pandas().iloc[0]
+    assert row["n_scenarios"] == 500 - 10 + 1 and row["block_size"] == 64
+    conf = json.loads(row["config"])
+    assert conf["scenario_model"]["source"] == "historical"
+    assert conf["historical"]["horizon_method"] == "overlapping"
+    assert conf["historical"]["filter"] == "ewma"
+    timings = json.loads(row["stage_timings"])
+    assert {"stressed_var", "stress"} <= set(timings)
