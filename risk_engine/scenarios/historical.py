@@ -43,11 +43,13 @@ meaningful at a few hundred scenarios; the ES's is the asymptotic one. Both assu
 independent scenarios: overlapping h-day windows are serially dependent, so they understate
 the uncertainty by up to about ``sqrt(h)``.
 
-Vol and rate columns (``FactorLayout`` with vol tenors or a rate factor) need the
-``vol_history`` and ``rate_history`` inputs; until the build reads them, asking for them
-with ``source: historical`` is a :class:`~risk_engine.errors.ConfigError`
-(:func:`check_layout`). The source itself is generic in its columns: each column has a
-level series and a shift type.
+Vol and rate columns (``FactorLayout`` with vol tenors or a rate factor) come from the
+``vol_history`` and ``rate_history`` inputs (:func:`add_vol_rate_columns`): ``ln`` of the
+ATM vol at each layout tenor (or the vol itself with ``historical.vol_shift: absolute``) and
+the mean zero rate (absolute; its log with ``historical.rate_shift: relative``), filtered and
+windowed like the spots. A layout asking for columns the data does not have is a
+:class:`~risk_engine.errors.ConfigError` naming ``scenario_model.source``
+(:func:`check_layout`).
 """
 
 from __future__ import annotations
@@ -74,10 +76,16 @@ SPOT_SHIFTS = ("relative", "absolute")
 MAX_WINDOW_DAYS = 10_000
 """Longest historical window, in daily observations (about 40 years)."""
 
-#: Shift type codes of a column: the column is the level change itself (a log return of a
-#: spot with relative shifts, a rate shift), or an absolute price change turned into the
-#: log return of today's value.
-CHANGE, ABSOLUTE_SPOT = 0, 1
+VOL_SHIFTS = ("relative", "absolute")
+RATE_SHIFTS = ("absolute", "relative")
+
+#: Shift type codes of a column. ``CHANGE``: the column is the level change ``d`` itself (a
+#: log return, a log vol change, an absolute rate shift). ``ABSOLUTE``: ``d`` is an absolute
+#: change of a positive quantity (a spot, a vol), turned into the log relative shock
+#: ``ln((x_0 + d) / x_0)`` of today's value ``x_0``. ``RELATIVE_RATE``: ``d`` is a log change
+#: of a rate, turned into the absolute shift ``r_0 (exp(d) - 1)`` of today's rate ``r_0``.
+CHANGE, ABSOLUTE, RELATIVE_RATE = 0, 1, 2
+ABSOLUTE_SPOT = ABSOLUTE
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,10 @@ class HistoricalSettings:
         The EWMA decay ``lambda`` in (0, 1] (default 0.94).
     block_size
         Historical scenarios per block (the unit of work of the fan-out).
+    vol_shift
+        ``relative`` (log, default) or ``absolute`` changes of the implied vols (vol factors).
+    rate_shift
+        ``absolute`` (default) or ``relative`` (log) changes of the zero rate (rate factor).
     """
 
     window_days: int = 500
@@ -108,6 +120,8 @@ class HistoricalSettings:
     filter: str = "none"
     ewma_lambda: float = 0.94
     block_size: int = 100
+    vol_shift: str = "relative"
+    rate_shift: str = "absolute"
 
     def __post_init__(self) -> None:
         require(2 <= self.window_days <= MAX_WINDOW_DAYS, "window_days", self.window_days,
@@ -121,6 +135,10 @@ class HistoricalSettings:
                 "ewma_lambda", self.ewma_lambda, "a decay in (0, 1], e.g. 0.94")
         require(1 <= self.block_size <= 10_000_000, "block_size", self.block_size,
                 "historical scenarios per block, >= 1 and <= 10_000_000")
+        require(self.vol_shift in VOL_SHIFTS, "vol_shift", self.vol_shift,
+                f"one of {VOL_SHIFTS}")
+        require(self.rate_shift in RATE_SHIFTS, "rate_shift", self.rate_shift,
+                f"one of {RATE_SHIFTS}")
 
 
 def scenario_count(settings: HistoricalSettings, horizon_days: int) -> int:
@@ -134,20 +152,27 @@ def scenario_count(settings: HistoricalSettings, horizon_days: int) -> int:
     return settings.window_days
 
 
-def check_layout(layout: FactorLayout) -> None:
-    """Refuse vol or rate factors with historical simulation until their history is read.
+def check_layout(layout: FactorLayout, data: HistoricalData | None = None) -> None:
+    """Refuse a layout whose vol or rate columns the historical data does not have.
+
+    ``data`` None stands for spot columns only (no ``vol_history`` / ``rate_history`` read).
 
     Raises
     ------
     ConfigError
-        Naming ``scenario_model.source`` when the layout has vol or rate columns.
+        Naming ``scenario_model.source`` when the layout asks for vol or rate columns that
+        the data lacks (see :func:`add_vol_rate_columns`).
     """
-    if not layout.spot_only:
+    buckets = data.n_vol_buckets if data is not None else 0
+    rate = data.rate if data is not None else False
+    if layout.n_vol_buckets != buckets or layout.rate_factor != rate:
         raise ConfigError(
-            "config key 'scenario_model.source' = 'historical' is out of range: historical "
-            "simulation moves spots only in this build (vol and rate factors need the "
-            "vol_history and rate_history inputs); switch the vol and rate factors off or "
-            "use a Monte Carlo source")
+            "config key 'scenario_model.source' = 'historical' is out of range: the vol and "
+            f"rate factors ({layout.n_vol_buckets} vol tenor(s), rate factor "
+            f"{'on' if layout.rate_factor else 'off'}) need their history (vol_history, "
+            "rate_history) in the historical window; this run has "
+            f"{buckets} vol tenor(s) and rate {'on' if rate else 'off'}: switch the vol and "
+            "rate factors off or use a Monte Carlo source")
 
 
 @dataclass(frozen=True)
@@ -163,12 +188,18 @@ class HistoricalData:
     levels: FloatArray
     shift: NDArray[np.int8]
     base: FloatArray
+    n_vol_buckets: int = 0
+    rate: bool = False
 
     def subset(self, underlyings: tuple[str, ...]) -> HistoricalData:
-        """The columns of ``underlyings`` only, in that order."""
+        """The columns of ``underlyings`` only, in that order (vol and rate columns kept)."""
         idx = [self.underlyings.index(u) for u in underlyings]
-        return HistoricalData(self.dates, tuple(underlyings), self.levels[:, idx],
-                              self.shift[idx], self.base[idx])
+        n_u, n_b = len(self.underlyings), self.n_vol_buckets
+        cols = idx + [n_u + i * n_b + b for i in idx for b in range(n_b)]
+        if self.rate:
+            cols.append(self.levels.shape[1] - 1)
+        return HistoricalData(self.dates, tuple(underlyings), self.levels[:, cols],
+                              self.shift[cols], self.base[cols], n_b, self.rate)
 
 
 def close_matrix(history: pd.DataFrame, underlyings: tuple[str, ...], as_of: dt.date
@@ -246,7 +277,7 @@ def historical_data(
         if spots is None:
             raise ValueError("absolute spot shifts need today's spots")
         base = np.asarray(spots, float)[[underlyings.index(u) for u in kept]]
-        shift = np.full(len(kept), ABSOLUTE_SPOT, np.int8)
+        shift = np.full(len(kept), ABSOLUTE, np.int8)
         levels = values
     else:
         base = np.ones(len(kept))
@@ -255,6 +286,121 @@ def historical_data(
     dates = window.index.to_numpy("datetime64[D]")
     data = HistoricalData(dates, kept, levels, shift, base)
     return data, missing
+
+
+def add_vol_rate_columns(
+    data: HistoricalData,
+    layout: FactorLayout,
+    *,
+    vol_history: pd.DataFrame | None = None,
+    rate_history: pd.DataFrame | None = None,
+    vol_shift: str = "relative",
+    rate_shift: str = "absolute",
+) -> tuple[HistoricalData, dict[str, str]]:
+    """``data`` with the vol and rate columns of ``layout``, from their history.
+
+    Vol column ``(u, b)``: underlying ``u``'s ATM implied vol at the layout's tenor
+    ``T_b`` on each window date, read from that date's ``vol_history`` quotes
+    (``tenor_days / 365`` years, moneyness 0) by the surface rule of
+    :class:`risk_engine.vol_surface.VolSurface` (linear in total variance, flat vol outside
+    the quoted tenors); level ``ln(vol)`` (relative) or ``vol`` (absolute, applied to today's
+    vol, the last window date's). Rate column: the mean zero rate over the tenors quoted on
+    every window date in ``rate_history`` (its change is the parallel shift); level the rate
+    (absolute) or its log (relative, applied to today's mean rate).
+
+    Returns
+    -------
+    data, missing
+        ``data`` with the columns added (only the underlyings with a vol on every window
+        date), and ``{underlying: reason}`` for the others.
+
+    Raises
+    ------
+    DataError
+        If the rate factor is on and ``rate_history`` lacks a window date, or is missing.
+    """
+    from risk_engine.errors import DataError
+    from risk_engine.vol_surface import VolSurface
+
+    n_b = layout.n_vol_buckets
+    days = pd.DatetimeIndex(data.dates)
+    missing: dict[str, str] = {}
+    vol_cols: list[FloatArray] = []
+    if n_b:
+        if vol_history is None:
+            raise DataError("vol_history: table not found but the vol factors are on with "
+                            "scenario_model.source historical")
+        vh = vol_history.assign(date=pd.to_datetime(vol_history["date"]).dt.normalize())
+        vh = vh[vh["date"].isin(days) & vh["underlying"].astype(str).isin(data.underlyings)]
+        tenors = np.asarray(layout.vol_tenors_years, float)
+        groups = {k: g for k, g in vh.groupby(["underlying", "date"], sort=False)}
+        for u in data.underlyings:
+            block = np.full((days.size, n_b), np.nan)
+            for i, day in enumerate(days):
+                g = groups.get((u, day))
+                if g is None:
+                    continue
+                t = g["tenor_days"].to_numpy(float) / 365.0
+                v = g["atm_vol"].to_numpy(float)
+                ok = np.isfinite(t) & (t > 0) & np.isfinite(v) & (v > 0)
+                if ok.any():
+                    surf = VolSurface.from_quotes(t[ok], np.zeros(int(ok.sum())), v[ok])
+                    block[i] = surf.vol_at(np.zeros(n_b), tenors)
+            gaps = np.flatnonzero(~np.isfinite(block).all(axis=1))
+            if gaps.size:
+                missing[u] = (f"vol_history lacks a valid ATM vol on {gaps.size} of the "
+                              f"{days.size} dates of the historical window (first "
+                              f"{days[gaps[0]].date()}); historical simulation needs every date")
+            vol_cols.append(block)
+    keep = [u for u in data.underlyings if u not in missing]
+    out = data.subset(tuple(keep))
+    levels = [out.levels]
+    shift = [out.shift]
+    base = [out.base]
+    if n_b:
+        kept_idx = [data.underlyings.index(u) for u in keep]
+        vols = (np.concatenate([vol_cols[i] for i in kept_idx], axis=1) if kept_idx
+                else np.empty((days.size, 0)))
+        if vol_shift == "absolute":
+            levels.append(vols)
+            shift.append(np.full(vols.shape[1], ABSOLUTE, np.int8))
+            base.append(vols[-1].copy())
+        else:
+            levels.append(np.log(vols))
+            shift.append(np.full(vols.shape[1], CHANGE, np.int8))
+            base.append(np.ones(vols.shape[1]))
+    if layout.rate_factor:
+        if rate_history is None:
+            raise DataError("rate_history: table not found but the rate factor is on with "
+                            "scenario_model.source historical")
+        rh = rate_history.assign(date=pd.to_datetime(rate_history["date"]).dt.normalize())
+        wide = rh[rh["date"].isin(days)].pivot_table(index="date", columns="tenor_years",
+                                                     values="zero_rate", aggfunc="last")
+        wide = wide.reindex(days)
+        lacking = wide.index[wide.isna().all(axis=1)]
+        if len(lacking):
+            raise DataError(f"rate_history: no zero rate on {len(lacking)} date(s) of the "
+                            f"historical window (first {lacking[0].date()})")
+        wide = wide.dropna(axis=1)
+        if wide.shape[1] == 0:
+            raise DataError("rate_history: no tenor is quoted on every date of the "
+                            "historical window")
+        mean = wide.to_numpy(float).mean(axis=1)
+        if rate_shift == "relative":
+            if not (mean > 0).all():
+                raise DataError("rate_history: relative rate shifts need positive rates; "
+                                f"the mean zero rate is {float(mean.min())} in the window")
+            levels.append(np.log(mean)[:, None])
+            shift.append(np.array([RELATIVE_RATE], np.int8))
+            base.append(np.array([mean[-1]]))
+        else:
+            levels.append(mean[:, None])
+            shift.append(np.array([CHANGE], np.int8))
+            base.append(np.ones(1))
+    result = HistoricalData(out.dates, out.underlyings, np.concatenate(levels, axis=1),
+                            np.concatenate(shift), np.concatenate(base), n_b,
+                            layout.rate_factor)
+    return result, missing
 
 
 def ewma_scale(changes: FloatArray, lam: float) -> FloatArray:
@@ -342,11 +488,14 @@ class HistoricalSource(ScenarioSource):
             d = lv[j + self.horizon_days] - lv[j]
         else:
             d = (lv[j + 1] - lv[j]) * math.sqrt(self.horizon_days)
-        absolute = self.data.shift == ABSOLUTE_SPOT
+        absolute = self.data.shift == ABSOLUTE
         if absolute.any():
             base = self.data.base[absolute]
             with np.errstate(invalid="ignore", divide="ignore"):
                 d[:, absolute] = np.log((base + d[:, absolute]) / base)
+        relative = self.data.shift == RELATIVE_RATE
+        if relative.any():
+            d[:, relative] = self.data.base[relative] * np.expm1(d[:, relative])
         return d
 
     def block(self, block_id: int) -> FloatArray:
@@ -355,15 +504,19 @@ class HistoricalSource(ScenarioSource):
 
 
 def non_positive_spots(source: HistoricalSource) -> dict[str, str]:
-    """Underlyings whose absolute shift takes today's spot to zero or below in some window."""
+    """Underlyings whose absolute shift takes today's spot (or a vol) to zero or below."""
     x = source.changes(0, source.n_scenarios)
-    out = {}
-    for c, u in enumerate(source.data.underlyings):
+    data = source.data
+    n_u, n_b = len(data.underlyings), data.n_vol_buckets
+    out: dict[str, str] = {}
+    for c in range(n_u * (1 + n_b)):
+        u = data.underlyings[c if c < n_u else (c - n_u) // n_b]
         bad = np.flatnonzero(~np.isfinite(x[:, c]))
-        if bad.size:
+        if bad.size and u not in out:
             start, end = source.window_dates(int(bad[0]), 1)
+            what = "spot" if c < n_u else "ATM vol"
             out[u] = (f"the absolute historical change of {start[0]} .. {end[0]} takes the "
-                      f"spot {source.data.base[c]} to zero or below")
+                      f"{what} {data.base[c]} to zero or below")
     return out
 
 
@@ -378,7 +531,7 @@ def historical_source(data: HistoricalData, settings: HistoricalSettings, *,
         If ``layout`` asks for vol or rate factors (:func:`check_layout`), or the window
         holds fewer than ``h`` daily changes for overlapping windows.
     """
-    check_layout(layout or FactorLayout(len(data.underlyings)))
+    check_layout(layout or FactorLayout(len(data.underlyings)), data)
     if settings.horizon_method == "overlapping":
         if settings.window_days < horizon_days:
             raise ConfigError(

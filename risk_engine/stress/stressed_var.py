@@ -33,7 +33,7 @@ from risk_engine.book import ResolvedBook
 from risk_engine.measures import tail_rank
 from risk_engine.revaluation import plan_revaluation
 from risk_engine.scenarios.historical import (
-    ABSOLUTE_SPOT,
+    ABSOLUTE,
     CHANGE,
     HistoricalData,
     HistoricalSettings,
@@ -63,7 +63,7 @@ def trailing_data(history: pd.DataFrame, book: ResolvedBook, as_of: dt.date,
     values = closes.to_numpy(float).reshape(len(closes), len(book.underlyings))
     if hist.spot_shift == "absolute":
         levels, base = values, book.spot.copy()
-        shift = np.full(values.shape[1], ABSOLUTE_SPOT, np.int8)
+        shift = np.full(values.shape[1], ABSOLUTE, np.int8)
     else:
         levels, base = np.log(values), np.ones(values.shape[1])
         shift = np.full(values.shape[1], CHANGE, np.int8)

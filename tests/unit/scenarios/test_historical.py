@@ -238,3 +238,80 @@ def test_garch_filter_rescales_by_fitted_volatility(demo):
     nxt = np.sqrt(omega + alpha * (r[-1, c] / scale) ** 2 + beta * sig[-1] ** 2)
     np.testing.assert_allclose(np.diff(f.levels[:, c]), r[:, c] * nxt / sig, rtol=1e-9)
     assert f.levels.shape == data.levels.shape and np.isfinite(f.levels).all()
+
+
+def _vol_rate_history(dates, names, tenors_days=(30, 91, 365)):
+    rng = np.random.default_rng(5)
+    rows, rates = [], []
+    for d in dates:
+        for u in names:
+            base = 0.2 + 0.05 * rng.standard_normal()
+            for td in tenors_days:
+                rows.append((d, u, td, abs(base) + 0.01 * td / 365))
+        for ty, r in ((0.25, 0.03), (1.0, 0.035), (5.0, 0.04)):
+            rates.append((d, ty, r + 0.002 * rng.standard_normal()))
+    return (pd.DataFrame(rows, columns=["date", "underlying", "tenor_days", "atm_vol"]),
+            pd.DataFrame(rates, columns=["date", "tenor_years", "zero_rate"]))
+
+
+def test_vol_and_rate_columns_follow_the_layout(demo):
+    from risk_engine.scenarios import ScenarioModel
+    from risk_engine.scenarios.historical import add_vol_rate_columns
+    from risk_engine.vol_surface import VolSurface
+
+    names = _names(demo, 3)
+    data, _ = historical_data(demo["history"], names, h.AS_OF, window_days=40)
+    dates = [pd.Timestamp(d).date() for d in data.dates]
+    vh, rh = _vol_rate_history(dates, names)
+    layout = FactorLayout(3, vol_tenors_years=(0.05, 0.5, 2.0), rate_factor=True)
+    full, missing = add_vol_rate_columns(data, layout, vol_history=vh, rate_history=rh)
+    assert not missing and full.levels.shape == (41, layout.width)
+    model = ScenarioModel((), np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0)), "history")
+    with pytest.raises(ConfigError, match="scenario_model.source"):
+        historical_source(full, HistoricalSettings(window_days=40), horizon_days=5,
+                          model=model, horizon_years=5 / 252)
+    src = historical_source(full, HistoricalSettings(window_days=40), horizon_days=5,
+                            model=model, horizon_years=5 / 252, layout=layout)
+    x = src.block(0)
+    assert x.shape == (36, layout.width)
+    # Vol column (u=1, tenor 0.5y) by the surface rule on each date; rate by the mean.
+    u, b = 1, 1
+    def vol(day):
+        q = vh[(vh["date"] == day) & (vh["underlying"] == names[u])]
+        surf = VolSurface.from_quotes(q["tenor_days"].to_numpy(float) / 365.0,
+                                      np.zeros(len(q)), q["atm_vol"].to_numpy(float))
+        return float(surf.vol_at(np.zeros(1), np.array([0.5]))[0])
+    want = np.log(vol(dates[7])) - np.log(vol(dates[2]))
+    assert x[2, layout.vol_column(u, b)] == pytest.approx(want, abs=1e-14)
+    mean = rh.groupby("date")["zero_rate"].mean()
+    assert x[2, layout.rate_column] == pytest.approx(mean[dates[7]] - mean[dates[2]], abs=1e-15)
+    np.testing.assert_array_equal(x[:, :3], historical_source(
+        data, HistoricalSettings(window_days=40), horizon_days=5, model=model,
+        horizon_years=5 / 252).block(0))
+    # Subset keeps each underlying's vol columns with it.
+    sub = full.subset((names[2], names[0]))
+    assert sub.levels.shape == (41, 2 * 4 + 1)
+    np.testing.assert_array_equal(sub.levels[:, 2:5], full.levels[:, 9:12])
+    np.testing.assert_array_equal(sub.levels[:, 5:8], full.levels[:, 3:6])
+    # Relative rate shifts: r0 (exp(d) - 1) with today's mean rate.
+    rel, _ = add_vol_rate_columns(data, layout, vol_history=vh, rate_history=rh,
+                                  rate_shift="relative")
+    srel = historical_source(rel, HistoricalSettings(window_days=40), horizon_days=5,
+                             model=model, horizon_years=5 / 252, layout=layout)
+    r0 = mean[dates[-1]]
+    assert srel.block(0)[2, -1] == pytest.approx(
+        r0 * (mean[dates[7]] / mean[dates[2]] - 1), rel=1e-12)
+
+
+def test_missing_vol_history_rejects_the_underlying(demo):
+    from risk_engine.scenarios.historical import add_vol_rate_columns
+
+    names = _names(demo, 2)
+    data, _ = historical_data(demo["history"], names, h.AS_OF, window_days=20)
+    dates = [pd.Timestamp(d).date() for d in data.dates]
+    vh, rh = _vol_rate_history(dates, names)
+    vh = vh[~((vh["underlying"] == names[0]) & (vh["date"] == dates[4]))]
+    out, missing = add_vol_rate_columns(data, FactorLayout(2, vol_tenors_years=(0.25,)),
+                                        vol_history=vh)
+    assert set(missing) == {names[0]} and "vol_history" in missing[names[0]]
+    assert out.underlyings == (names[1],) and out.levels.shape == (21, 2)
