@@ -192,7 +192,11 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     counts = _row_counts(inputs, rejected)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
-    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, source.n_scenarios))
+    thin = thin_tail_warnings(cfg.risk.confidence_levels, source.n_scenarios)
+    if hs_data is not None:  # the scenario count is the window's
+        thin = [w.replace("raise monte_carlo.n_scenarios", "lengthen historical.window_days")
+                for w in thin]
+    warnings.extend(thin)
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
 
 

@@ -315,3 +315,12 @@ def test_missing_vol_history_rejects_the_underlying(demo):
                                         vol_history=vh)
     assert set(missing) == {names[0]} and "vol_history" in missing[names[0]]
     assert out.underlyings == (names[1],) and out.levels.shape == (21, 2)
+
+
+def test_thin_tail_warning_names_the_window(demo):
+    cfg = h.config(scenario_model={"source": "historical"}, historical={"window_days": 300},
+                   risk={"confidence_levels": [0.99]}, **h.MC_ONLY)
+    prep, _, _ = h.run(cfg, _inputs(demo))
+    thin = [w for w in prep.warnings if "in the tail" in w]
+    assert len(thin) == 1 and "historical.window_days" in thin[0]
+    assert "monte_carlo.n_scenarios" not in thin[0]
