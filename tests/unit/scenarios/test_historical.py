@@ -324,3 +324,22 @@ def test_thin_tail_warning_names_the_window(demo):
     thin = [w for w in prep.warnings if "in the tail" in w]
     assert len(thin) == 1 and "historical.window_days" in thin[0]
     assert "monte_carlo.n_scenarios" not in thin[0]
+
+
+def test_every_stage_runs_on_historical_scenarios():
+    t = generate(h.AS_OF, n_underlyings=10, n_positions=150, seed=4, history_days=520)
+    cfg = h.config(scenario_model={"source": "historical"}, hedging={"enabled": True},
+                   governance={"attribution": True})
+    prep, tables, pnl = h.run(cfg, InputTables(t["positions"], t["market"], t["rates"],
+                                               history=t["history"]))
+    assert pnl.shape == (491, len(prep.book.desks))
+    for name in ("worst_case_var", "position_risk", "hedge_summary", "limit_checks"):
+        assert len(tables[name]) > 0, name
+    # Position attribution adds up to the historical VaR of each desk.
+    pr = tables["position_risk"]
+    rm = tables["risk_measures"]
+    for desk in prep.book.desks:
+        var = rm[(rm["desk"] == desk) & (rm["measure"] == "VaR")
+                 & (rm["confidence_level"] == 0.99)]["value"].iloc[0]
+        got = pr[(pr["desk"] == desk) & (pr["confidence_level"] == 0.99)]["var_contribution"]
+        assert got.sum() == pytest.approx(var, rel=1e-9, abs=1e-6)
