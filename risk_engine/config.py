@@ -27,14 +27,16 @@ import yaml
 from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
+from risk_engine.scenarios.historical import HistoricalSettings
 from risk_engine.settings import build, require, require_levels, to_plain
+from risk_engine.stress.settings import StressedVarSettings, StressSettings
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
     from risk_engine.governance.settings import GovernanceSettings
     from risk_engine.worst_case.stage import WorstCaseStageSettings
 
 DAY_COUNTS = ("trading_252", "act_365")
-SCENARIO_SOURCES = ("history", "factor_model")
+SCENARIO_SOURCES = ("history", "factor_model", "historical")
 REVALUATION_METHODS = ("full", "grid")
 MAX_SEED = 2**63 - 1
 """Largest root seed: the run manifest stores it in a Spark/Arrow ``long`` (int64) column."""
@@ -176,6 +178,9 @@ class ScenarioModelConfig:
 
     ``smile_dynamics`` says how a vol shock moves the smile when spot moves
     (``sticky_strike`` or ``sticky_moneyness``; the revaluation applies it).
+    ``source: historical`` runs historical simulation (section ``historical``); its
+    drift and covariance, used by the stages after the risk measures, come from the
+    history as with ``source: history``.
     """
 
     source: str = "history"
@@ -320,6 +325,9 @@ class Config:
     monte_carlo: MonteCarloConfig = field(default_factory=MonteCarloConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     scenario_model: ScenarioModelConfig = field(default_factory=ScenarioModelConfig)
+    historical: HistoricalSettings = field(default_factory=HistoricalSettings)
+    stressed_var: StressedVarSettings = field(default_factory=StressedVarSettings)
+    stress: StressSettings = field(default_factory=StressSettings)
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)

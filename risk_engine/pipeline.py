@@ -64,7 +64,15 @@ from risk_engine.scenarios.factor_history import (
     factors_from_factor_model,
     manifest_entry,
 )
+from risk_engine.scenarios.historical import (
+    HistoricalData,
+    add_vol_rate_columns,
+    historical_data,
+    historical_source,
+    non_positive_spots,
+)
 from risk_engine.simulation import SimulationSpec
+from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
@@ -94,6 +102,8 @@ class InputTables:
     """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
     factor_vols: pd.DataFrame | None = None
     """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
+    stress_scenarios: pd.DataFrame | None = None
+    """Optional user stress scenarios (stress stage)."""
 
 
 @dataclass(frozen=True)
@@ -144,9 +154,11 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
     sm = cfg.scenario_model
     factors_on = sm.vol_factors.enabled or sm.rate_factor.enabled  # off: spot-only blocks
-    if cfg.scenario_model.source == "history":
+    hs_data: HistoricalData | None = None
+    if cfg.scenario_model.source in ("history", "historical"):
         if inputs.history is None:
-            raise DataError("history: table not found but scenario_model.source is history")
+            raise DataError("history: table not found but scenario_model.source is "
+                            f"{cfg.scenario_model.source}")
         hist = check_history(inputs.history, as_of, underlyings)
         checks.append(hist)
         snap = reject_positions_on(snap, hist.bad_underlyings)
@@ -156,10 +168,15 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
+        factor_frames: dict[str, pd.DataFrame | None] = {}
         if factors_on:
-            model, missing, more = _history_factors(cfg, inputs, model, hist.frame,
-                                                    underlyings, missing)
+            model, missing, more, factor_frames = _history_factors(
+                cfg, inputs, model, hist.frame, underlyings, missing)
             checks += more
+        if cfg.scenario_model.source == "historical":
+            hs_data, hs_missing = historical_window(cfg, hist.frame, snap, underlyings, model,
+                                                    **factor_frames)
+            missing = {**missing, **hs_missing}
     else:
         if inputs.factor_model is None:
             raise DataError("factor_model: table not found but scenario_model.source is "
@@ -197,10 +214,17 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
-    check_block_memory(mc.block_size, model.layout.width, len(book.desks))
-    source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
-                            antithetic=mc.antithetic, block_size=mc.block_size,
-                            n_scenarios=mc.n_scenarios)
+    source: ScenarioSource
+    if hs_data is None:
+        source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
+                                antithetic=mc.antithetic, block_size=mc.block_size,
+                                n_scenarios=mc.n_scenarios)
+    else:
+        source = historical_source(hs_data.subset(book.underlyings), cfg.historical,
+                                   horizon_days=mc.horizon_days, model=model,
+                                   horizon_years=book.horizon_years,
+                                   layout=None if model.layout.spot_only else model.layout)
+    check_block_memory(source.block_size, model.layout.width, len(book.desks))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
                       range_sd=mc.grid_range_sd)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
@@ -208,15 +232,23 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     counts = _row_counts(inputs, rejected, factor_tables=factors_on)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
-    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
+    thin = thin_tail_warnings(cfg.risk.confidence_levels, source.n_scenarios)
+    if hs_data is not None:  # the scenario count is the window's
+        thin = [w.replace("raise monte_carlo.n_scenarios", "lengthen historical.window_days")
+                for w in thin]
+    warnings.extend(thin)
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
 
 
 def _history_factors(
     cfg: Config, inputs: InputTables, model: ScenarioModel, history: pd.DataFrame,
     underlyings: tuple[str, ...], missing: dict[str, str],
-) -> tuple[ScenarioModel, dict[str, str], list[TableCheck]]:
-    """Vol and rate factors from ``vol_history`` / ``rate_history`` (see factor_history)."""
+) -> tuple[ScenarioModel, dict[str, str], list[TableCheck], dict[str, pd.DataFrame | None]]:
+    """Vol and rate factors from ``vol_history`` / ``rate_history`` (see factor_history).
+
+    Returns the model with its factors, the underlyings without them, the table checks and
+    the checked ``vol_history`` / ``rate_history`` frames (None where off).
+    """
     sm, as_of = cfg.scenario_model, cfg.as_of_date
     checks: list[TableCheck] = []
     vh = rh = None
@@ -236,7 +268,7 @@ def _history_factors(
         tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
         rate_factor=sm.rate_factor.enabled, window_days=sm.history_window_days,
         min_days=sm.min_history_days)
-    return model, {**missing, **more}, checks
+    return model, {**missing, **more}, checks, {"vol_history": vh, "rate_history": rh}
 
 
 def check_factor_revaluation(cfg: Config) -> None:
@@ -258,6 +290,39 @@ def check_factor_revaluation(cfg: Config) -> None:
             raise ConfigError(f"config key 'scenario_model.{key}.enabled' = True is out of "
                               "range: the revaluation of vol and rate factor scenarios is not "
                               "available in this build; set it to false")
+
+
+def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,
+                      underlyings: tuple[str, ...], model: ScenarioModel, *,
+                      vol_history: pd.DataFrame | None = None,
+                      rate_history: pd.DataFrame | None = None,
+                      ) -> tuple[HistoricalData, dict[str, str]]:
+    """The historical window's levels and the underlyings it cannot shock, with reasons.
+
+    An underlying lacks a valid close on some window date, a valid ATM vol (vol factors
+    on), or (absolute spot shifts) some historical change takes today's spot to zero or
+    below (:mod:`risk_engine.scenarios.historical`). With vol or rate factors on (the
+    model's layout), the window also holds their levels from the checked histories.
+    """
+    hs = cfg.historical
+    spots = None
+    if hs.spot_shift == "absolute":
+        mkt = snap.market.drop_duplicates("underlying").set_index("underlying")
+        spots = mkt.loc[list(underlyings), "spot"].to_numpy(float)
+    data, missing = historical_data(history, underlyings, cfg.as_of_date,
+                                    window_days=hs.window_days, spot_shift=hs.spot_shift,
+                                    spots=spots)
+    if not model.layout.spot_only:
+        layout = dataclasses.replace(model.layout, n_underlyings=len(data.underlyings))
+        data, more = add_vol_rate_columns(data, layout, vol_history=vol_history,
+                                          rate_history=rate_history, vol_shift=hs.vol_shift,
+                                          rate_shift=hs.rate_shift)
+        missing.update(more)
+    if hs.spot_shift == "absolute":
+        probe = historical_source(data, hs, horizon_days=cfg.monte_carlo.horizon_days,
+                                  model=model, horizon_years=0.0)
+        missing.update(non_positive_spots(probe))
+    return data, missing
 
 
 #: The most memory one scenario block may take in a task (its draws, log returns and desk
@@ -572,6 +637,21 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts
+    if cfg.stressed_var.enabled:
+        with rl.stage("stressed_var"):
+            out, warnings = stressed_var_tables(cfg, book, inputs.history, prepared.model,
+                                                blocks.fold)
+        tables.update(out)
+        rl.warnings.extend(warnings)
+    if cfg.stress.enabled:
+        with rl.stage("stress"):
+            out, rejected, warnings = stress_tables(cfg, book, inputs.stress_scenarios,
+                                                    inputs.history)
+        tables.update(out)
+        if len(rejected):
+            tables["rejected_rows"] = pd.concat([tables["rejected_rows"], rejected],
+                                                ignore_index=True)
+        rl.warnings.extend(warnings)
     if gov.enabled or alerts:
         tables["alerts"] = alerts_frame(alerts).drop(columns=["as_of_date"])
     return RunResult(prepared, tables, alerts, tuple(engine_tables))

@@ -170,6 +170,28 @@ CORRELATIONS = Table(
     doc="Correlations for the factor model.",
 )
 
+STRESS_SCENARIOS = Table(
+    "stress_scenarios",
+    (
+        _c("scenario_id", "string", doc="rows with one id combine into one scenario"),
+        _c("description", "string", nullable=True),
+        _c("scope", "string", doc="all, sector, underlying or historical"),
+        _c("target", "string", nullable=True,
+           doc="the sector or underlying (scope sector / underlying); else ignored"),
+        _c("spot_shock", "double", "fraction", "relative spot move (-0.2 = -20%); null = 0",
+           nullable=True),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = +0.05); null = 0",
+           nullable=True),
+        _c("rate_shock", "double", "basis points", "parallel zero-rate move; null = 0",
+           nullable=True),
+        _c("start_date", "date", nullable=True,
+           doc="scope historical: replay the spot moves from this date's closes"),
+        _c("end_date", "date", nullable=True, doc="scope historical: to this date's closes"),
+    ),
+    key=("scenario_id", "scope", "target"),
+    doc="Optional user stress scenarios (stress stage).",
+)
+
 PNL_HISTORY = Table(
     "pnl_history",
     (
@@ -233,7 +255,8 @@ FACTOR_VOLS = Table(
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
-              POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS)
+              POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS,
+              STRESS_SCENARIOS)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -714,12 +737,73 @@ BACKTEST_SERIES = Table(
     doc="The aligned backtest series: VaR of day t-1 against P&L of day t.",
 )
 
+STRESSED_VAR = Table(
+    "stressed_var",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("measure", "string", doc="VaR or ES: the window maximizing this measure"),
+        _c("confidence_level", "double"),
+        _c("horizon_days", "int", "trading days"),
+        _c("window_days", "int", "trading days", "daily changes in each rolling window"),
+        _c("window_start", "date", doc="first date of the worst window"),
+        _c("window_end", "date", doc="last date of the worst window"),
+        _c("value", "double", "currency", "the measure over the worst window (positive = loss)"),
+        _c("window_scenarios", "long", doc="historical scenarios in each window"),
+        _c("n_windows", "long", doc="rolling windows searched"),
+        _c("history_start", "date", doc="first date of the history searched"),
+        _c("history_end", "date", doc="last date of the history searched"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "measure", "confidence_level"),
+    doc="Stressed VaR and ES: today's book over its worst rolling historical window.",
+)
+
+STRESS_RESULTS = Table(
+    "stress_results",
+    (
+        *_RUN,
+        _c("scenario_id", "string"),
+        _c("description", "string", nullable=True),
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("base_value", "double", "currency", "value today"),
+        _c("stressed_value", "double", "currency", "value with the scenario's shocks, now"),
+        _c("pnl", "double", "currency", "stressed_value - base_value"),
+        _c("worst_positions", "string",
+           doc="position ids of the (up to) five largest losses, worst first, comma-separated"),
+        _c("worst_pnl", "array<double>", "currency", "their P&L, in the same order"),
+        _DATE,
+    ),
+    key=("run_id", "scenario_id", "scope", "desk"),
+    doc="User stress scenarios (stress_scenarios input), full revaluation per desk and firm.",
+)
+
+STRESS_GRID = Table(
+    "stress_grid",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("underlying", "string", nullable=True,
+           doc="underlying moved; null: every underlying of the desk moved together"),
+        _c("spot_shock", "double", "fraction", "relative spot move (-0.1 = -10%)"),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = sigma + 0.05)"),
+        _c("base_value", "double", "currency", "value today of the positions moved"),
+        _c("pnl", "double", "currency", "full revaluation P&L of those positions, now"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying", "spot_shock", "vol_shock"),
+    doc="The spot-vol risk matrix per desk and underlying (full Black-Scholes revaluation).",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
               PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
-              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES)
+              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES,
+              STRESSED_VAR, STRESS_RESULTS, STRESS_GRID)
 }
 
 

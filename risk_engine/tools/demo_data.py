@@ -49,14 +49,22 @@ def generate(
     n_positions: int = 2000,
     history_days: int = 504,
     seed: int = 7,
+    years: int | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
+    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
+
+    ``years`` (e.g. 10) replaces the history by ``252 x years`` trading days with a crash and
+    two volatility spikes (:func:`stressed_history`), for stressed VaR; every other table is
+    the same as without it.
+    """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
     # One generator, drawn from in a fixed order: universe, history, market, positions.
     rng = np.random.default_rng(seed)
     uni = _universe(rng, n_underlyings)
     history = _history(rng, uni, as_of, history_days)
+    if years is not None:
+        history = stressed_history(uni, as_of, 252 * years, seed)
     market = _market(rng, uni, as_of)
     rates = pd.DataFrame({
         "as_of_date": as_of,
@@ -164,6 +172,41 @@ def _history(rng: np.random.Generator, uni: _Universe, as_of: dt.date,
     dt_y = 1 / 252
     z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
     rets = (uni.drift - 0.5 * uni.vol**2) * dt_y + uni.vol * np.sqrt(dt_y) * z
+    log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
+    closes = uni.spot * np.exp(log_path - log_path[-1])
+    history = pd.DataFrame({
+        "date": np.repeat(days.astype("datetime64[D]"), n_underlyings),
+        "underlying": np.tile(uni.names, history_days + 1),
+        "close": np.round(closes.ravel(), 4),
+    })
+    history["date"] = pd.to_datetime(history["date"]).dt.date
+    return history
+
+
+def stressed_history(uni: _Universe, as_of: dt.date, history_days: int,
+                     seed: int) -> pd.DataFrame:
+    """Daily closes over ``history_days`` trading days with a crash and two vol spikes.
+
+    The same factor structure as the default history, from its own generator (keyed by
+    ``seed``): a one-day crash 60% of the way back (every name falls by 20 of its daily
+    standard deviations, clipped to 15% .. 25%, in log), volatility tripled for the 60 days
+    after it, and doubled for 40 days a quarter of the way back. The last close is the spot.
+    """
+    rng = np.random.default_rng([seed, 1987])
+    n_underlyings = len(uni.names)
+    days = np.busday_offset(np.datetime64(as_of, "D"), -np.arange(history_days + 1)[::-1],
+                            roll="backward")
+    chol = np.linalg.cholesky(uni.corr)
+    dt_y = 1 / 252
+    z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
+    scale = np.ones(history_days)
+    crash = int(history_days * 0.4)
+    scale[crash + 1:crash + 61] = 3.0
+    spike = int(history_days * 0.75)
+    scale[spike:spike + 40] = 2.0
+    rets = ((uni.drift - 0.5 * uni.vol**2) * dt_y
+            + uni.vol * np.sqrt(dt_y) * z * scale[:, None])
+    rets[crash] = -np.clip(20.0 * uni.vol * np.sqrt(dt_y), 0.15, 0.25)
     log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
     closes = uni.spot * np.exp(log_path - log_path[-1])
     history = pd.DataFrame({
