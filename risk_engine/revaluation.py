@@ -29,6 +29,8 @@ tolerance against an independent pricer (tests/test_revaluation.py).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -37,13 +39,19 @@ from numpy.typing import NDArray
 from scipy.special import ndtr
 
 from risk_engine.book import ResolvedBook
+from risk_engine.scenarios.factors import FactorLayout
 from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
+from risk_engine.vol_surface import VolSurface
 
 #: Bytes of the per-tile working set aimed at. Measured on a 2-core AMD EPYC (1 MiB L2 per
 #: core): tiles of 64-128 scenarios were best for a 2,000-option book, flat within ~10%.
 TILE_BYTES = 4 * 1024 * 1024
 #: Smallest and largest tile (scenarios revalued at once) chosen automatically.
 MIN_TILE, MAX_TILE = 64, 256
+#: The risk factor classes of a scenario block (see :mod:`risk_engine.scenarios.factors`).
+FACTOR_CLASSES = ("spot", "vol", "rate")
+#: How an option's implied vol follows a spot move (``scenario_model.smile_dynamics``).
+SMILE_DYNAMICS = ("sticky_strike", "sticky_moneyness")
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,54 @@ class RaggedSum:
 
 
 @dataclass(frozen=True)
+class SmileSlice:
+    """The smile at one (underlying, expiry) of the contracts revalued sticky-moneyness.
+
+    ``w(k)`` of :class:`risk_engine.vol_surface.VolSurface` at a fixed expiry ``T`` is
+    linear in ``k`` between the union of the quoted moneyness points of all expiries and
+    flat beyond them, so ``np.interp(k, knots, total_variance)`` reproduces the surface's
+    rule exactly (up to rounding) at any ``k``.
+    """
+
+    contracts: IntArray  # (m,) contracts on this slice
+    underlying: int
+    expiry_years: float  # T
+    log_moneyness: FloatArray  # (m,) k0 = ln(K / F(T)) today, F(T) = S e^{(r - q) T}
+    knots: FloatArray
+    total_variance: FloatArray
+
+
+@dataclass(frozen=True)
+class FactorTerms:
+    """Per-contract constants of the revaluation under vol and rate moves.
+
+    Per scenario, contract ``c`` on underlying ``u`` with remaining life ``tau`` is valued
+    by Black-Scholes at spot ``S_u e^{x_u}``, rate ``r + x_rate`` and vol
+    ``sigma_c exp(w_lo x[vol_lo] + w_hi x[vol_hi])``, where ``vol_lo``, ``vol_hi`` are the
+    vol columns of the tenors around ``tau`` (linear in ``tau``, flat outside the tenors)
+    and ``sigma_c`` is the contract's implied vol (sticky strike), or for the contracts in
+    :attr:`slices` the surface's vol at the scenario's moneyness ``k0 - x_u`` and the
+    option's expiry (sticky moneyness).
+    """
+
+    layout: FactorLayout
+    smile: str
+    drift: FloatArray  # (C,) -ln K + (r - q) tau
+    tau: FloatArray  # (C,)
+    sd: FloatArray  # (C,) sigma sqrt(tau); sqrt(tau) for contracts in slices
+    vol_lo: IntArray  # (C,) scenario column of the lower vol tenor
+    vol_hi: IntArray
+    w_lo: FloatArray
+    w_hi: FloatArray
+    slices: tuple[SmileSlice, ...]
+    # put-call parity terms ``q K e^{-r tau}`` of live puts netted per (desk, tau), sorted by
+    # desk: discounted per scenario when the rate moves
+    put_tau: FloatArray
+    put_amount: FloatArray
+    put_desk_bounds: IntArray  # (D + 1,)
+
+
+@dataclass(frozen=True)
 class RevaluationPlan:
     """Per-position constants of the revaluation kernel.
 
@@ -150,6 +206,30 @@ class RevaluationPlan:
     expired_strike: FloatArray
     expired_quantity: FloatArray
     expired_desk_bounds: IntArray  # (D + 1,)
+    # vol and rate moves (None: spot only, the kernel above)
+    factors: FactorTerms | None = None
+    # the factor classes that move; the columns of the others are read as zero
+    factor_classes: tuple[str, ...] = FACTOR_CLASSES
+
+    @property
+    def layout(self) -> FactorLayout:
+        """Column layout of the scenario blocks this plan revalues."""
+        if self.factors is not None:
+            return self.factors.layout
+        return FactorLayout(int(self.ln_spot.size))
+
+    def moving(self, classes: tuple[str, ...]) -> RevaluationPlan:
+        """The plan revaluing with only the factor ``classes`` moving (others zeroed).
+
+        Raises
+        ------
+        ValueError
+            For a class not in :data:`FACTOR_CLASSES`.
+        """
+        bad = [c for c in classes if c not in FACTOR_CLASSES]
+        if bad:
+            raise ValueError(f"unknown factor class(es) {bad}; expected {FACTOR_CLASSES}")
+        return dataclasses.replace(self, factor_classes=tuple(classes))
 
     @property
     def n_live(self) -> int:
@@ -177,6 +257,9 @@ class RevaluationPlan:
         rows = 3 * self.n_live + shared + 2 * self.line_sum.n_segments \
             + 4 * self.group_underlying.size + self.expired_strike.size \
             + 2 * self.ln_spot.size + self.n_desks
+        if self.factors is not None:  # the block's columns, and sd, drift, work, discount
+            rows += 2 * self.factors.layout.width + 4 * self.n_live \
+                + self.factors.put_tau.size
         tile = TILE_BYTES // (8 * rows)
         return int(max(MIN_TILE, min(chunk_size, MAX_TILE, tile)))
 
@@ -188,8 +271,40 @@ def _index_rows(keys: list[NDArray]) -> tuple[IntArray, IntArray]:
     return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
 
-def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
-    """Resolve the per-position constants of the full revaluation kernel for ``book``."""
+def plan_revaluation(book: ResolvedBook, layout: FactorLayout | None = None, *,
+                     smile: str = "sticky_strike",
+                     surfaces: Mapping[str, VolSurface] | None = None) -> RevaluationPlan:
+    """Resolve the per-position constants of the full revaluation kernel for ``book``.
+
+    Parameters
+    ----------
+    book
+        The resolved book.
+    layout
+        Columns of the scenario blocks (:class:`risk_engine.scenarios.factors.FactorLayout`);
+        default spot log returns only (``(n, U)``, the kernel of the class docstring,
+        bit for bit).
+    smile
+        ``"sticky_strike"`` (default): an option's horizon vol is its own implied vol
+        times the vol shock. ``"sticky_moneyness"``: the vol of the underlying's surface
+        at the scenario's log-forward-moneyness ``k = ln(K / F_h)``, ``F_h = S_h
+        e^{(r - q) T}`` (today's forward to the expiry ``T``, from the scenario's spot
+        ``S_h``: ``k = k_0 - x_u``) and at ``T``, times the shock. Without a surface both
+        are the same.
+    surfaces
+        Implied-vol surfaces by underlying name (only read for ``sticky_moneyness``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``smile``, a layout of another number of underlyings, or vol
+        tenors that are not positive and strictly increasing.
+    """
+    if smile not in SMILE_DYNAMICS:
+        raise ValueError(f"unknown smile dynamics {smile!r}; expected one of {SMILE_DYNAMICS}")
+    if layout is not None and layout.n_underlyings != len(book.underlyings):
+        raise ValueError(f"factor layout has {layout.n_underlyings} underlyings, the book "
+                         f"{len(book.underlyings)}")
     n_u, n_d = len(book.underlyings), len(book.desks)
     desk, und, q = book.desk_index, book.underlying_index, book.quantity
     is_opt = book.kind != EQUITY
@@ -248,6 +363,11 @@ def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
     g_desk = groups // n_u
 
     e = expired[np.argsort(desk[expired], kind="stable")]
+    factors = _factor_terms(
+        book, layout or FactorLayout(n_u), smile, surfaces or {}, live[c_rep], puts=live[puts],
+        n_desks=n_d)
+    if factors is not None:
+        const = np.zeros(n_d)  # the put terms are discounted per scenario instead
     return RevaluationPlan(
         n_desks=n_d,
         n_book_positions=book.n_positions,
@@ -270,6 +390,100 @@ def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
         expired_strike=book.strike[e],
         expired_quantity=q[e],
         expired_desk_bounds=np.searchsorted(desk[e], np.arange(n_d + 1)).astype(np.int64),
+        factors=factors,
+    )
+
+
+def tenor_weights(tau: FloatArray, tenors: tuple[float, ...]
+                  ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """Linear interpolation of ``tau`` among ``tenors``, flat outside them.
+
+    Returns
+    -------
+    lo, hi, w_lo, w_hi
+        Tenor indices and weights: the value at ``tau`` is ``w_lo v[lo] + w_hi v[hi]``.
+    """
+    t = np.asarray(tenors, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    hi = np.clip(np.searchsorted(t, tau, side="right"), 1, t.size - 1) if t.size > 1 \
+        else np.zeros(tau.shape, dtype=np.int64)
+    lo = np.maximum(hi - 1, 0)
+    if t.size > 1:
+        frac = np.clip((tau - t[lo]) / (t[hi] - t[lo]), 0.0, 1.0)
+    else:
+        frac = np.zeros(tau.shape)
+    return lo.astype(np.int64), hi.astype(np.int64), 1.0 - frac, frac
+
+
+def smile_slice(surface: VolSurface, expiry_years: float) -> tuple[FloatArray, FloatArray]:
+    """Knots and total variances of ``surface``'s smile at expiry ``T``.
+
+    ``np.interp(k, knots, w)`` equals ``surface.total_variance_at(k, T)`` for every ``k``
+    (see :class:`SmileSlice`).
+    """
+    knots = np.unique(np.concatenate(surface.log_moneyness))
+    return knots, surface.total_variance_at(knots, np.full(knots.size, expiry_years))
+
+
+def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
+                  surfaces: Mapping[str, VolSurface], rep: IntArray, *, puts: IntArray,
+                  n_desks: int) -> FactorTerms | None:
+    """The vol and rate terms of the contracts (book positions ``rep``), or None.
+
+    None when the layout is spot only and no contract is revalued sticky-moneyness: the
+    spot-only kernel applies.
+    """
+    und = book.underlying_index[rep]
+    sticky_m = smile == "sticky_moneyness" and bool(surfaces)
+    on_surface = np.array([book.underlyings[u] in surfaces for u in und.tolist()],
+                          dtype=bool) if sticky_m else np.zeros(rep.size, dtype=bool)
+    if layout.spot_only and not on_surface.any():
+        return None
+    tenors = layout.vol_tenors_years
+    if tenors and not (np.all(np.isfinite(tenors)) and tenors[0] > 0
+                       and np.all(np.diff(tenors) > 0)):
+        raise ValueError(f"vol tenors {tenors} must be positive and strictly increasing")
+    tau = book.tau_h[rep]
+    vol, r, div = book.volatility[rep], book.rate_h[rep], book.dividend_yield[rep]
+    k = book.strike[rep]
+    sqrt_tau = np.sqrt(tau)
+    if tenors:
+        lo, hi, w_lo, w_hi = tenor_weights(tau, tenors)
+        base = layout.n_underlyings + und * layout.n_vol_buckets
+        vol_lo, vol_hi = base + lo, base + hi
+    else:
+        vol_lo = vol_hi = np.zeros(rep.size, dtype=np.int64)
+        w_lo = w_hi = np.zeros(rep.size)
+    slices = []
+    if on_surface.any():
+        t_exp = book.expiry_years[rep]
+        k0 = np.log(k / book.spot[und]) - (book.rate[rep] - div) * t_exp
+        keys = np.flatnonzero(on_surface)
+        pairs = sorted({(int(und[i]), float(t_exp[i])) for i in keys.tolist()})
+        for u, t in pairs:
+            idx = keys[(und[keys] == u) & (t_exp[keys] == t)]
+            knots, w = smile_slice(surfaces[book.underlyings[u]], t)
+            slices.append(SmileSlice(idx.astype(np.int64), u, t, k0[idx], knots, w))
+    # Put parity terms q K e^{-r tau} netted per (desk, tau), desk-sorted.
+    p_desk, p_tau = book.desk_index[puts], book.tau_h[puts]
+    p_amt = book.quantity[puts] * book.strike[puts] * np.exp(-book.rate_h[puts] * p_tau)
+    if puts.size:
+        first, inv = _index_rows([p_desk, p_tau])
+        amount: FloatArray = np.bincount(inv, p_amt, minlength=first.size).astype(np.float64)
+        order = np.argsort(p_desk[first], kind="stable")  # first is sorted by (desk, tau)
+        put_desk, put_tau, amount = p_desk[first][order], p_tau[first][order], amount[order]
+    else:
+        put_desk, put_tau = np.zeros(0, dtype=np.int64), np.zeros(0)
+        amount = np.zeros(0)
+    return FactorTerms(
+        layout=layout, smile=smile,
+        drift=-np.log(k) + (r - div) * tau, tau=tau,
+        sd=np.where(on_surface, sqrt_tau, vol * sqrt_tau),
+        vol_lo=vol_lo.astype(np.int64), vol_hi=vol_hi.astype(np.int64),
+        w_lo=np.asarray(w_lo, dtype=np.float64), w_hi=np.asarray(w_hi, dtype=np.float64),
+        slices=tuple(slices),
+        put_tau=put_tau, put_amount=amount,
+        put_desk_bounds=np.searchsorted(put_desk, np.arange(n_desks + 1)).astype(np.int64),
     )
 
 
@@ -290,6 +504,15 @@ class _Workspace:
         self.ex = np.empty((n_e, width))
         self.out = np.empty((plan.n_desks, width))
         self.acc = np.empty(width)
+        f = plan.factors
+        if f is not None:
+            cols = f.layout.width
+            self.x = np.zeros((width, cols))
+            self.xt = np.empty((cols, width))
+            self.sd = np.empty((n_c, width))
+            self.drift = np.empty((n_c, width))
+            self.tmp = np.empty((n_c, width))
+            self.put = np.empty((f.put_tau.size, width))
 
 
 def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatArray:
@@ -322,6 +545,83 @@ def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatA
         g1 *= gs
         g1 -= g[1]  # group value: S (lin + sum q e^{-q tau} N(d1)) - sum q K e^{-r tau} N(d2)
         _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+    add_expired(plan, s, out, ws.ex, ws.acc)
+    return out
+
+
+def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
+                        ws: _Workspace) -> FloatArray:
+    """Desk values at the horizon of one tile under spot, vol and rate moves, (D, width).
+
+    Black-Scholes in full on each contract's shocked inputs (see :class:`FactorTerms`);
+    calls and puts are netted by put-call parity, whose ``K e^{-r tau}`` terms are
+    discounted at the scenario's rate.
+    """
+    lay = f.layout
+    n_u = lay.n_underlyings
+    xt = ws.xt
+    np.copyto(xt, x.T)
+    ln_s = np.add(xt[:n_u], plan.ln_spot[:, None], out=ws.ln_s)
+    s = np.exp(ln_s, out=ws.s)
+    rate_col = lay.rate_column
+    dr = xt[rate_col] if rate_col is not None else None
+    out = ws.out
+    out[:] = 0.0
+    if plan.n_live:
+        sd, tmp = ws.sd, ws.tmp
+        if lay.n_vol_buckets:  # sd = exp(interpolated log vol shock) sigma sqrt(tau)
+            np.take(xt, f.vol_lo, axis=0, out=sd, mode="clip")
+            sd *= f.w_lo[:, None]
+            np.take(xt, f.vol_hi, axis=0, out=tmp, mode="clip")
+            tmp *= f.w_hi[:, None]
+            sd += tmp
+            np.exp(sd, out=sd)
+            sd *= f.sd[:, None]
+        else:
+            sd[:] = f.sd[:, None]
+        for sl in f.slices:  # sticky moneyness: the surface's vol at k0 - x_u and T
+            k = sl.log_moneyness[:, None] - xt[sl.underlying][None, :]
+            w = np.interp(k, sl.knots, sl.total_variance)
+            sd[sl.contracts] *= np.sqrt(w / sl.expiry_years)
+        drift = np.take(ln_s, plan.contract_underlying, axis=0, out=ws.drift, mode="clip")
+        drift += f.drift[:, None]
+        if dr is not None:
+            np.multiply(f.tau[:, None], dr[None, :], out=tmp)
+            drift += tmp
+        z = ws.z
+        np.divide(drift, sd, out=z[0])
+        sd *= 0.5
+        z[0] += sd  # d1 = (ln(S/K) + (r - q) tau) / sd + sd / 2
+        sd *= 2.0
+        np.subtract(z[0], sd, out=z[1])
+        ndtr(z, out=z)  # N(d1), N(d2)
+        if dr is not None:  # K e^{-r tau} at the scenario's rate
+            np.multiply(f.tau[:, None], dr[None, :], out=tmp)
+            np.negative(tmp, out=tmp)
+            np.exp(tmp, out=tmp)
+            z[1] *= tmp
+        w_l = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
+                                                           out=ws.w, mode="clip")
+        w_l *= plan.line_weight[:, :, None]
+        plan.line_sum.sum(w_l, ws.r)
+    if plan.group_underlying.size:
+        g = np.take(ws.r, plan.group_source, axis=1, out=ws.g, mode="clip")
+        gs = np.take(s, plan.group_underlying, axis=0, out=ws.gs, mode="clip")
+        g1 = g[0]
+        g1 += plan.group_linear[:, None]
+        g1 *= gs
+        g1 -= g[1]
+        _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+    if f.put_tau.size:  # sum q K e^{-r tau} of the puts (parity), per desk
+        put = ws.put
+        if dr is not None:
+            np.multiply(f.put_tau[:, None], dr[None, :], out=put)
+            np.negative(put, out=put)
+            np.exp(put, out=put)
+            put *= f.put_amount[:, None]
+        else:
+            put[:] = f.put_amount[:, None]
+        _add_desk_sums(out, put, f.put_desk_bounds, ws.acc)
     add_expired(plan, s, out, ws.ex, ws.acc)
     return out
 
@@ -415,21 +715,48 @@ def desk_pnl(plan: RevaluationPlan | OtherMethod, log_returns: FloatArray,
 def _revalue(plan: RevaluationPlan, log_returns: FloatArray, chunk_size: int, *,
              pnl: bool) -> FloatArray:
     x = np.asarray(log_returns, dtype=np.float64)
+    layout = plan.layout
+    if x.ndim != 2 or x.shape[1] != layout.width:
+        raise ValueError(f"scenario block of shape {x.shape}; the plan's factor layout has "
+                         f"{layout.width} columns ({layout.n_underlyings} spot, "
+                         f"{layout.n_underlyings * layout.n_vol_buckets} vol, "
+                         f"{int(layout.rate_factor)} rate)")
     n = x.shape[0]
     out = np.empty((n, plan.n_desks))
     if n == 0:
         return out
     width = plan.tile_size(chunk_size)
     ws = _Workspace(plan, width)
+    still = _still_columns(plan)
     shift = plan.value_today if pnl else np.zeros(plan.n_desks)
     for start in range(0, n, width):
         stop = min(start + width, n)
-        if stop - start == width:
+        if stop - start == width and still is None:
             tile = x[start:stop]
-        else:  # pad the short last tile with zero returns
+        else:  # pad the short last tile with zero returns; zero the still factors
             tile = ws.x
             tile[:stop - start] = x[start:stop]
             tile[stop - start:] = 0.0
-        vals = _tile_values(plan, tile, ws)
+            if still is not None:
+                tile[:, still] = 0.0
+        if plan.factors is None:
+            vals = _tile_values(plan, tile, ws)
+        else:
+            vals = _factor_tile_values(plan, plan.factors, tile, ws)
         np.subtract(vals[:, :stop - start].T, shift, out=out[start:stop])
     return out
+
+
+def _still_columns(plan: RevaluationPlan) -> IntArray | None:
+    """Columns of the factor classes that do not move in ``plan`` (None: all move)."""
+    if set(FACTOR_CLASSES) <= set(plan.factor_classes):
+        return None
+    lay = plan.layout
+    cols: list[int] = []
+    if "spot" not in plan.factor_classes:
+        cols += range(lay.n_underlyings)
+    if "vol" not in plan.factor_classes:
+        cols += range(lay.vol_columns.start, lay.vol_columns.stop)
+    if "rate" not in plan.factor_classes and lay.rate_column is not None:
+        cols.append(lay.rate_column)
+    return np.array(cols, dtype=np.int64)
