@@ -180,3 +180,22 @@ def test_tenor_weights_interpolate_linearly_and_flat_outside():
     v = np.array([1.0, -2.0, 5.0])
     np.testing.assert_allclose(wl * v[lo] + wh * v[hi], np.interp(tau, TENORS, v),
                                rtol=0, atol=1e-15)
+
+
+def test_grid_method_refuses_vol_and_rate_factors(demo):
+    from risk_engine.errors import ConfigError
+    from risk_engine.revaluation_grid import build_plan
+
+    book = demo
+    u = len(book.underlyings)
+    cov = np.eye(u) * 0.09
+    model = ScenarioModel(book.underlyings, np.zeros(u), cov, cov_factor(cov), "test")
+    for layout in (LAYOUTS["vol_only"](u), LAYOUTS["rate_only"](u)):
+        with pytest.raises(ConfigError, match="monte_carlo.revaluation.*spot alone"):
+            build_plan(book, "grid", model=model, layout=layout)
+    with pytest.raises(ConfigError, match="monte_carlo.revaluation"):
+        build_plan(book, "grid", model=model, smile="sticky_moneyness",
+                   surfaces={n: _surface(0) for n in book.underlyings})
+    grid = build_plan(book, "grid", model=model, layout=FactorLayout(u))
+    with pytest.raises(ValueError, match="spot log returns only"):
+        desk_pnl(grid, np.zeros((2, LAYOUTS["vol_only"](u).width)))
