@@ -31,6 +31,7 @@ from risk_engine.book import (
     reject_positions_on,
     resolve_book,
     validate_snapshot,
+    vega_buckets_table,
 )
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
@@ -306,7 +307,8 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
 
     Returns
     -------
-    dict with frames ``risk_measures``, ``contributions``, ``greeks`` (without ``run_id`` and
+    dict with frames ``risk_measures``, ``contributions``, ``greeks``, ``vega_buckets``
+    (without ``run_id`` and
     ``as_of_date``, which the caller adds).
     """
     gross = book.gross_value()
@@ -348,6 +350,7 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
         "risk_measures": measures,
         "contributions": pd.DataFrame(contrib_rows),
         "greeks": greeks_table(book),
+        schemas.VEGA_BUCKETS.name: vega_buckets_table(book),
     }
 
 
