@@ -36,6 +36,7 @@ from risk_engine.book import (
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
+from risk_engine.factor_var import risk_factor_var
 from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.hedging.stage import hedging_tables
@@ -55,7 +56,7 @@ from risk_engine.scenarios import (
     estimate_from_history,
     from_factor_model,
 )
-from risk_engine.simulation import SimulationSpec
+from risk_engine.simulation import SimulationSpec, factor_classes_of
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
@@ -441,6 +442,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
             tables[schemas.SCENARIO_PNL.name] = audit
     with rl.stage("risk_measures"):
         tables.update(risk_tables(tails, book, cfg))
+    if cfg.risk.factor_classes and len(factor_classes_of(prepared.spec.plan)) > 1:
+        with rl.stage("risk_factor_var"):
+            by_class = risk_factor_var(prepared.spec, blocks.fold, tails, book,
+                                       cfg.monte_carlo.horizon_days)
+        if by_class is not None:
+            tables[schemas.RISK_FACTOR_VAR.name] = by_class
     tables["rejected_rows"] = prepared.rejected
     wc = cfg.worst_case
     if wc.enabled:
