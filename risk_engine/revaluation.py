@@ -143,16 +143,21 @@ class FactorTerms:
     layout: FactorLayout
     smile: str
     drift: FloatArray  # (C,) -ln K + (r - q) tau
-    tau: FloatArray  # (C,)
     sd: FloatArray  # (C,) sigma sqrt(tau); sqrt(tau) for contracts in slices
-    vol_lo: IntArray  # (C,) scenario column of the lower vol tenor
-    vol_hi: IntArray
-    w_lo: FloatArray
-    w_hi: FloatArray
+    # vol shocks per node, a distinct (underlying, tau) of the contracts: columns of the
+    # tenors around tau and their weights
+    node_lo: IntArray  # (M,)
+    node_hi: IntArray
+    node_w_lo: FloatArray
+    node_w_hi: FloatArray
+    contract_node: IntArray  # (C,)
+    # distinct remaining lives tau of the contracts and puts (rate moves)
+    taus: FloatArray  # (T,)
+    contract_tau: IntArray  # (C,) index into taus
     slices: tuple[SmileSlice, ...]
     # put-call parity terms ``q K e^{-r tau}`` of live puts netted per (desk, tau), sorted by
     # desk: discounted per scenario when the rate moves
-    put_tau: FloatArray
+    put_tau: IntArray  # index into taus
     put_amount: FloatArray
     put_desk_bounds: IntArray  # (D + 1,)
 
@@ -258,8 +263,9 @@ class RevaluationPlan:
             + 4 * self.group_underlying.size + self.expired_strike.size \
             + 2 * self.ln_spot.size + self.n_desks
         if self.factors is not None:  # the block's columns, and sd, drift, work, discount
-            rows += 2 * self.factors.layout.width + 4 * self.n_live \
-                + self.factors.put_tau.size
+            f = self.factors
+            rows += 2 * f.layout.width + 3 * self.n_live + f.node_lo.size \
+                + 2 * f.taus.size + f.put_tau.size
         tile = TILE_BYTES // (8 * rows)
         return int(max(MIN_TILE, min(chunk_size, MAX_TILE, tile)))
 
@@ -447,13 +453,15 @@ def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
     vol, r, div = book.volatility[rep], book.rate_h[rep], book.dividend_yield[rep]
     k = book.strike[rep]
     sqrt_tau = np.sqrt(tau)
+    node_first, contract_node = _index_rows([und, tau])
+    n_tau, n_und = tau[node_first], und[node_first]
     if tenors:
-        lo, hi, w_lo, w_hi = tenor_weights(tau, tenors)
-        base = layout.n_underlyings + und * layout.n_vol_buckets
-        vol_lo, vol_hi = base + lo, base + hi
+        lo, hi, w_lo, w_hi = tenor_weights(n_tau, tenors)
+        base = layout.n_underlyings + n_und * layout.n_vol_buckets
+        node_lo, node_hi = base + lo, base + hi
     else:
-        vol_lo = vol_hi = np.zeros(rep.size, dtype=np.int64)
-        w_lo = w_hi = np.zeros(rep.size)
+        node_lo = node_hi = np.zeros(n_tau.size, dtype=np.int64)
+        w_lo = w_hi = np.zeros(n_tau.size)
     slices = []
     if on_surface.any():
         t_exp = book.expiry_years[rep]
@@ -475,14 +483,18 @@ def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
     else:
         put_desk, put_tau = np.zeros(0, dtype=np.int64), np.zeros(0)
         amount = np.zeros(0)
+    taus, tau_of = np.unique(np.concatenate([tau, put_tau]), return_inverse=True)
+    tau_of = tau_of.reshape(-1).astype(np.int64)
     return FactorTerms(
         layout=layout, smile=smile,
-        drift=-np.log(k) + (r - div) * tau, tau=tau,
+        drift=-np.log(k) + (r - div) * tau,
         sd=np.where(on_surface, sqrt_tau, vol * sqrt_tau),
-        vol_lo=vol_lo.astype(np.int64), vol_hi=vol_hi.astype(np.int64),
-        w_lo=np.asarray(w_lo, dtype=np.float64), w_hi=np.asarray(w_hi, dtype=np.float64),
-        slices=tuple(slices),
-        put_tau=put_tau, put_amount=amount,
+        node_lo=node_lo.astype(np.int64), node_hi=node_hi.astype(np.int64),
+        node_w_lo=np.asarray(w_lo, dtype=np.float64),
+        node_w_hi=np.asarray(w_hi, dtype=np.float64),
+        contract_node=contract_node,
+        taus=taus, contract_tau=tau_of[:tau.size], slices=tuple(slices),
+        put_tau=tau_of[tau.size:], put_amount=amount,
         put_desk_bounds=np.searchsorted(put_desk, np.arange(n_desks + 1)).astype(np.int64),
     )
 
@@ -512,6 +524,10 @@ class _Workspace:
             self.sd = np.empty((n_c, width))
             self.drift = np.empty((n_c, width))
             self.tmp = np.empty((n_c, width))
+            self.node = np.empty((f.node_lo.size, width))
+            self.node_hi = np.empty((f.node_lo.size, width))
+            self.tdr = np.empty((f.taus.size, width))
+            self.disc = np.empty((f.taus.size, width))
             self.put = np.empty((f.put_tau.size, width))
 
 
@@ -567,15 +583,20 @@ def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
     dr = xt[rate_col] if rate_col is not None else None
     out = ws.out
     out[:] = 0.0
+    if dr is not None:  # tau dr and e^{-tau dr} per distinct tau
+        np.multiply(f.taus[:, None], dr[None, :], out=ws.tdr)
+        np.negative(ws.tdr, out=ws.disc)
+        np.exp(ws.disc, out=ws.disc)
     if plan.n_live:
         sd, tmp = ws.sd, ws.tmp
         if lay.n_vol_buckets:  # sd = exp(interpolated log vol shock) sigma sqrt(tau)
-            np.take(xt, f.vol_lo, axis=0, out=sd, mode="clip")
-            sd *= f.w_lo[:, None]
-            np.take(xt, f.vol_hi, axis=0, out=tmp, mode="clip")
-            tmp *= f.w_hi[:, None]
-            sd += tmp
-            np.exp(sd, out=sd)
+            node = np.take(xt, f.node_lo, axis=0, out=ws.node, mode="clip")
+            node *= f.node_w_lo[:, None]
+            hi = np.take(xt, f.node_hi, axis=0, out=ws.node_hi, mode="clip")
+            hi *= f.node_w_hi[:, None]
+            node += hi
+            np.exp(node, out=node)
+            np.take(node, f.contract_node, axis=0, out=sd, mode="clip")
             sd *= f.sd[:, None]
         else:
             sd[:] = f.sd[:, None]
@@ -586,20 +607,15 @@ def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
         drift = np.take(ln_s, plan.contract_underlying, axis=0, out=ws.drift, mode="clip")
         drift += f.drift[:, None]
         if dr is not None:
-            np.multiply(f.tau[:, None], dr[None, :], out=tmp)
-            drift += tmp
+            drift += np.take(ws.tdr, f.contract_tau, axis=0, out=tmp, mode="clip")
+        half = np.multiply(sd, 0.5, out=tmp)
         z = ws.z
         np.divide(drift, sd, out=z[0])
-        sd *= 0.5
-        z[0] += sd  # d1 = (ln(S/K) + (r - q) tau) / sd + sd / 2
-        sd *= 2.0
-        np.subtract(z[0], sd, out=z[1])
+        np.subtract(z[0], half, out=z[1])  # d2 = (ln(S/K) + (r - q) tau) / sd - sd / 2
+        z[0] += half  # d1
         ndtr(z, out=z)  # N(d1), N(d2)
         if dr is not None:  # K e^{-r tau} at the scenario's rate
-            np.multiply(f.tau[:, None], dr[None, :], out=tmp)
-            np.negative(tmp, out=tmp)
-            np.exp(tmp, out=tmp)
-            z[1] *= tmp
+            z[1] *= np.take(ws.disc, f.contract_tau, axis=0, out=tmp, mode="clip")
         w_l = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
                                                            out=ws.w, mode="clip")
         w_l *= plan.line_weight[:, :, None]
@@ -615,9 +631,7 @@ def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
     if f.put_tau.size:  # sum q K e^{-r tau} of the puts (parity), per desk
         put = ws.put
         if dr is not None:
-            np.multiply(f.put_tau[:, None], dr[None, :], out=put)
-            np.negative(put, out=put)
-            np.exp(put, out=put)
+            np.take(ws.disc, f.put_tau, axis=0, out=put, mode="clip")
             put *= f.put_amount[:, None]
         else:
             put[:] = f.put_amount[:, None]
