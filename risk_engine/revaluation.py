@@ -52,6 +52,9 @@ MIN_TILE, MAX_TILE = 64, 256
 FACTOR_CLASSES = ("spot", "vol", "rate")
 #: How an option's implied vol follows a spot move (``scenario_model.smile_dynamics``).
 SMILE_DYNAMICS = ("sticky_strike", "sticky_moneyness")
+#: Flat wings of a smile slice beyond its outer knots, and the spacing of slices laid end to
+#: end (see :class:`SmileSlices`).
+SMILE_WING, SMILE_GAP = 8.0, 17.0
 
 
 @dataclass(frozen=True)
@@ -110,21 +113,32 @@ class RaggedSum:
 
 
 @dataclass(frozen=True)
-class SmileSlice:
-    """The smile at one (underlying, expiry) of the contracts revalued sticky-moneyness.
+class SmileSlices:
+    """The smiles of the contracts revalued sticky-moneyness, one per (underlying, expiry).
 
     ``w(k)`` of :class:`risk_engine.vol_surface.VolSurface` at a fixed expiry ``T`` is
     linear in ``k`` between the union of the quoted moneyness points of all expiries and
-    flat beyond them, so ``np.interp(k, knots, total_variance)`` reproduces the surface's
-    rule exactly (up to rounding) at any ``k``.
+    flat beyond them, so interpolating linearly between those knots reproduces the
+    surface's rule at any ``k`` (see :func:`smile_slice`). The slices' knots are laid end to
+    end on one axis, slice ``j`` shifted by ``offset_j``, so one ``np.interp`` serves every
+    contract. Each slice carries flat wings to :data:`SMILE_WING` beyond its outer knots
+    and the next slice starts :data:`SMILE_GAP` later; a scenario moving a spot's log by
+    :data:`SMILE_WING` or more (a factor of ~3,000) has its ``k`` clipped to the outer
+    knots instead. The shift rounds ``k`` to the precision of the offset (below ``1e-11``
+    for a thousand slices), far inside the ``1e-9`` the kernel is held to. Per-contract
+    arrays are in contract order.
     """
 
-    contracts: IntArray  # (m,) contracts on this slice
-    underlying: int
-    expiry_years: float  # T
+    contracts: IntArray  # (m,) contracts revalued sticky-moneyness
+    underlying: IntArray  # (m,)
     log_moneyness: FloatArray  # (m,) k0 = ln(K / F(T)) today, F(T) = S e^{(r - q) T}
-    knots: FloatArray
+    k_lo: FloatArray  # (m,) first and last knot of the contract's slice
+    k_hi: FloatArray
+    offset: FloatArray  # (m,)
+    tau_over_t: FloatArray  # (m,) tau / T: sd = sqrt(w tau / T)
+    knots: FloatArray  # every slice's knots with its wings, shifted by its offset
     total_variance: FloatArray
+    all_contracts: bool  # contracts == 0 .. C - 1
 
 
 @dataclass(frozen=True)
@@ -136,14 +150,14 @@ class FactorTerms:
     ``sigma_c exp(w_lo x[vol_lo] + w_hi x[vol_hi])``, where ``vol_lo``, ``vol_hi`` are the
     vol columns of the tenors around ``tau`` (linear in ``tau``, flat outside the tenors)
     and ``sigma_c`` is the contract's implied vol (sticky strike), or for the contracts in
-    :attr:`slices` the surface's vol at the scenario's moneyness ``k0 - x_u`` and the
+    :attr:`smile` the surface's vol at the scenario's moneyness ``k0 - x_u`` and the
     option's expiry (sticky moneyness).
     """
 
     layout: FactorLayout
     smile: str
     drift: FloatArray  # (C,) -ln K + (r - q) tau
-    sd: FloatArray  # (C,) sigma sqrt(tau); sqrt(tau) for contracts in slices
+    sd: FloatArray  # (C,) sigma sqrt(tau); 1 for the contracts of ``smile``
     # vol shocks per node, a distinct (underlying, tau) of the contracts: columns of the
     # tenors around tau and their weights
     node_lo: IntArray  # (M,)
@@ -154,7 +168,7 @@ class FactorTerms:
     # distinct remaining lives tau of the contracts and puts (rate moves)
     taus: FloatArray  # (T,)
     contract_tau: IntArray  # (C,) index into taus
-    slices: tuple[SmileSlice, ...]
+    smile_slices: SmileSlices | None
     # put-call parity terms ``q K e^{-r tau}`` of live puts netted per (desk, tau), sorted by
     # desk: discounted per scenario when the rate moves
     put_tau: IntArray  # index into taus
@@ -425,7 +439,7 @@ def smile_slice(surface: VolSurface, expiry_years: float) -> tuple[FloatArray, F
     """Knots and total variances of ``surface``'s smile at expiry ``T``.
 
     ``np.interp(k, knots, w)`` equals ``surface.total_variance_at(k, T)`` for every ``k``
-    (see :class:`SmileSlice`).
+    (see :class:`SmileSlices`).
     """
     knots = np.unique(np.concatenate(surface.log_moneyness))
     return knots, surface.total_variance_at(knots, np.full(knots.size, expiry_years))
@@ -462,16 +476,42 @@ def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
     else:
         node_lo = node_hi = np.zeros(n_tau.size, dtype=np.int64)
         w_lo = w_hi = np.zeros(n_tau.size)
-    slices = []
+    smile_slices = None
     if on_surface.any():
         t_exp = book.expiry_years[rep]
         k0 = np.log(k / book.spot[und]) - (book.rate[rep] - div) * t_exp
         keys = np.flatnonzero(on_surface)
         pairs = sorted({(int(und[i]), float(t_exp[i])) for i in keys.tolist()})
+        parts: list[tuple[IntArray, float, FloatArray, FloatArray]] = []
+        offset = 0.0
         for u, t in pairs:
             idx = keys[(und[keys] == u) & (t_exp[keys] == t)]
             knots, w = smile_slice(surfaces[book.underlyings[u]], t)
-            slices.append(SmileSlice(idx.astype(np.int64), u, t, k0[idx], knots, w))
+            if parts:  # SMILE_GAP after the previous slice's last knot
+                offset = parts[-1][1] + float(parts[-1][2][-1]) + SMILE_GAP - float(knots[0])
+            parts.append((idx, offset, knots, w))
+        sizes = [p[0].size for p in parts]
+        idx_all = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        order = np.argsort(idx_all, kind="stable")
+        idx_all = idx_all[order]
+
+        def per_contract(values: list[float]) -> FloatArray:
+            return np.repeat(np.asarray(values, dtype=np.float64), sizes)[order]
+
+        smile_slices = SmileSlices(
+            contracts=idx_all, underlying=und[idx_all].astype(np.int64),
+            log_moneyness=k0[idx_all],
+            k_lo=per_contract([float(p[2][0]) for p in parts]),
+            k_hi=per_contract([float(p[2][-1]) for p in parts]),
+            offset=per_contract([p[1] for p in parts]),
+            tau_over_t=tau[idx_all] / t_exp[idx_all],
+            knots=np.concatenate([np.concatenate([[p[2][0] - SMILE_WING], p[2],
+                                                  [p[2][-1] + SMILE_WING]]) + p[1]
+                                  for p in parts]),
+            total_variance=np.concatenate([np.concatenate([p[3][:1], p[3], p[3][-1:]])
+                                           for p in parts]),
+            all_contracts=bool(idx_all.size == rep.size),
+        )
     # Put parity terms q K e^{-r tau} netted per (desk, tau), desk-sorted.
     p_desk, p_tau = book.desk_index[puts], book.tau_h[puts]
     p_amt = book.quantity[puts] * book.strike[puts] * np.exp(-book.rate_h[puts] * p_tau)
@@ -488,12 +528,12 @@ def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
     return FactorTerms(
         layout=layout, smile=smile,
         drift=-np.log(k) + (r - div) * tau,
-        sd=np.where(on_surface, sqrt_tau, vol * sqrt_tau),
+        sd=np.where(on_surface, 1.0, vol * sqrt_tau),
         node_lo=node_lo.astype(np.int64), node_hi=node_hi.astype(np.int64),
         node_w_lo=np.asarray(w_lo, dtype=np.float64),
         node_w_hi=np.asarray(w_hi, dtype=np.float64),
         contract_node=contract_node,
-        taus=taus, contract_tau=tau_of[:tau.size], slices=tuple(slices),
+        taus=taus, contract_tau=tau_of[:tau.size], smile_slices=smile_slices,
         put_tau=tau_of[tau.size:], put_amount=amount,
         put_desk_bounds=np.searchsorted(put_desk, np.arange(n_desks + 1)).astype(np.int64),
     )
@@ -600,10 +640,20 @@ def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
             sd *= f.sd[:, None]
         else:
             sd[:] = f.sd[:, None]
-        for sl in f.slices:  # sticky moneyness: the surface's vol at k0 - x_u and T
-            k = sl.log_moneyness[:, None] - xt[sl.underlying][None, :]
-            w = np.interp(k, sl.knots, sl.total_variance)
-            sd[sl.contracts] *= np.sqrt(w / sl.expiry_years)
+        sm = f.smile_slices
+        if sm is not None:  # sticky moneyness: the surface's vol at k0 - x_u and T
+            k = np.take(xt, sm.underlying, axis=0)
+            np.subtract(sm.log_moneyness[:, None], k, out=k)
+            if np.abs(xt[:n_u]).max() >= SMILE_WING:  # beyond the wings: clip to the knots
+                np.clip(k, sm.k_lo[:, None], sm.k_hi[:, None], out=k)
+            k += sm.offset[:, None]
+            w = np.interp(k, sm.knots, sm.total_variance)
+            w *= sm.tau_over_t[:, None]
+            np.sqrt(w, out=w)
+            if sm.all_contracts:
+                sd *= w
+            else:
+                sd[sm.contracts] *= w
         drift = np.take(ln_s, plan.contract_underlying, axis=0, out=ws.drift, mode="clip")
         drift += f.drift[:, None]
         if dr is not None:

@@ -114,6 +114,23 @@ def test_full_revaluation_equals_an_independent_pricer(demo, smile, which):
     np.testing.assert_array_equal(desk_pnl(plan, x, 1024), got - plan.value_today)
 
 
+@pytest.mark.parametrize("every", [1, 2])
+def test_sticky_moneyness_on_every_or_some_underlyings_and_far_wings(demo, every):
+    """Surfaces on all underlyings (no scatter) or half; spot moves beyond the smile wings."""
+    book = demo
+    layout = LAYOUTS["vol_and_rate"](len(book.underlyings))
+    surfaces = {u: _surface(i) for i, u in enumerate(book.underlyings[::every])}
+    x = _factor_block(book, layout, 130, seed=13)
+    x[5, :layout.n_underlyings] = 9.0  # a spot x e^9: k beyond every knot and wing
+    x[6, :layout.n_underlyings] = -9.5
+    x[7, :layout.n_underlyings] = 2.0
+    plan = plan_revaluation(book, layout, smile="sticky_moneyness", surfaces=surfaces)
+    assert plan.factors.smile_slices.all_contracts == (every == 1)
+    ref = _per_desk(book, _reference_values(book, layout, x, "sticky_moneyness", surfaces))
+    got = desk_values(plan, x, chunk_size=64)
+    np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9 * np.abs(book.value).sum())
+
+
 def test_results_do_not_depend_on_tiles(demo):
     book = demo
     layout = LAYOUTS["vol_and_rate"](len(book.underlyings))
