@@ -12,6 +12,7 @@ Spark engines give the same bits. The ``all`` rows are the run's own tails, i.e.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -99,7 +100,10 @@ def class_tails(spec: SimulationSpec, fold: Fold, levels: Sequence[float],
     n, n_blocks = spec.source.n_scenarios, spec.source.n_blocks
 
     def histograms(specs: Sequence[BinSpec]) -> pd.DataFrame:
-        out: pd.DataFrame = fold(_Histograms(spec, classes, tuple(specs)), _merge_histograms,
+        # Whole histograms, never lumped: a lump reaching a band would cost another pass,
+        # i.e. revaluing every block again, far more than binning every loss.
+        whole = tuple(dataclasses.replace(b, lump_below=None) for b in specs)
+        out: pd.DataFrame = fold(_Histograms(spec, classes, whole), _merge_histograms,
                                  n_blocks)
         return merge_histograms([out])
 
