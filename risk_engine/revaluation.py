@@ -21,6 +21,16 @@ How the work per scenario is kept small (all exact, see :class:`RevaluationPlan`
   (no BLAS), so results are bit-identical whatever the BLAS threading of the process and
   whatever the chunk or tile size.
 
+Vol and rate moves (a :class:`risk_engine.scenarios.factors.FactorLayout` with vol tenors or
+a rate column, or sticky-moneyness smiles) take a second tile function,
+:func:`_factor_tile_values`: per scenario each contract's ``sigma sqrt(tau)`` and ``d1``,
+``d2`` are recomputed from its shocked vol and rate (Black-Scholes in full, see
+:class:`FactorTerms`); the vol shock is computed once per distinct (underlying, tau) and
+the rate discount once per distinct tau. Netting, parity (its ``K e^{-r tau}`` terms
+discounted at the scenario's rate) and the fixed-order sums are as above. With the layout
+spot only (the default) and sticky strike, the kernel and its bits are the ones above.
+:meth:`RevaluationPlan.moving` holds some factor classes still (their columns read as zero).
+
 Cost is dominated by the two normal CDFs per contract (``scipy.special.ndtr``, ~7-9 ns
 each here); everything else is a few cheap passes. Parity and netting change rounding only
 at the level of ``1e-16`` of the contracts' notional, far inside the ``1e-9`` relative
