@@ -196,3 +196,33 @@ def test_rate_only_move_reprices_at_the_shifted_rate():
     expected = [sum(book.quantity[p] * _horizon_value(book, p, rate=book.rate_h[p] + d)
                     for p in live) for d in dr]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_pipeline_stage_adds_the_table_unless_switched_off():
+    """_from_tails with factor blocks: risk_factor_var present, and absent when off."""
+    import dataclasses
+
+    from risk_engine.pipeline import InputTables, RunLog, _from_tails, prepare
+
+    inputs = InputTables(
+        h.positions([("c", "d1", "call", "A", 5.0, 95.0, EXPIRY, 100.0),
+                     ("s", "d2", "equity", "A", 100.0, None, None, 1.0)]),
+        h.market([("A", 100.0, 0.25, 0.0, "x")]), h.flat_rates(),
+        factor_model=h.factor_model([("A", 0.05, 0.3)]), correlations=h.correlations())
+    for on in (True, False):
+        cfg = h.config(risk={"confidence_levels": list(LEVELS), "factor_classes": on},
+                       monte_carlo={"n_scenarios": 4000, "block_size": 1000}, **h.MC_ONLY)
+        prep = prepare(cfg, inputs)
+        layout = FactorLayout(1, (0.25,), rate_factor=True)
+        source = NormalFactors((0.0, 0.0, 0.0), (0.05, 0.1, 0.003), seed=2,
+                               block_size=1000, n_scenarios=4000)
+        spec = SimulationSpec(plan_revaluation(prep.book, layout), source, 1024)
+        prep = dataclasses.replace(prep, spec=spec)
+        blocks = InProcessEngine().simulate(spec, LEVELS)
+        rl = RunLog()
+        result = _from_tails(cfg, inputs, prep, blocks, blocks.tail_summary(LEVELS), rl)
+        assert ("risk_factor_var" in result.tables) == on
+        assert ("risk_factor_var" in rl.timings) == on
+        if on:
+            table = result.tables["risk_factor_var"]
+            assert set(table["factor_class"]) == {"spot", "vol", "rate", "all"}
