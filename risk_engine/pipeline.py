@@ -204,7 +204,8 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                             antithetic=mc.antithetic, block_size=mc.block_size,
                             n_scenarios=mc.n_scenarios)
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
-                      range_sd=mc.grid_range_sd)
+                      range_sd=mc.grid_range_sd, layout=model.layout,
+                      smile=cfg.scenario_model.smile_dynamics)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
     counts = _row_counts(inputs, rejected, factor_tables=factors_on)
@@ -242,24 +243,32 @@ def _history_factors(
 
 
 def check_factor_revaluation(cfg: Config) -> None:
-    """Refuse vol or rate factors until the revaluation prices their columns.
+    """Refuse vol or rate factors with the stages that do not yet price their columns.
 
-    The scenario model draws them (:class:`~risk_engine.scenarios.FactorLayout`); the
-    revaluation of the book under them is wired separately (issue 16). Until then a run
-    with them on would silently ignore them, so it is refused.
+    The Monte Carlo revaluation, the risk tables and ``risk_factor_var`` price every
+    option under the scenario's spot, vol and rate (:mod:`risk_engine.revaluation`). The
+    worst-case stage and the position attribution revalue positions on the blocks'
+    spot columns only, so a run with vol or rate factors and one of them on would silently
+    ignore the factors there: refused.
 
     Raises
     ------
     ConfigError
-        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``.
+        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``
+        and the stage's key.
     """
-    sm = cfg.scenario_model
+    sm, gov = cfg.scenario_model, cfg.governance
+    stages = [key for key, on in (("worst_case.enabled", cfg.worst_case.enabled),
+                                  ("governance.attribution", gov.enabled and gov.attribution))
+              if on]
     for key, on in (("vol_factors", sm.vol_factors.enabled),
                     ("rate_factor", sm.rate_factor.enabled)):
-        if on:
-            raise ConfigError(f"config key 'scenario_model.{key}.enabled' = True is out of "
-                              "range: the revaluation of vol and rate factor scenarios is not "
-                              "available in this build; set it to false")
+        if on and stages:
+            raise ConfigError(
+                f"config key 'scenario_model.{key}.enabled' = True is out of range with "
+                f"{' and '.join(stages)} on: those stages revalue positions on spot moves "
+                "only and would ignore the vol and rate factors; switch them off (false) "
+                "or the factors off")
 
 
 #: The most memory one scenario block may take in a task (its draws, log returns and desk
