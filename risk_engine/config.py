@@ -125,9 +125,14 @@ class MonteCarloConfig:
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Confidence levels ``alpha`` in (0, 1) of every VaR and ES figure."""
+    """Confidence levels ``alpha`` in (0, 1) of every VaR and ES figure.
+
+    ``factor_classes``: also compute ``risk_factor_var`` (VaR and ES with only spot, only
+    vol or only rates moving); effective only when the scenarios carry vol or rate factors.
+    """
 
     confidence_levels: tuple[float, ...] = (0.95, 0.975, 0.99)
+    factor_classes: bool = True
 
     def __post_init__(self) -> None:
         require_levels("confidence_levels", self.confidence_levels)

@@ -31,10 +31,12 @@ from risk_engine.book import (
     reject_positions_on,
     resolve_book,
     validate_snapshot,
+    vega_buckets_table,
 )
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
+from risk_engine.factor_var import risk_factor_var
 from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.hedging.stage import hedging_tables
@@ -71,7 +73,7 @@ from risk_engine.scenarios.historical import (
     historical_source,
     non_positive_spots,
 )
-from risk_engine.simulation import SimulationSpec
+from risk_engine.simulation import SimulationSpec, factor_classes_of
 from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
@@ -226,7 +228,8 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                                    layout=None if model.layout.spot_only else model.layout)
     check_block_memory(source.block_size, model.layout.width, len(book.desks))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
-                      range_sd=mc.grid_range_sd)
+                      range_sd=mc.grid_range_sd, layout=model.layout,
+                      smile=cfg.scenario_model.smile_dynamics)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
     counts = _row_counts(inputs, rejected, factor_tables=factors_on)
@@ -272,24 +275,32 @@ def _history_factors(
 
 
 def check_factor_revaluation(cfg: Config) -> None:
-    """Refuse vol or rate factors until the revaluation prices their columns.
+    """Refuse vol or rate factors with the stages that do not yet price their columns.
 
-    The scenario model draws them (:class:`~risk_engine.scenarios.FactorLayout`); the
-    revaluation of the book under them is wired separately (issue 16). Until then a run
-    with them on would silently ignore them, so it is refused.
+    The Monte Carlo revaluation, the risk tables and ``risk_factor_var`` price every
+    option under the scenario's spot, vol and rate (:mod:`risk_engine.revaluation`). The
+    worst-case stage and the position attribution revalue positions on the blocks'
+    spot columns only, so a run with vol or rate factors and one of them on would silently
+    ignore the factors there: refused.
 
     Raises
     ------
     ConfigError
-        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``.
+        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``
+        and the stage's key.
     """
-    sm = cfg.scenario_model
+    sm, gov = cfg.scenario_model, cfg.governance
+    stages = [key for key, on in (("worst_case.enabled", cfg.worst_case.enabled),
+                                  ("governance.attribution", gov.enabled and gov.attribution))
+              if on]
     for key, on in (("vol_factors", sm.vol_factors.enabled),
                     ("rate_factor", sm.rate_factor.enabled)):
-        if on:
-            raise ConfigError(f"config key 'scenario_model.{key}.enabled' = True is out of "
-                              "range: the revaluation of vol and rate factor scenarios is not "
-                              "available in this build; set it to false")
+        if on and stages:
+            raise ConfigError(
+                f"config key 'scenario_model.{key}.enabled' = True is out of range with "
+                f"{' and '.join(stages)} on: those stages revalue positions on spot moves "
+                "only and would ignore the vol and rate factors; switch them off (false) "
+                "or the factors off")
 
 
 def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,
@@ -459,7 +470,8 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
 
     Returns
     -------
-    dict with frames ``risk_measures``, ``contributions``, ``greeks`` (without ``run_id`` and
+    dict with frames ``risk_measures``, ``contributions``, ``greeks``, ``vega_buckets``
+    (without ``run_id`` and
     ``as_of_date``, which the caller adds).
     """
     gross = book.gross_value()
@@ -501,6 +513,7 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
         "risk_measures": measures,
         "contributions": pd.DataFrame(contrib_rows),
         "greeks": greeks_table(book),
+        schemas.VEGA_BUCKETS.name: vega_buckets_table(book),
     }
 
 
@@ -595,6 +608,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
             tables[schemas.SCENARIO_PNL.name] = audit
     with rl.stage("risk_measures"):
         tables.update(risk_tables(tails, book, cfg))
+    if cfg.risk.factor_classes and len(factor_classes_of(prepared.spec.plan)) > 1:
+        with rl.stage("risk_factor_var"):
+            by_class = risk_factor_var(prepared.spec, blocks.fold, tails, book,
+                                       cfg.monte_carlo.horizon_days)
+        if by_class is not None:
+            tables[schemas.RISK_FACTOR_VAR.name] = by_class
     tables["rejected_rows"] = prepared.rejected
     wc = cfg.worst_case
     if wc.enabled:

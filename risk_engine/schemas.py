@@ -314,10 +314,49 @@ GREEKS = Table(
         _c("vega", "double", "currency per 1.00 vol", "dV/dsigma"),
         _c("theta", "double", "currency per year", "dV/dt"),
         _c("rho", "double", "currency per 1.00 rate", "dV/dr"),
+        _c("vanna", "double", "currency per unit of spot per 1.00 vol", "d2V/dS dsigma"),
+        _c("volga", "double", "currency per 1.00 vol squared", "d2V/dsigma2"),
         _DATE,
     ),
     key=("run_id", "desk", "underlying"),
     doc="Greeks per desk and underlying (raw derivatives x quantity x multiplier).",
+)
+
+VEGA_BUCKETS = Table(
+    "vega_buckets",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("underlying", "string"),
+        _c("expiry_bucket", "string",
+           doc="1M (expiry <= 1/12 year), 3M (<= 0.25), 1Y (<= 1) or longer"),
+        _c("n_positions", "long", doc="options in the bucket"),
+        _c("vega", "double", "currency per 1.00 vol", "dV/dsigma summed over the bucket"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying", "expiry_bucket"),
+    doc="Vega per desk, underlying and expiry bucket of the options.",
+)
+
+RISK_FACTOR_VAR = Table(
+    "risk_factor_var",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("measure", "string", doc="VaR or ES"),
+        _c("confidence_level", "double", doc="alpha in (0, 1)"),
+        _c("factor_class", "string",
+           doc="spot, vol or rate: only that class moves (the others held at today's "
+               "values), on the run's scenarios; all: every factor (= risk_measures)"),
+        _c("horizon_days", "int", "trading days"),
+        _c("value", "double", "currency", "positive loss"),
+        _c("std_error", "double", "currency", "Monte Carlo standard error of value"),
+        _c("n_scenarios", "long"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "measure", "confidence_level", "factor_class"),
+    doc="VaR and ES per desk and for the firm when only one risk factor class moves.",
 )
 
 SCENARIO_PNL = Table(
@@ -803,7 +842,7 @@ OUTPUT_TABLES: Mapping[str, Table] = {
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
               PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
               HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES,
-              STRESSED_VAR, STRESS_RESULTS, STRESS_GRID)
+              STRESSED_VAR, STRESS_RESULTS, STRESS_GRID, VEGA_BUCKETS, RISK_FACTOR_VAR)
 }
 
 
