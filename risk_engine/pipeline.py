@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.backtest.hypothetical import RtplFactors
 from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
     MAX_NOTIONAL,
@@ -566,9 +567,14 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         rl.warnings.extend(warnings)
     if cfg.backtest.enabled:
         with rl.stage("backtest"):
+            sm = cfg.scenario_model
+            rtpl_factors = RtplFactors(
+                sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                sm.rate_factor.enabled, inputs.vol_history, inputs.rate_history)
             out, bt_alerts, warnings = backtest_tables(
                 inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date,
-                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count)
+                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count,
+                factors=None if rtpl_factors.spot_only else rtpl_factors)
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts
