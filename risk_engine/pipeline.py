@@ -90,9 +90,11 @@ class InputTables:
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
     vol_history: pd.DataFrame | None = None
-    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)."""
+    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)
+    and the backtest's risk-theoretical P&L (the day's realized vol moves)."""
     rate_history: pd.DataFrame | None = None
-    """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
+    """Daily zero curves, for the rate factor (``scenario_model.source: history``) and the
+    backtest's risk-theoretical P&L (the day's parallel shift)."""
     factor_vols: pd.DataFrame | None = None
     """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
 
