@@ -281,3 +281,16 @@ def test_cached_rows_of_other_rtpl_factors_are_revalued():
     _, got, _ = hypothetical_series(snaps["positions"], snaps["market"], snaps["rates"],
                                     pairs, cached=same)
     pd.testing.assert_frame_equal(got, spot)
+
+
+def test_factors_on_without_their_history_tables_leave_option_desks_without_rtpl():
+    days = window_dates(AS_OF, WINDOW)
+    snaps = _snapshots([previous_business_day(days[0]), *days])
+    pairs = [(previous_business_day(t), t) for t in days]
+    hpl, rtpl, messages = hypothetical_series(snaps["positions"], snaps["market"],
+                                              snaps["rates"], pairs,
+                                              factors=RtplFactors(TENORS, rate=True))
+    assert set(hpl["desk"]) == {"d1", "d2"} and set(rtpl["desk"]) == {"d1"}
+    for name in ("vol_factors", "rate_factor"):
+        assert any(f"scenario_model.{name} is on but its history table was not given" in m
+                   for m in messages)
