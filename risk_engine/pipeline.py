@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.backtest.hypothetical import RtplFactors
 from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
     MAX_NOTIONAL,
@@ -99,9 +100,11 @@ class InputTables:
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
     vol_history: pd.DataFrame | None = None
-    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)."""
+    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)
+    and the backtest's risk-theoretical P&L (the day's realized vol moves)."""
     rate_history: pd.DataFrame | None = None
-    """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
+    """Daily zero curves, for the rate factor (``scenario_model.source: history``) and the
+    backtest's risk-theoretical P&L (the day's parallel shift)."""
     factor_vols: pd.DataFrame | None = None
     """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
     stress_scenarios: pd.DataFrame | None = None
@@ -650,9 +653,14 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         rl.warnings.extend(warnings)
     if cfg.backtest.enabled:
         with rl.stage("backtest"):
+            sm = cfg.scenario_model
+            rtpl_factors = RtplFactors(
+                sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                sm.rate_factor.enabled, inputs.vol_history, inputs.rate_history)
             out, bt_alerts, warnings = backtest_tables(
                 inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date,
-                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count)
+                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count,
+                factors=None if rtpl_factors.spot_only else rtpl_factors)
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts

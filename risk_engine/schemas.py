@@ -744,6 +744,9 @@ BACKTEST = Table(
            doc="FRTB P&L attribution: Spearman correlation of HPL and RTPL"),
         _c("pla_ks", "double", nullable=True, doc="FRTB P&L attribution: KS statistic"),
         _c("pla_zone", "string", nullable=True, doc="green, amber or red"),
+        _c("rtpl_factors", "string", nullable=True,
+           doc="risk factors the RTPL moved: spot, spot+vol, spot+rate or spot+vol+rate "
+               "(hypothetical rows; null otherwise)"),
         _c("status", "string", doc="ok, missing (no observation), not_applicable (no 1-day VaR)"),
         _c("message", "string", nullable=True),
         _DATE,
@@ -767,6 +770,9 @@ BACKTEST_SERIES = Table(
         _c("pnl", "double", "currency", "P&L of day t (NaN if none)", nullable=True),
         _c("rtpl", "double", "currency", nullable=True,
            doc="risk-theoretical P&L of day t (hypothetical rows; NaN otherwise)"),
+        _c("rtpl_factors", "string", nullable=True,
+           doc="risk factors rtpl moved: spot, spot+vol, spot+rate or spot+vol+rate "
+               "(hypothetical rows; null otherwise)"),
         _c("exception", "boolean", nullable=True, doc="pnl < -var; null unless status ok"),
         _c("status", "string",
            doc="ok, missing_var, missing_pnl, missing, not_applicable (VaR of another horizon)"),
