@@ -43,8 +43,10 @@ from risk_engine.input_checks import (
     check_factor_model,
     check_history,
     check_rates,
+    check_vol_surface,
     last_closes,
     snapshot_date,
+    surface_arbitrage,
 )
 from risk_engine.measures import thin_tail_warnings
 from risk_engine.revaluation_grid import build_plan
@@ -57,6 +59,7 @@ from risk_engine.scenarios import (
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
+from risk_engine.vol_surface import VolSurface, surfaces_from_quotes
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ class InputTables:
     """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
+    vol_surface: pd.DataFrame | None = None
+    """Implied-vol quotes of the date (optional; without them options use market.volatility)."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,15 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
         underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
     snap = reject_positions_on(snap, missing)
+    surfaces: dict[str, VolSurface] = {}
+    if inputs.vol_surface is not None:
+        vs = check_vol_surface(inputs.vol_surface, as_of, snap.market["underlying"],
+                               day_count=cfg.time.day_count)
+        checks.append(vs)
+        quoted = surfaces_from_quotes(vs.frame, snap.market, curve, as_of=as_of,
+                                      day_count=cfg.time.day_count)
+        warnings.extend(surface_arbitrage(quoted))
+        surfaces = {u: q.surface for u, q in quoted.items()}
     for check in checks:
         warnings.extend(check.warnings)
     snap = dataclasses.replace(
@@ -158,7 +172,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     if model.repair:
         warnings.append(model.repair)
     book = resolve_book(snap, curve, as_of=as_of, horizon_days=cfg.monte_carlo.horizon_days,
-                        day_count=cfg.time.day_count)
+                        day_count=cfg.time.day_count, surfaces=surfaces)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
     check_block_memory(mc.block_size, len(book.underlyings), len(book.desks))
@@ -282,7 +296,7 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
 def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history", "position_history"):
+                 "pnl_history", "position_history", "vol_surface"):
         frame = getattr(inputs, name)
         if frame is None:
             continue

@@ -5,6 +5,8 @@ structure, two years of correlated daily closes ending on the as-of date, an upw
 curve, and 2,000 positions on 6 desks (stocks, calls and puts, long and short, weekly to
 one-year expiries, some expiring inside a 10-day horizon). It also writes a factor model
 (drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too.
+With ``vol_surface=True`` it adds a ``vol_surface`` table of implied-vol quotes for every
+other underlying (:func:`demo_vol_surface`); without it the snapshot is unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk_engine.schemas import INPUT_TABLES
-from risk_engine.timeaxis import horizon_date
+from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
 
 DEFAULT_AS_OF = dt.date(2026, 11, 20)
 SECTORS = ("technology", "financials", "healthcare", "energy", "industrials",
@@ -47,8 +49,13 @@ def generate(
     n_positions: int = 2000,
     history_days: int = 504,
     seed: int = 7,
+    vol_surface: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
+    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
+
+    ``vol_surface`` adds the ``vol_surface`` table (:func:`demo_vol_surface`, drawn from
+    its own generator: the other tables are the same with or without it).
+    """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
     # One generator, drawn from in a fixed order: universe, history, market, positions.
@@ -70,8 +77,55 @@ def generate(
         "underlying_b": np.asarray(uni.names)[iu[1]],
         "correlation": uni.corr[iu],
     })
-    return {"positions": positions, "market": market, "rates": rates, "history": history,
-            "factor_model": factor_model, "correlations": correlations}
+    tables = {"positions": positions, "market": market, "rates": rates, "history": history,
+              "factor_model": factor_model, "correlations": correlations}
+    if vol_surface:
+        tables["vol_surface"] = demo_vol_surface(market, rates, as_of, seed=seed)
+    return tables
+
+
+#: Quoted expiries of the demo surfaces, in trading days after the as-of date (2W to 2Y).
+SURFACE_EXPIRY_DAYS = (10, 21, 42, 63, 126, 252, 504)
+#: Quoted log-forward-moneyness points ln(K / F) (strikes are rounded to the cent).
+SURFACE_MONEYNESS = (-0.4, -0.3, -0.2, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+_SSVI_ETA = 0.6  # SSVI curvature; eta (1 + |rho|) <= 2 keeps the smiles butterfly-free
+
+
+def demo_vol_surface(market: pd.DataFrame, rates: pd.DataFrame, as_of: dt.date, *,
+                     seed: int = 7) -> pd.DataFrame:
+    """Arbitrage-free implied-vol quotes for every other underlying of ``market``.
+
+    Each surface is an SSVI (Gatheral & Jacquier, "Arbitrage-free SVI volatility surfaces",
+    2014): total variance ``w(k, T) = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 -
+    rho^2))`` with ``phi = eta / sqrt(theta (1 + theta))``, ``eta = 0.6`` and ``rho`` in
+    [-0.7, -0.3] (a put skew), so ``eta (1 + |rho|) <= 2`` (no butterfly arbitrage); the ATM
+    vol is the market's ``volatility`` times ``1 + s (min(T, 2) - 0.25)`` with a term slope
+    ``s`` in [-0.15, 0.15], so ``theta = atm^2 T`` increases in ``T`` (no calendar
+    arbitrage). Quotes at ``SURFACE_EXPIRY_DAYS`` x ``SURFACE_MONEYNESS``, strikes
+    ``F(T) e^k`` (trading-252 year fractions, the curve of ``rates``) rounded to the cent.
+    """
+    rng = np.random.default_rng([seed, 16])
+    rows = market.iloc[::2]
+    curve = ZeroCurve.from_points(rates["tenor_years"], rates["zero_rate"])
+    expiries = [horizon_date(as_of, d) for d in SURFACE_EXPIRY_DAYS]
+    t = year_fraction(as_of, np.array(expiries, dtype="datetime64[D]"))
+    k = np.asarray(SURFACE_MONEYNESS)
+    parts = []
+    for name, spot, vol, div in zip(rows["underlying"], rows["spot"], rows["volatility"],
+                                    rows["dividend_yield"], strict=True):
+        rho = rng.uniform(-0.7, -0.3)
+        slope = rng.uniform(-0.15, 0.15)
+        for expiry, ti in zip(expiries, t, strict=True):
+            atm = vol * (1.0 + slope * (min(ti, 2.0) - 0.25))
+            theta = atm**2 * ti
+            phi = _SSVI_ETA / np.sqrt(theta * (1.0 + theta))
+            w = 0.5 * theta * (1.0 + rho * phi * k
+                               + np.sqrt((phi * k + rho) ** 2 + 1.0 - rho**2))
+            fwd = spot * np.exp((float(curve.zero_rate(ti)) - div) * ti)
+            parts.append(pd.DataFrame({
+                "as_of_date": as_of, "underlying": name, "expiry": expiry,
+                "strike": np.round(fwd * np.exp(k), 2), "implied_vol": np.sqrt(w / ti)}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _universe(rng: np.random.Generator, n_underlyings: int) -> _Universe:
