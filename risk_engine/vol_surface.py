@@ -181,13 +181,14 @@ def surfaces_from_quotes(
     strike = pd.to_numeric(quotes["strike"], errors="coerce").to_numpy(float)
     vol = pd.to_numeric(quotes["implied_vol"], errors="coerce").to_numpy(float)
     t = np.asarray(year_fraction(as_of, expiry, day_count), dtype=np.float64)
-    for name in sorted(set(und)):
+    groups = pd.Series(np.arange(und.size)).groupby(und, sort=True).indices
+    for name in sorted(groups):
+        rows = groups[name]
         if name not in spot.index:
             continue
         s, q = float(spot[name]), float(div[name])
         if not (np.isfinite(s) and s > 0 and np.isfinite(q)):
             continue
-        rows = und == name
         ti, ki, si, ei = t[rows], strike[rows], vol[rows], expiry[rows]
         f = forward(s, curve.zero_rate(ti), q, ti)
         k = np.log(ki / f)
@@ -223,9 +224,10 @@ def surface_vols(
     und = np.asarray(underlying, dtype=object)
     vol = np.full(und.shape, np.nan)
     has = np.zeros(und.shape, dtype=bool)
-    for name, surface in surfaces.items():
-        rows = und == name
-        if not rows.any():
+    groups = pd.Series(np.arange(und.size)).groupby(und, sort=False).indices
+    for name, rows in groups.items():
+        surface = surfaces.get(name)
+        if surface is None:
             continue
         t = np.asarray(expiry_years, dtype=np.float64)[rows]
         k = np.log(np.asarray(strike, dtype=np.float64)[rows]

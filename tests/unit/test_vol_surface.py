@@ -290,9 +290,12 @@ def test_a_run_without_surfaces_is_unchanged() -> None:
                       ("C", 10.0, 0.3, 0.0, "fin")])
     _, unrelated, pnl1 = h.run(cfg, _inputs(pos, _quotes("C", [(E1, [(10.0, 0.3)])]),
                                             market=other))
+    _, empty, pnl2 = h.run(cfg, _inputs(pos, _quotes("A", [])))
     np.testing.assert_array_equal(pnl0, pnl1)
+    np.testing.assert_array_equal(pnl0, pnl2)
     for name in ("risk_measures", "contributions", "greeks"):
         pd.testing.assert_frame_equal(without[name], unrelated[name])
+        pd.testing.assert_frame_equal(without[name], empty[name])
     # with A's surface the A option moves, B's does not
     prepared, _, _ = h.run(cfg, _inputs(pos, _quotes("A", QUOTES_A)))
     plain, _, _ = h.run(cfg, _inputs(pos, None))
