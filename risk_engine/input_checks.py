@@ -321,7 +321,7 @@ def check_vol_surface(
     """Check the implied-vol quotes of the ``vol_surface`` table.
 
     Rejected (key ``underlying/expiry/strike``): ``as_of_date`` missing or another day; a
-    missing underlying or one not in ``market_underlyings`` (the market rows of the date);
+    missing underlying or one not in ``market_underlyings`` (the date's valid market rows);
     an expiry that is missing, not a date, on or before ``as_of``, more than
     ``MAX_EXPIRY_YEARS`` after it, or with year fraction 0 under ``day_count`` (no trading
     day before it); a strike not finite or not in (0, ``MAX_PRICE``]; an implied vol not
@@ -362,7 +362,7 @@ def check_vol_surface(
     known = {str(u) for u in market_underlyings}
     reject(und.isna().to_numpy(bool), "underlying", "underlying is missing")
     reject(~und.isin(list(known)).fillna(False).to_numpy(bool), "underlying",
-           "underlying not in market for this date")
+           "underlying has no valid market row for this date (missing or rejected)")
     reject(not_date, "expiry", "expiry is not a date")
     reject(np.isnat(days), "expiry", "expiry is missing")
     reject(~np.isnat(days) & (days <= as_of_day), "expiry",

@@ -186,7 +186,7 @@ def test_bad_quotes_are_rejected_with_reasons_and_the_rest_used() -> None:
     assert len(dup) == 2 and all("different implied_vol: 0.3 and 0.31" in r
                                  for r in dup["reason"])
     assert "identical duplicate" in reasons[("A/2027-03-19/100.0", "implied_vol")]
-    assert "not in market" in reasons[("ZZZ/2027-03-19/100.0", "underlying")]
+    assert "no valid market row" in reasons[("ZZZ/2027-03-19/100.0", "underlying")]
     assert "strike" in reasons[("A/2027-03-19/inf", "strike")]
     assert "not the run's as-of date" in reasons[("A/2027-03-19/101.0", "as_of_date")]
     assert len(rej) == 11
