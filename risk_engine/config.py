@@ -131,15 +131,63 @@ class RiskConfig:
         require_levels("confidence_levels", self.confidence_levels)
 
 
+SMILE_DYNAMICS = ("sticky_strike", "sticky_moneyness")
+MAX_VOL_TENOR_DAYS = 2520
+"""Longest vol factor tenor in trading days (10 years)."""
+
+
+@dataclass(frozen=True)
+class VolFactorsConfig:
+    """Implied-vol risk factors: one relative ATM vol shock per underlying and tenor.
+
+    ``tenors_days`` are trading days (year fraction ``days / 252``, so 252 is one year),
+    strictly increasing; off by default (the scenario block is then spot only).
+    """
+
+    enabled: bool = False
+    tenors_days: tuple[int, ...] = (21, 63, 252)
+
+    def __post_init__(self) -> None:
+        require(len(self.tenors_days) >= 1, "tenors_days", self.tenors_days,
+                "a non-empty list of trading days")
+        for i, d in enumerate(self.tenors_days):
+            require(1 <= d <= MAX_VOL_TENOR_DAYS, f"tenors_days[{i}]", d,
+                    f"trading days, >= 1 and <= {MAX_VOL_TENOR_DAYS}")
+        require(all(a < b for a, b in zip(self.tenors_days[:-1], self.tenors_days[1:],
+                                          strict=True)),
+                "tenors_days", self.tenors_days, "strictly increasing")
+
+    @property
+    def tenors_years(self) -> tuple[float, ...]:
+        """The tenors as year fractions ``days / 252``; empty when vol factors are off."""
+        return tuple(d / 252.0 for d in self.tenors_days) if self.enabled else ()
+
+
+@dataclass(frozen=True)
+class RateFactorConfig:
+    """The rate risk factor: one parallel shift of the zero curve; off by default."""
+
+    enabled: bool = False
+
+
 @dataclass(frozen=True)
 class ScenarioModelConfig:
-    """How drift and covariance of log returns are obtained."""
+    """How drift and covariance of log returns (and of the vol and rate factors) are obtained.
+
+    ``smile_dynamics`` says how a vol shock moves the smile when spot moves
+    (``sticky_strike`` or ``sticky_moneyness``; the revaluation applies it).
+    """
 
     source: str = "history"
     history_window_days: int = 500
     min_history_days: int = 60
+    vol_factors: VolFactorsConfig = field(default_factory=VolFactorsConfig)
+    rate_factor: RateFactorConfig = field(default_factory=RateFactorConfig)
+    smile_dynamics: str = "sticky_strike"
 
     def __post_init__(self) -> None:
+        require(self.smile_dynamics in SMILE_DYNAMICS, "smile_dynamics", self.smile_dynamics,
+                f"one of {SMILE_DYNAMICS}")
         require(self.source in SCENARIO_SOURCES, "source", self.source,
                 f"one of {SCENARIO_SOURCES}")
         require(2 <= self.history_window_days <= MAX_HISTORY_WINDOW_DAYS, "history_window_days",

@@ -39,6 +39,7 @@ from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.hedging.stage import hedging_tables
 from risk_engine.input_checks import (
+    TableCheck,
     check_correlations,
     check_factor_model,
     check_history,
@@ -55,6 +56,15 @@ from risk_engine.scenarios import (
     ScenarioSource,
     estimate_from_history,
     from_factor_model,
+)
+from risk_engine.scenarios.factor_history import (
+    check_factor_vols,
+    check_rate_history,
+    check_vol_history,
+    estimate_factors_from_history,
+    factor_underlying,
+    factors_from_factor_model,
+    manifest_entry,
 )
 from risk_engine.simulation import SimulationSpec
 from risk_engine.tails import TailSummary
@@ -81,6 +91,12 @@ class InputTables:
     """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
+    vol_history: pd.DataFrame | None = None
+    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)."""
+    rate_history: pd.DataFrame | None = None
+    """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
+    factor_vols: pd.DataFrame | None = None
+    """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
     vol_surface: pd.DataFrame | None = None
     """Implied-vol quotes of the date (optional; without them options use market.volatility)."""
 
@@ -131,6 +147,8 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         f"({len(inputs.positions)} row(s) read, {len(snap.rejected)} rejected)")
     checks = [rates]
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
+    sm = cfg.scenario_model
+    factors_on = sm.vol_factors.enabled or sm.rate_factor.enabled  # off: spot-only blocks
     if cfg.scenario_model.source == "history":
         if inputs.history is None:
             raise DataError("history: table not found but scenario_model.source is history")
@@ -143,6 +161,10 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
+        if factors_on:
+            model, missing, more = _history_factors(cfg, inputs, model, hist.frame,
+                                                    underlyings, missing)
+            checks += more
     else:
         if inputs.factor_model is None:
             raise DataError("factor_model: table not found but scenario_model.source is "
@@ -152,9 +174,23 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             corr = pd.DataFrame(columns=["underlying_a", "underlying_b", "correlation"])
         fm, cc = check_factor_model(inputs.factor_model), check_correlations(corr)
         checks += [fm, cc]
-        snap = reject_positions_on(snap, {**cc.bad_underlyings, **fm.bad_underlyings})
+        bad_corr = cc.bad_underlyings
+        if factors_on:  # a rejected row naming vol:<u>:<days> concerns u
+            bad_corr = {factor_underlying(k) or k: v for k, v in bad_corr.items()}
+        snap = reject_positions_on(snap, {**bad_corr, **fm.bad_underlyings})
         underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
+        if factors_on:
+            if inputs.factor_vols is None:
+                raise DataError("factor_vols: table not found but scenario_model vol or rate "
+                                "factors are enabled with source factor_model")
+            fv = check_factor_vols(inputs.factor_vols)
+            model, more_missing = factors_from_factor_model(
+                model, fv.frame, cc.frame,
+                tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                rate_factor=sm.rate_factor.enabled)
+            missing = {**missing, **more_missing}
+            checks.append(fv)
     snap = reject_positions_on(snap, missing)
     surfaces: dict[str, VolSurface] = {}
     if inputs.vol_surface is not None:
@@ -175,7 +211,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count, surfaces=surfaces)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
-    check_block_memory(mc.block_size, len(book.underlyings), len(book.desks))
+    check_block_memory(mc.block_size, model.layout.width, len(book.desks))
     source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
                             antithetic=mc.antithetic, block_size=mc.block_size,
                             n_scenarios=mc.n_scenarios)
@@ -183,11 +219,59 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                       range_sd=mc.grid_range_sd)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
-    counts = _row_counts(inputs, rejected)
+    counts = _row_counts(inputs, rejected, factor_tables=factors_on)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
     warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
+
+
+def _history_factors(
+    cfg: Config, inputs: InputTables, model: ScenarioModel, history: pd.DataFrame,
+    underlyings: tuple[str, ...], missing: dict[str, str],
+) -> tuple[ScenarioModel, dict[str, str], list[TableCheck]]:
+    """Vol and rate factors from ``vol_history`` / ``rate_history`` (see factor_history)."""
+    sm, as_of = cfg.scenario_model, cfg.as_of_date
+    checks: list[TableCheck] = []
+    vh = rh = None
+    if sm.vol_factors.enabled and inputs.vol_history is None:
+        raise DataError("vol_history: table not found but scenario_model.vol_factors is "
+                        "enabled with source history")
+    if sm.vol_factors.enabled and inputs.vol_history is not None:
+        vc = check_vol_history(inputs.vol_history, as_of, model.underlyings)
+        checks.append(vc)
+        vh = vc.frame
+    if sm.rate_factor.enabled and inputs.rate_history is not None:
+        rc = check_rate_history(inputs.rate_history, as_of)
+        checks.append(rc)
+        rh = rc.frame
+    model, more = estimate_factors_from_history(
+        model, history, underlyings, as_of, vol_history=vh, rate_history=rh,
+        tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+        rate_factor=sm.rate_factor.enabled, window_days=sm.history_window_days,
+        min_days=sm.min_history_days)
+    return model, {**missing, **more}, checks
+
+
+def check_factor_revaluation(cfg: Config) -> None:
+    """Refuse vol or rate factors until the revaluation prices their columns.
+
+    The scenario model draws them (:class:`~risk_engine.scenarios.FactorLayout`); the
+    revaluation of the book under them is wired separately (issue 16). Until then a run
+    with them on would silently ignore them, so it is refused.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``.
+    """
+    sm = cfg.scenario_model
+    for key, on in (("vol_factors", sm.vol_factors.enabled),
+                    ("rate_factor", sm.rate_factor.enabled)):
+        if on:
+            raise ConfigError(f"config key 'scenario_model.{key}.enabled' = True is out of "
+                              "range: the revaluation of vol and rate factor scenarios is not "
+                              "available in this build; set it to false")
 
 
 #: The most memory one scenario block may take in a task (its draws, log returns and desk
@@ -293,10 +377,14 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(schemas.REJECTED_ROWS.pandas_dtypes()))
 
 
-def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
+def _row_counts(inputs: InputTables, rejected: pd.DataFrame, *,
+                factor_tables: bool = False) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history", "position_history", "vol_surface"):
+    names = ["positions", "market", "rates", "history", "factor_model", "correlations",
+             "pnl_history", "position_history", "vol_surface"]
+    if factor_tables:  # read only with vol or rate factors on
+        names += ["vol_history", "rate_history", "factor_vols"]
+    for name in names:
         frame = getattr(inputs, name)
         if frame is None:
             continue
@@ -378,6 +466,8 @@ class RunLog:
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     current: str = "start"
     on_stage: Callable[[RunLog], None] | None = None
+    scenario_model: dict[str, object] | None = None
+    """The scenario model's factor parameters, for the manifest (set after prepare)."""
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -422,8 +512,10 @@ def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
         Before any scenario is drawn, if the snapshot cannot be valued.
     """
     rl = run_log if run_log is not None else RunLog()
+    check_factor_revaluation(cfg)
     with rl.stage("prepare"):
         prepared = prepare(cfg, inputs)
+    rl.scenario_model = manifest_entry(prepared.model)
     rl.row_counts = prepared.row_counts
     rl.warnings.extend(prepared.warnings)
     check_rejection_ceiling(cfg, inputs, prepared)

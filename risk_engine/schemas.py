@@ -207,10 +207,47 @@ VOL_SURFACE = Table(
         "their vol from its surface (risk_engine.vol_surface), the others market.volatility.",
 )
 
+VOL_HISTORY = Table(
+    "vol_history",
+    (
+        _c("date", "date"),
+        _c("underlying", "string"),
+        _c("tenor_days", "long", "trading days", "ATM tenor; year fraction tenor_days / 252"),
+        _c("atm_vol", "double", "annual", "at-the-money implied volatility"),
+    ),
+    key=("date", "underlying", "tenor_days"),
+    doc="Optional daily ATM implied vols, for the vol factors of scenario_model.source: "
+        "history.",
+)
+
+RATE_HISTORY = Table(
+    "rate_history",
+    (
+        _c("date", "date"),
+        _c("tenor_years", "double", "years"),
+        _c("zero_rate", "double", "annual, continuous"),
+    ),
+    key=("date", "tenor_years"),
+    doc="Optional daily zero curves, for the rate factor of scenario_model.source: history.",
+)
+
+FACTOR_VOLS = Table(
+    "factor_vols",
+    (
+        _c("factor", "string", doc="'vol:<underlying>:<tenor_days>' or 'rate'"),
+        _c("volatility", "double", "annual",
+           "vol of the log ATM vol shock (vol of vol), or of the parallel rate shift "
+           "(decimal)"),
+    ),
+    key=("factor",),
+    doc="Optional vol and rate factor volatilities for scenario_model.source: factor_model; "
+        "their correlations are rows of correlations naming the same factors.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
-              POSITION_HISTORY, VOL_SURFACE)
+              POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS, VOL_SURFACE)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -325,6 +362,8 @@ RUN_MANIFEST = Table(
         _c("warnings", "string", doc="JSON list of warnings"),
         _c("message", "string", nullable=True, doc="error message of a failed run"),
         _c("config", "string", doc="JSON of the resolved config"),
+        _c("scenario_model", "string", nullable=True,
+           doc="JSON: the scenario model's factor layout and vol/rate factor parameters"),
         _DATE,
     ),
     key=("run_id",),
@@ -416,10 +455,23 @@ FRONTIER = Table(
         _c("volatility", "double", nullable=True, unit="annual"),
         _c("sharpe", "double", nullable=True), _c("status", "string"),
         _c("frontier_status", "string", nullable=True), _c("message", "string", nullable=True),
+        # The current book on the frontier's basis (same mu, Sigma, weights definition and
+        # units as the points), repeated on every row of the desk.
+        _c("current_weight", "double", "fraction", nullable=True,
+           doc="current book's weight of this row's underlying: net delta-equivalent "
+               "exposure over the desk's net sum, any sign"),
+        _c("current_expected_return", "double", "annual", nullable=True,
+           doc="mu' w of the current book, with the frontier's mu"),
+        _c("current_volatility", "double", "annual", nullable=True,
+           doc="sqrt(w' Sigma w) of the current book, with the frontier's Sigma"),
+        _c("current_status", "string", nullable=True,
+           doc="evaluated (feasible: on or inside the frontier), outside_bounds (may lie "
+               "above it), no_weights (net short desk), not_applicable"),
         _DATE,
     ),
     key=("run_id", "desk", "point", "underlying"),
-    doc="Efficient frontier per desk: one row per point and underlying.",
+    doc="Efficient frontier per desk: one row per point and underlying; the current book's "
+        "point in the current_* columns.",
 )
 
 RISK_PARITY = Table(

@@ -111,9 +111,35 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         published = read_published_risk(spark, cfg)
         if cfg.backtest.hypothetical:
             snapshots = read_window_snapshots(spark, cfg)
+    factors = _read_factor_inputs(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
                        pnl_history, position_history, published_risk=published,
-                       backtest_snapshots=snapshots, vol_surface=vol_surface)
+                       backtest_snapshots=snapshots, vol_surface=vol_surface, **factors)
+
+
+def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
+    """The optional vol and rate factor inputs the config asks for (none when both are off).
+
+    ``vol_history`` / ``rate_history`` (source history, up to ``as_of_date`` and over the
+    history window) or ``factor_vols`` (source factor_model).
+    """
+    from pyspark.sql import functions as F
+
+    sm, root, as_of = cfg.scenario_model, cfg.input.root, cfg.as_of_date
+    out: dict[str, pd.DataFrame | None] = {}
+    if not (sm.vol_factors.enabled or sm.rate_factor.enabled):
+        return out
+    if sm.source == "factor_model":
+        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
+        out["factor_vols"] = to_pandas(fv) if fv is not None else None
+        return out
+    start = as_of - dt.timedelta(days=int(sm.history_window_days * 1.6) + 14)
+    for name, table, on in (("vol_history", schemas.VOL_HISTORY, sm.vol_factors.enabled),
+                            ("rate_history", schemas.RATE_HISTORY, sm.rate_factor.enabled)):
+        df = read_table(spark, root, table, required=False) if on else None
+        out[name] = None if df is None else to_pandas(
+            df.where((F.col("date") <= F.lit(as_of)) & (F.col("date") >= F.lit(start))))
+    return out
 
 
 def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
@@ -300,6 +326,8 @@ class Run:
                 {**self.summary.timings, **({} if finished else {"current": self.log.current})}),
             "warnings": json.dumps(self.summary.warnings), "message": self.summary.message,
             "config": json.dumps(cfg.to_dict(), sort_keys=True),
+            "scenario_model": (None if self.log.scenario_model is None
+                               else json.dumps(self.log.scenario_model, sort_keys=True)),
         }])
 
     def write_manifest(self, finished: bool = False) -> None:
