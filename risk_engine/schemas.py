@@ -215,6 +215,20 @@ POSITION_HISTORY = Table(
     doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
 )
 
+VOL_SURFACE = Table(
+    "vol_surface",
+    (
+        _c("as_of_date", "date"),
+        _c("underlying", "string", doc="underlying identifier, as in market"),
+        _c("expiry", "date", doc="quoted expiry date (after the as-of date)"),
+        _c("strike", "double", "currency", "quoted strike"),
+        _c("implied_vol", "double", "annual", "Black-Scholes implied volatility of the quote"),
+    ),
+    key=("as_of_date", "underlying", "expiry", "strike"),
+    doc="Optional implied-vol quotes per underlying; options on a quoted underlying take "
+        "their vol from its surface (risk_engine.vol_surface), the others market.volatility.",
+)
+
 VOL_HISTORY = Table(
     "vol_history",
     (
@@ -256,7 +270,7 @@ INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
               POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS,
-              STRESS_SCENARIOS)
+              STRESS_SCENARIOS, VOL_SURFACE)
 }
 
 # ----------------------------------------------------------------------------- outputs

@@ -111,6 +111,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
+    vol_surface = read_dated(spark, root, schemas.VOL_SURFACE, as_of, required=False)
     published = snapshots = None
     if cfg.backtest.enabled:
         published = read_published_risk(spark, cfg)
@@ -124,7 +125,7 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     return InputTables(positions, market, rates, history, factor_model, correlations,
                        pnl_history, position_history, published_risk=published,
                        backtest_snapshots=snapshots, stress_scenarios=stress_scenarios,
-                       **factors)
+                       vol_surface=vol_surface, **factors)
 
 
 def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
