@@ -111,42 +111,142 @@ class MomentSums:
         return ReturnMoments(self.mean, self.comoment / (self.count - 1), labels, self.count)
 
 
-#: Sample moment sums of one desk: (underlyings' simple returns, instruments' simple returns).
-DeskSums = tuple[MomentSums, MomentSums]
+#: Sample moment sums of one desk: (underlyings' simple returns, instruments' simple returns)
+#: for a desk in instrument space; (underlyings' simple returns, buckets' simple returns,
+#: desk P&L) for a desk above the instrument cap (:class:`ReducedDesk`).
+DeskSums = tuple[MomentSums, ...]
+
+#: Largest number of (scenario, instrument) values a reduced desk revalues at once.
+TILE_ELEMENTS: int = 1 << 19
+#: Instruments per tile of a reduced desk.
+TILE_COLUMNS: int = 512
+
+
+@dataclass(frozen=True)
+class ReducedDesk:
+    """A desk above the instrument cap, as the moment pass sees it (shipped to executors).
+
+    Its instruments are revalued tile by tile (at most :data:`TILE_ELEMENTS` values at a
+    time) and summed into bucket P&L at once, so no (scenarios x instruments) block and no
+    (instruments x instruments) co-moment is ever held; what one block adds is the moment
+    sums of the buckets' simple returns (bucket P&L over bucket exposure) and of the desk's
+    P&L (the sum of the buckets').
+
+    Attributes
+    ----------
+    unit_book : ResolvedBook
+        One unit of each instrument, ordered by bucket.
+    quantity : ndarray, shape (m,)
+        Units held of each instrument (multiplier included), same order.
+    bucket_of : ndarray of int, shape (m,)
+        Bucket of each instrument, nondecreasing.
+    exposure : ndarray, shape (B,)
+        Each bucket's current exposure, currency, non-zero.
+    underlyings : ndarray of int
+        The desk's underlyings, indices into the book's.
+    with_buckets : bool
+        Accumulate the buckets' moments (False: only the desk P&L's, for a desk whose
+        buckets also exceed the cap).
+    """
+
+    unit_book: ResolvedBook
+    quantity: FloatArray
+    bucket_of: IntArray
+    exposure: FloatArray
+    underlyings: IntArray
+    with_buckets: bool = True
+
+    @classmethod
+    def of(cls, book: ResolvedBook, representative: IntArray, quantity: FloatArray,
+           bucket_of: IntArray, exposure: FloatArray, underlyings: IntArray,
+           with_buckets: bool = True) -> ReducedDesk:
+        """The desk of instruments ``representative`` (one position each, its terms).
+
+        ``quantity`` and ``bucket_of`` are per instrument in the same order;
+        ``exposure`` per bucket.
+        """
+        order = np.argsort(bucket_of, kind="stable")
+        rep = np.asarray(representative, dtype=np.int64)[order]
+        unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
+        return cls(unit, np.asarray(quantity, dtype=np.float64)[order],
+                   np.asarray(bucket_of, dtype=np.int64)[order],
+                   np.asarray(exposure, dtype=np.float64), np.asarray(underlyings),
+                   with_buckets)
+
+    def bucket_pnl(self, log_returns: FloatArray) -> FloatArray:
+        """P&L of every bucket in each scenario, shape (n, B), revalued tile by tile."""
+        n, m = log_returns.shape[0], self.quantity.size
+        out = np.zeros((n, self.exposure.size))
+        today = self.unit_book.unit_value
+        rows = max(1, TILE_ELEMENTS // TILE_COLUMNS)
+        for c0 in range(0, m, TILE_COLUMNS):
+            c1 = min(c0 + TILE_COLUMNS, m)
+            part = select_positions(self.unit_book, np.arange(c0, c1))
+            local = self.bucket_of[c0:c1]
+            starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
+            ids = local[starts]
+            for r0 in range(0, n, rows):
+                r1 = min(r0 + rows, n)
+                pnl = (position_values(part, log_returns[r0:r1]) - today[c0:c1]) \
+                    * self.quantity[c0:c1]
+                out[r0:r1, ids] += np.add.reduceat(pnl, starts, axis=1)
+        return out
+
+    def sums(self, log_returns: FloatArray) -> DeskSums:
+        """(underlyings', buckets', desk P&L's) moment sums over the scenarios given."""
+        pnl = self.bucket_pnl(log_returns)
+        buckets = pnl / self.exposure if self.with_buckets else pnl[:, :0]
+        return (MomentSums.from_returns(np.expm1(log_returns[:, self.underlyings])),
+                MomentSums.from_returns(buckets),
+                MomentSums.from_returns(pnl.sum(axis=1, keepdims=True)))
+
 
 @dataclass(frozen=True)
 class MomentPass:
     """What one scenario block adds to the desks' sample moments (shipped to executors).
 
     All desks' representative positions are revalued at once, one unit each; ``columns``
-    gives each desk's slice of them.
+    gives each desk's slice of them. Desks above the instrument cap (``reduced``) are
+    revalued tile by tile instead (:class:`ReducedDesk`); their sums follow the others'.
     """
 
     source: ScenarioSource
     unit_book: ResolvedBook
     columns: tuple[slice, ...]
     underlyings: tuple[IntArray, ...]
+    reduced: tuple[ReducedDesk, ...] = ()
 
     @classmethod
     def of(cls, book: ResolvedBook, source: ScenarioSource,
-           desks: list[tuple[IntArray, IntArray]]) -> MomentPass:
-        """The pass over ``desks``: (representative positions, underlyings) of each."""
+           desks: list[tuple[IntArray, IntArray]],
+           reduced: tuple[ReducedDesk, ...] = ()) -> MomentPass:
+        """The pass over ``desks``: (representative positions, underlyings) of each.
+
+        ``reduced`` are the desks above the instrument cap.
+        """
         rep = np.concatenate([r for r, _ in desks]) if desks else np.zeros(0, np.int64)
         unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
         ends = np.cumsum([0] + [r.size for r, _ in desks])
         columns = tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True))
-        return cls(source, unit, columns, tuple(u for _, u in desks))
+        return cls(source, unit, columns, tuple(u for _, u in desks), tuple(reduced))
 
     def block(self, block_id: int) -> list[DeskSums]:
-        """Every desk's moment sums over the scenarios of block ``block_id``."""
+        """Every desk's moment sums over the scenarios of block ``block_id``.
+
+        The desks of ``columns`` first, in order, then the ``reduced`` ones.
+        """
         x = self.source.block(block_id)
-        values = position_values(self.unit_book, x)
-        today = self.unit_book.unit_value
-        return [(MomentSums.from_returns(np.expm1(x[:, und])),
-                 MomentSums.from_values(today[cols], values[:, cols]))
-                for cols, und in zip(self.columns, self.underlyings, strict=True)]
+        out: list[DeskSums] = []
+        if self.columns:
+            values = position_values(self.unit_book, x)
+            today = self.unit_book.unit_value
+            out = [(MomentSums.from_returns(np.expm1(x[:, und])),
+                    MomentSums.from_values(today[cols], values[:, cols]))
+                   for cols, und in zip(self.columns, self.underlyings, strict=True)]
+        return out + [desk.sums(x) for desk in self.reduced]
 
 
 def merge_desk_sums(a: list[DeskSums], b: list[DeskSums]) -> list[DeskSums]:
     """The sums of two disjoint scenario sets, desk by desk (``a`` first)."""
-    return [(ua.merge(ub), ia.merge(ib)) for (ua, ia), (ub, ib) in zip(a, b, strict=True)]
+    return [tuple(x.merge(y) for x, y in zip(da, db, strict=True))
+            for da, db in zip(a, b, strict=True)]
