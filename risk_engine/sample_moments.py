@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from risk_engine.book import ResolvedBook, select_positions
+from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.types import FloatArray, IntArray
 from risk_engine.valuation import position_values
@@ -116,30 +117,21 @@ class MomentSums:
 #: desk P&L) for a desk above the instrument cap (:class:`ReducedDesk`).
 DeskSums = tuple[MomentSums, ...]
 
-#: Largest number of (scenario, instrument) values a reduced desk revalues at once.
-TILE_ELEMENTS: int = 1 << 19
-#: Instruments per tile of a reduced desk.
-TILE_COLUMNS: int = 512
-
-
 @dataclass(frozen=True)
 class ReducedDesk:
     """A desk above the instrument cap, as the moment pass sees it (shipped to executors).
 
-    Its instruments are revalued tile by tile (at most :data:`TILE_ELEMENTS` values at a
-    time) and summed into bucket P&L at once, so no (scenarios x instruments) block and no
+    Its instruments are revalued by the Monte Carlo kernel
+    (:func:`risk_engine.revaluation.desk_pnl`, exact Black-Scholes streamed in tiles) with
+    each bucket in the role of a desk, so no (scenarios x instruments) block and no
     (instruments x instruments) co-moment is ever held; what one block adds is the moment
     sums of the buckets' simple returns (bucket P&L over bucket exposure) and of the desk's
     P&L (the sum of the buckets').
 
     Attributes
     ----------
-    unit_book : ResolvedBook
-        One unit of each instrument, ordered by bucket.
-    quantity : ndarray, shape (m,)
-        Units held of each instrument (multiplier included), same order.
-    bucket_of : ndarray of int, shape (m,)
-        Bucket of each instrument, nondecreasing.
+    plan : RevaluationPlan
+        The instruments' revaluation with the buckets as desks.
     exposure : ndarray, shape (B,)
         Each bucket's current exposure, currency, non-zero.
     underlyings : ndarray of int
@@ -149,9 +141,7 @@ class ReducedDesk:
         buckets also exceed the cap).
     """
 
-    unit_book: ResolvedBook
-    quantity: FloatArray
-    bucket_of: IntArray
+    plan: RevaluationPlan
     exposure: FloatArray
     underlyings: IntArray
     with_buckets: bool = True
@@ -162,39 +152,20 @@ class ReducedDesk:
            with_buckets: bool = True) -> ReducedDesk:
         """The desk of instruments ``representative`` (one position each, its terms).
 
-        ``quantity`` and ``bucket_of`` are per instrument in the same order;
+        ``quantity`` (units held) and ``bucket_of`` are per instrument in the same order;
         ``exposure`` per bucket.
         """
-        order = np.argsort(bucket_of, kind="stable")
-        rep = np.asarray(representative, dtype=np.int64)[order]
-        unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
-        return cls(unit, np.asarray(quantity, dtype=np.float64)[order],
-                   np.asarray(bucket_of, dtype=np.int64)[order],
-                   np.asarray(exposure, dtype=np.float64), np.asarray(underlyings),
-                   with_buckets)
-
-    def bucket_pnl(self, log_returns: FloatArray) -> FloatArray:
-        """P&L of every bucket in each scenario, shape (n, B), revalued tile by tile."""
-        n, m = log_returns.shape[0], self.quantity.size
-        out = np.zeros((n, self.exposure.size))
-        today = self.unit_book.unit_value
-        rows = max(1, TILE_ELEMENTS // TILE_COLUMNS)
-        for c0 in range(0, m, TILE_COLUMNS):
-            c1 = min(c0 + TILE_COLUMNS, m)
-            part = select_positions(self.unit_book, np.arange(c0, c1))
-            local = self.bucket_of[c0:c1]
-            starts = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])
-            ids = local[starts]
-            for r0 in range(0, n, rows):
-                r1 = min(r0 + rows, n)
-                pnl = (position_values(part, log_returns[r0:r1]) - today[c0:c1]) \
-                    * self.quantity[c0:c1]
-                out[r0:r1, ids] += np.add.reduceat(pnl, starts, axis=1)
-        return out
+        buckets = np.asarray(bucket_of, dtype=np.int64)
+        held = dataclasses.replace(
+            select_positions(book, np.asarray(representative, dtype=np.int64)),
+            quantity=np.asarray(quantity, dtype=np.float64), desk_index=buckets,
+            desks=tuple(f"bucket {b}" for b in range(np.asarray(exposure).size)))
+        return cls(plan_revaluation(held), np.asarray(exposure, dtype=np.float64),
+                   np.asarray(underlyings), with_buckets)
 
     def sums(self, log_returns: FloatArray) -> DeskSums:
         """(underlyings', buckets', desk P&L's) moment sums over the scenarios given."""
-        pnl = self.bucket_pnl(log_returns)
+        pnl = desk_pnl(self.plan, log_returns)
         buckets = pnl / self.exposure if self.with_buckets else pnl[:, :0]
         return (MomentSums.from_returns(np.expm1(log_returns[:, self.underlyings])),
                 MomentSums.from_returns(buckets),
