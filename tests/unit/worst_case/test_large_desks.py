@@ -178,6 +178,27 @@ def test_above_the_cap_rows_say_why_instead_of_crashing():
     assert alloc.empty
 
 
+def test_a_large_stock_desk_keeps_its_exact_moments():
+    inputs = InputTables(
+        h.positions([("s1", "d", "equity", "A", 400.0, None, None, 1.0),
+                     ("s2", "d", "equity", "B", -250.0, None, None, 1.0),
+                     ("s3", "d", "equity", "C", 100.0, None, None, 1.0)]),
+        h.market([("A", 100.0, 0.3, 0.0, "x"), ("B", 50.0, 0.4, 0.0, "y"),
+                  ("C", 20.0, 0.2, 0.0, "y")]), h.flat_rates(),
+        factor_model=h.factor_model([("A", 0.06, 0.3), ("B", 0.04, 0.45), ("C", 0.05, 0.2)]),
+        correlations=h.correlations([("A", "B", 0.5), ("B", "C", -0.2)]))
+    _, sums, dense, _ = _stage(_cfg(), inputs)
+    _, capped_sums, capped, _ = _stage(_cfg(max_instruments=2), inputs)
+    assert sums == [None] and capped_sums == [None]  # no scenario pass: exact moments
+    for model in ("WCVaR", "WCQVaR"):
+        a, b = _rows(dense, model, "current"), _rows(capped, model, "current")
+        np.testing.assert_allclose(b["value"], a["value"], rtol=1e-12)
+    assert (capped["instrument_moments"] == "exact: desk P&L and instrument buckets").all()
+    wcvar = _rows(capped, "WCVaR", "optimized")
+    assert (wcvar["status"] == "not_applicable").all()  # 3 buckets > 2 as well
+    assert wcvar["message"].str.contains("3 buckets").all()
+
+
 def test_max_instruments_must_be_a_positive_integer():
     for bad in (0, -5, 2.5, True):
         with pytest.raises(ConfigError, match=r"worst_case\.max_instruments"):
