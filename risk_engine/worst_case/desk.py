@@ -36,6 +36,7 @@ from .reduced import (
     pnl_wcvar,
     reduced_linear_structure,
     reduced_quadratic_structure,
+    wcpvar_aggregated,
 )
 from .structures import (
     LinearStructure,
@@ -321,6 +322,8 @@ def evaluate_desk(
                     current = pnl_wcvar(reduced, level)
                     current = replace(current, message=(
                         f"from the mean and variance of the desk's P&L ({large})"))
+                elif reduced is not None and isinstance(structure, PolyhedralStructure):
+                    current = wcpvar_aggregated(x, structure, level, solvers=settings.solvers)
                 else:
                     current = _current(model, structure, x, level, settings)
             except (np.linalg.LinAlgError, ArithmeticError) as exc:

@@ -7,8 +7,10 @@ covariance (its size is instruments squared). Its figures live in lower-dimensio
   own P&L (:class:`ReducedMoments` ``pnl_mean``, ``pnl_variance``): exactly the
   instrument-space formula ``-mu_r' x + kappa sqrt(x' Sigma_r x)``, since
   ``P&L = sum_j x_j R_j``.
-* WCPVaR and WCQVaR of the current book already live in the underlyings' space (their
-  structures hold the desk's exposures per underlying); nothing changes for them.
+* WCQVaR of the current book already lives in the underlyings' space (the desk's delta,
+  gamma and theta per underlying); nothing changes. WCPVaR of the current book is the
+  same SOCP with its per-option hedge variables entering the norm through their sums per
+  underlying (:func:`wcpvar_aggregated`), so no (factors x options) parameter is built.
 * The minimizations run over *buckets*: the instruments are grouped per underlying, expiry
   bucket and side (long or short exposure, :func:`bucket_instruments`), each bucket keeps
   its current mix, and the weights chosen are the buckets'. A bucket is a fixed portfolio
@@ -21,16 +23,27 @@ covariance (its size is instruments squared). Its figures live in lower-dimensio
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import cvxpy as cp
 import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
 
 from risk_engine.covariance import cov_factor
+from risk_engine.solvers import CONE_SOLVER_OPTIONS, DEFAULT_SOLVERS, CompiledProblem, solve
 from risk_engine.types import EQUITY, FloatArray, IntArray
 
 from .containers import DeskInstruments, ReturnMoments, SolveOutcome
+from .models import _rows, _zero_book
 from .moments import kappa
-from .structures import EXPIRY_TOLERANCE_YEARS, LinearStructure, QuadraticStructure
+from .structures import (
+    EXPIRY_TOLERANCE_YEARS,
+    LinearStructure,
+    PolyhedralStructure,
+    QuadraticStructure,
+)
 
 EXPIRY_BUCKETS: tuple[tuple[str, float], ...] = (
     ("exp<=h", EXPIRY_TOLERANCE_YEARS), ("<=3m", 0.25), (">3m", np.inf))
@@ -238,3 +251,62 @@ def instrument_weights(buckets: InstrumentBuckets, bucket_weights: FloatArray) -
     w = np.asarray(bucket_weights, dtype=np.float64)
     inside = buckets.bucket_of >= 0
     return np.where(inside, w[np.where(inside, buckets.bucket_of, 0)], 0.0) * buckets.share
+
+
+def wcpvar_aggregated(
+    exposures: npt.ArrayLike,
+    structure: PolyhedralStructure,
+    confidence_level: float,
+    *,
+    solvers: tuple[str, ...] = DEFAULT_SOLVERS,
+) -> SolveOutcome:
+    """WCPVaR of a large desk's current book: :func:`risk_engine.worst_case.wcpvar`'s SOCP.
+
+    The same problem, ``min over 0 <= g <= leverage x_eta`` of
+    ``-(sign mu_u + moneyness)' g + ||kappa F (x_xi + S g)|| + const``, with the
+    hedge variables entering the norm through ``S g``, their signed sums per underlying
+    (``S`` a sparse constant, U x p), instead of a (factors x options) parameter: memory
+    and set-up grow with the number of options, not with options x factors. Built for
+    this desk and level only (not cached).
+
+    Parameters
+    ----------
+    exposures : array_like, shape (m,)
+        Exposures in currency; option exposures must be >= 0.
+    structure : PolyhedralStructure
+        Payoff map and underlyings' moments.
+    confidence_level : float
+        alpha in (0, 1).
+    solvers : tuple of str
+        cvxpy solvers in order of preference.
+    """
+    x = np.asarray(exposures, dtype=np.float64)
+    m = structure.equity_loading.shape[1]
+    if x.shape != (m,) or not np.all(np.isfinite(x)):
+        raise ValueError(f"exposures must be finite with shape ({m},), got {x.shape}")
+    scale = float(np.sum(np.abs(x)))
+    if scale == 0:
+        return _zero_book("closed_form")
+    xs = x / scale
+    k_mult = kappa(confidence_level)
+    factor = _rows(structure.factor)
+    equity = structure.equity_loading @ xs
+    options = xs[structure.option_columns]
+    if np.any(options < 0):
+        return SolveOutcome(math.nan, "not_applicable", "", "short option exposure")
+    base = -float(structure.mean @ equity) + float(options.sum())
+    if structure.n_options == 0:
+        value = base + k_mult * float(np.linalg.norm(factor @ equity))
+        return SolveOutcome(value * scale, "optimal", "closed_form")
+    p, n_u = structure.n_options, structure.mean.size
+    und = structure.option_underlying
+    signed_sum = sp.csr_matrix((structure.option_sign, (und, np.arange(p))), shape=(n_u, p))
+    g = cp.Variable(p, name="g")
+    linear = -(structure.option_sign * structure.mean[und] + structure.option_moneyness)
+    cone = k_mult * (factor @ equity) + (k_mult * factor) @ (signed_sum @ g)
+    problem = cp.Problem(cp.Minimize(linear @ g + cp.norm(cone, 2) + base),
+                         [g >= 0, g <= structure.option_leverage * options])
+    run = solve(CompiledProblem(problem, {}, {"g": g}), solvers, options=CONE_SOLVER_OPTIONS)
+    if run.status in ("optimal", "inaccurate"):
+        return SolveOutcome(run.objective * scale, run.status, run.solver, run.message)
+    return SolveOutcome(math.nan, run.status, run.solver, run.message)

@@ -245,3 +245,36 @@ def test_a_200k_position_desk_completes_without_an_instrument_covariance():
     assert rows.loc[("WCVaR", "optimized"), "status"] in ("optimal", "inaccurate")
     assert "buckets" in rows.loc[("WCVaR", "optimized"), "message"]
     assert len(alloc) % m == 0
+
+
+def test_aggregated_wcpvar_equals_the_per_option_socp():
+    from risk_engine.worst_case.containers import DeskInstruments
+    from risk_engine.worst_case.models import wcpvar
+    from risk_engine.worst_case.reduced import wcpvar_aggregated
+    from risk_engine.worst_case.structures import polyhedral_structure
+
+    rng = np.random.default_rng(3)
+    n_u, p = 4, 60
+    spots = np.array([100.0, 50.0, 20.0, 250.0])
+    und = np.concatenate([np.arange(n_u), rng.integers(0, n_u, p)])
+    kind = np.concatenate([np.zeros(n_u, np.int8), rng.integers(1, 3, p).astype(np.int8)])
+    strike = np.concatenate([np.full(n_u, np.nan),
+                             spots[und[n_u:]] * rng.uniform(0.85, 1.15, p)])
+    premium = np.concatenate([spots, spots[und[n_u:]] * rng.uniform(0.01, 0.08, p)])
+    desk = DeskInstruments(
+        desk="d", underlyings=("A", "B", "C", "D"), spots=spots,
+        instrument_ids=tuple(f"i{j}" for j in range(n_u + p)), kind=kind,
+        underlying_index=und, strike=strike, unit_value=premium,
+        quantity=np.concatenate([rng.uniform(-50, 100, n_u), rng.uniform(1, 30, p)]),
+        tau_after_horizon=np.concatenate([np.full(n_u, np.nan), np.zeros(p)]),
+        delta=np.zeros(n_u + p), gamma=np.zeros(n_u + p), theta=np.zeros(n_u + p))
+    corr = 0.3 + 0.7 * np.eye(n_u)
+    sd = np.array([0.05, 0.07, 0.04, 0.06])
+    moments = ReturnMoments(np.array([0.004, 0.002, 0.001, 0.003]),
+                            corr * np.outer(sd, sd), labels=desk.underlyings)
+    structure = polyhedral_structure(desk, moments)
+    for level in (0.95, 0.99):
+        per_option = wcpvar(desk.exposures, structure, level)
+        aggregated = wcpvar_aggregated(desk.exposures, structure, level)
+        assert per_option.status == aggregated.status == "optimal"
+        assert aggregated.value == pytest.approx(per_option.value, rel=1e-6)
