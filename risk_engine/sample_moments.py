@@ -172,13 +172,21 @@ class ReducedDesk:
                 MomentSums.from_returns(pnl.sum(axis=1, keepdims=True)))
 
 
+#: Most instrument columns a moment pass revalues at once for desks below the cap: desks
+#: are revalued in groups of consecutive desks up to this many instruments (a desk larger
+#: than this alone), so a block's values are at most block_size x this.
+DENSE_COLUMNS: int = 2_048
+
+
 @dataclass(frozen=True)
 class MomentPass:
     """What one scenario block adds to the desks' sample moments (shipped to executors).
 
-    All desks' representative positions are revalued at once, one unit each; ``columns``
-    gives each desk's slice of them. Desks above the instrument cap (``reduced``) are
-    revalued tile by tile instead (:class:`ReducedDesk`); their sums follow the others'.
+    The desks' representative positions are revalued one unit each, in groups of
+    consecutive desks of at most :data:`DENSE_COLUMNS` instruments (``groups``, column
+    ranges; one group holds every desk of a small book); ``columns`` gives each desk's
+    slice. Desks above the instrument cap (``reduced``) are revalued by the Monte Carlo
+    kernel instead (:class:`ReducedDesk`); their sums follow the others'.
     """
 
     source: ScenarioSource
@@ -186,6 +194,8 @@ class MomentPass:
     columns: tuple[slice, ...]
     underlyings: tuple[IntArray, ...]
     reduced: tuple[ReducedDesk, ...] = ()
+    groups: tuple[slice, ...] = ()
+    group_of: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, book: ResolvedBook, source: ScenarioSource,
@@ -199,7 +209,16 @@ class MomentPass:
         unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
         ends = np.cumsum([0] + [r.size for r, _ in desks])
         columns = tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True))
-        return cls(source, unit, columns, tuple(u for _, u in desks), tuple(reduced))
+        groups: list[slice] = []
+        group_of: list[int] = []
+        for cols in columns:
+            if groups and cols.stop - groups[-1].start <= DENSE_COLUMNS:
+                groups[-1] = slice(groups[-1].start, cols.stop)
+            else:
+                groups.append(slice(cols.start, cols.stop))
+            group_of.append(len(groups) - 1)
+        return cls(source, unit, columns, tuple(u for _, u in desks), tuple(reduced),
+                   tuple(groups), tuple(group_of))
 
     def block(self, block_id: int) -> list[DeskSums]:
         """Every desk's moment sums over the scenarios of block ``block_id``.
@@ -208,12 +227,19 @@ class MomentPass:
         """
         x = self.source.block(block_id)
         out: list[DeskSums] = []
-        if self.columns:
-            values = position_values(self.unit_book, x)
-            today = self.unit_book.unit_value
-            out = [(MomentSums.from_returns(np.expm1(x[:, und])),
-                    MomentSums.from_values(today[cols], values[:, cols]))
-                   for cols, und in zip(self.columns, self.underlyings, strict=True)]
+        for g, group in enumerate(self.groups):
+            if len(self.groups) == 1:
+                part = self.unit_book
+            else:
+                part = select_positions(self.unit_book, np.arange(group.start, group.stop))
+            values = position_values(part, x)
+            today = part.unit_value
+            for cols, und, of in zip(self.columns, self.underlyings, self.group_of,
+                                     strict=True):
+                if of == g:
+                    local = slice(cols.start - group.start, cols.stop - group.start)
+                    out.append((MomentSums.from_returns(np.expm1(x[:, und])),
+                                MomentSums.from_values(today[local], values[:, local])))
         return out + [desk.sums(x) for desk in self.reduced]
 
 

@@ -7,6 +7,7 @@ and a 200,000-position desk runs through the stage with bounded memory.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 import tracemalloc
@@ -278,3 +279,28 @@ def test_aggregated_wcpvar_equals_the_per_option_socp():
         aggregated = wcpvar_aggregated(desk.exposures, structure, level)
         assert per_option.status == aggregated.status == "optimal"
         assert aggregated.value == pytest.approx(per_option.value, rel=1e-6)
+
+
+def test_desks_below_the_cap_are_revalued_in_bounded_groups(monkeypatch):
+    from risk_engine import sample_moments
+
+    base = _option_book()
+    frames = [base.positions.assign(desk=d, position_id=base.positions["position_id"] + d)
+              for d in ("a", "b", "c")]
+    inputs = dataclasses.replace(base, positions=pd.concat(frames, ignore_index=True))
+    cfg = _cfg()
+    prepared = prepare(cfg, inputs)
+    sets = desk_sets(prepared.book, cfg.worst_case.min_premium)
+    one = sample_moment_sums(prepared.book, prepared.spec.source, sets, cfg.worst_case, _fold)
+    monkeypatch.setattr(sample_moments, "DENSE_COLUMNS", 10)  # 8 instruments a desk
+    moment_pass = sample_moments.MomentPass.of(
+        prepared.book, prepared.spec.source,
+        [(ds.representative, ds.underlying_index) for ds in sets])
+    assert len(moment_pass.groups) == 3
+    split = _fold(moment_pass.block, sample_moments.merge_desk_sums,
+                  prepared.spec.source.n_blocks)
+    for got, want in zip(split, one, strict=True):
+        for a, b in zip(got, want, strict=True):
+            assert a.count == b.count
+            np.testing.assert_allclose(a.mean, b.mean, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(a.comoment, b.comoment, rtol=1e-12, atol=1e-15)
