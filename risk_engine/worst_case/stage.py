@@ -45,9 +45,10 @@ from risk_engine.worst_case.reduced import (
 
 #: Default of ``worst_case.max_instruments``: the largest desk (in instruments) whose
 #: moments and minimizations stay in instrument space. Measured on the demo universe
-#: (one core, 3 levels, all three models): 300 instruments 0.3 s, 600 instruments 4 s,
-#: 1,000 instruments 35 s and 2.5 GB peak (the WCVaR minimization's dense factor); the
-#: demo book's desks have at most 313.
+#: (3 levels, all three models, a shared 2-core machine): 300 instruments 0.3 s, 600
+#: instruments 4 s and 1.1 GB process peak, 1,000 instruments 35 s and 2.5 GB (the WCVaR
+#: minimization's dense factor as a cvxpy parameter); the demo book's desks have at most
+#: 313, and a large desk's buckets number at most 7 per underlying (350 on the demo's 50).
 DEFAULT_MAX_INSTRUMENTS: int = 500
 
 
