@@ -48,7 +48,7 @@ from risk_engine.worst_case.reduced import (
 #: (3 levels, all three models, a shared 2-core machine): 300 instruments 0.3 s, 600
 #: instruments 4 s and 1.1 GB process peak, 1,000 instruments 35 s and 2.5 GB (the WCVaR
 #: minimization's dense factor as a cvxpy parameter); the demo book's desks have at most
-#: 313, and a large desk's buckets number at most 7 per underlying (350 on the demo's 50).
+#: 313, and a large desk's buckets number at most 8 per underlying (350 on the demo's 50).
 DEFAULT_MAX_INSTRUMENTS: int = 500
 
 
