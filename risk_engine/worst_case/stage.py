@@ -105,9 +105,12 @@ def instrument_ids(book: ResolvedBook) -> np.ndarray:
     return out
 
 
-def desk_instruments(book: ResolvedBook, desk: str, min_premium: float
+def desk_instruments(book: ResolvedBook, desk: str, min_premium: float,
+                     ids: np.ndarray | None = None
                      ) -> tuple[DeskInstruments, np.ndarray, int]:
     """Aggregate ``desk``'s positions into instruments.
+
+    ``ids`` are :func:`instrument_ids` of the book, if already computed.
 
     Returns
     -------
@@ -115,7 +118,7 @@ def desk_instruments(book: ResolvedBook, desk: str, min_premium: float
         The desk's instruments, one position index per instrument (its terms), and how many
         positions were left out for a premium below ``min_premium`` x spot.
     """
-    ids = instrument_ids(book)
+    ids = instrument_ids(book) if ids is None else ids
     m = book.desk_mask(desk)
     spot = book.spot[book.underlying_index]
     worthless = (book.kind != EQUITY) & (book.unit_value < min_premium * spot)
@@ -160,8 +163,9 @@ class DeskSet:
 def desk_sets(book: ResolvedBook, min_premium: float) -> list[DeskSet]:
     """Every desk's instruments, in ``book.desks`` order."""
     out = []
+    ids = instrument_ids(book)
     for desk in book.desks:
-        inst, rep, dropped = desk_instruments(book, desk, min_premium)
+        inst, rep, dropped = desk_instruments(book, desk, min_premium, ids)
         und = np.array([book.underlyings.index(u) for u in inst.underlyings], dtype=np.int64)
         out.append(DeskSet(inst, rep, und, dropped))
     return out
