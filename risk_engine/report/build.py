@@ -637,7 +637,7 @@ def _stress_grid(tables: dict[str, pd.DataFrame], label: str, per_desk: int = 2)
            _note("Full revaluation P&L now, spot moves (columns) by implied-vol moves in vol "
                  "points (rows); red is a loss, blue a gain, white about zero. Per desk all "
                  f"underlyings moved together, then its {per_desk} underlyings with the "
-                 "largest absolute P&L on the grid.")]
+                 "largest absolute P&L on the grid; each figure has its own colour scale.")]
     for desk in sorted({str(d) for d in sg["desk"].dropna()}):
         d = sg[sg["desk"] == desk]
         figs = []

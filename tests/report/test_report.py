@@ -292,6 +292,21 @@ def test_spot_vol_heat_maps_annotate_every_cell_of_the_grid(stress_root):
         labels = [_compact(v) for v in whole["pnl"]]
         for lab in set(labels):
             assert texts.count(lab) >= labels.count(lab), (desk, lab)
+        # Colours diverge at 0: red for a loss, blue for a gain, the neutral middle colour
+        # within one colour step (2 max|P&L| / 21) of 0. Cells are drawn row by row from
+        # the lowest vol move, spot moves ascending.
+        group = next(g for g in svg.iter(f"{_SVG}g") if g.get("id") == f"stress-grid-{desk}")
+        fills = [re.search(r"fill: #(\w{6})", p.get("style")).group(1)
+                 for p in group.iter(f"{_SVG}path")]
+        z = whole.sort_values(["vol_shock", "spot_shock"])["pnl"].to_numpy()
+        assert len(fills) == len(z)
+        lim = np.abs(z).max()
+        for v, fill in zip(z, fills, strict=True):
+            r, b = int(fill[:2], 16), int(fill[4:], 16)
+            if abs(v) < 0.9 * lim / 21:
+                assert r == b, (desk, v, fill)
+            elif abs(v) > 1.1 * lim / 21:
+                assert (r > b) == (v < 0) and r != b, (desk, v, fill)
 
 
 def test_stress_sections_in_headless_chromium(stress_root, tmp_path):
