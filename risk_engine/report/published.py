@@ -20,6 +20,10 @@ from risk_engine import schemas
 
 GOOD = ("completed", "completed_with_warnings")
 
+#: Tables the report shows that this build may not declare in :mod:`risk_engine.schemas`
+#: (the vol-factor stage's ``risk_factor_var``): read by name when a partition exists.
+ALSO_READ = ("risk_factor_var",)
+
 
 @dataclass(frozen=True)
 class PublishedDate:
@@ -69,7 +73,8 @@ def published_dates(root: str) -> list[dt.date]:
 def read_tables(root: str, as_of: dt.date) -> dict[str, pd.DataFrame]:
     """Every output table published for ``as_of`` (tables without a partition left out)."""
     out: dict[str, pd.DataFrame] = {}
-    for name in schemas.OUTPUT_TABLES:
+    names = list(schemas.OUTPUT_TABLES) + [n for n in ALSO_READ if n not in schemas.OUTPUT_TABLES]
+    for name in names:
         if name == schemas.RUN_MANIFEST.name:
             continue
         part = _root(root) / name / f"as_of_date={as_of.isoformat()}"
