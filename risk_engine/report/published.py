@@ -20,11 +20,6 @@ from risk_engine import schemas
 
 GOOD = ("completed", "completed_with_warnings")
 
-#: Tables the report shows that this build may not declare in :mod:`risk_engine.schemas`
-#: (the vol-factor stage's ``risk_factor_var``): read by name when a partition exists.
-ALSO_READ = ("risk_factor_var",)
-
-
 @dataclass(frozen=True)
 class PublishedDate:
     """One date as the report sees it: its latest run's manifest row and its tables."""
@@ -73,8 +68,7 @@ def published_dates(root: str) -> list[dt.date]:
 def read_tables(root: str, as_of: dt.date) -> dict[str, pd.DataFrame]:
     """Every output table published for ``as_of`` (tables without a partition left out)."""
     out: dict[str, pd.DataFrame] = {}
-    names = list(schemas.OUTPUT_TABLES) + [n for n in ALSO_READ if n not in schemas.OUTPUT_TABLES]
-    for name in names:
+    for name in schemas.OUTPUT_TABLES:
         if name == schemas.RUN_MANIFEST.name:
             continue
         part = _root(root) / name / f"as_of_date={as_of.isoformat()}"
