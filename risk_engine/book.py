@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from risk_engine.errors import DataError
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve, as_days, horizon_date, year_fraction
 from risk_engine.types import CALL, EQUITY, KINDS, FloatArray, IntArray
+from risk_engine.vol_surface import VolSurface, forward, surface_vols
 
 # Plausibility bounds: a value beyond them is taken as a data error and its row rejected.
 MAX_VOLATILITY = 5.0  # 500% annual (implied or factor-model volatility)
@@ -292,6 +294,12 @@ class ResolvedBook:
     day count; ``tau_h`` is the life left at the horizon (<= 0: expired by then, valued at
     intrinsic on the horizon spot). ``rate_h`` is the zero rate at ``max(tau_h, 0)`` from the
     same curve (no roll-down). NaN in option-only fields for equities.
+
+    ``volatility`` is each option's implied vol: from its underlying's surface in
+    ``surfaces`` (at ``k = ln(K / F(T))``, ``F(T) = S exp((r(T) - q) T)``, by the rule of
+    :mod:`risk_engine.vol_surface`) where it has one, else the market's ``volatility``.
+    ``surfaces`` maps the book's underlyings that have a surface to it (empty without the
+    ``vol_surface`` input).
     """
 
     as_of: dt.date
@@ -320,6 +328,9 @@ class ResolvedBook:
     vega: FloatArray
     theta: FloatArray
     rho: FloatArray
+    vanna: FloatArray
+    volga: FloatArray
+    surfaces: Mapping[str, VolSurface] = field(default_factory=dict)
 
     @property
     def n_positions(self) -> int:
@@ -348,8 +359,13 @@ def resolve_book(
     as_of: dt.date,
     horizon_days: int,
     day_count: str = "trading_252",
+    surfaces: Mapping[str, VolSurface] | None = None,
 ) -> ResolvedBook:
     """Resolve validated rows into a :class:`ResolvedBook`; values and Greeks of today.
+
+    Options on an underlying in ``surfaces`` take their implied vol from that surface at
+    their strike's log-forward-moneyness and their expiry's year fraction
+    (:func:`risk_engine.vol_surface.surface_vols`); the others the market's volatility.
 
     Raises
     ------
@@ -385,14 +401,22 @@ def resolve_book(
     rate = np.where(is_opt, curve.zero_rate(np.nan_to_num(t)), np.nan)
     rate_h = np.where(is_opt, curve.zero_rate(np.maximum(np.nan_to_num(tau_h), 0.0)), np.nan)
     strike = np.where(is_opt, pos["strike"].to_numpy(float), np.nan)
-
     s = spot[u_idx]
+    held = {u: surfaces[u] for u in underlyings if surfaces and u in surfaces}
+    if held and is_opt.any():
+        fwd = forward(s[is_opt], rate[is_opt], div[is_opt], t[is_opt])
+        s_vol, has = surface_vols(held, pos["underlying"].to_numpy(object)[is_opt],
+                                  strike[is_opt], fwd, t[is_opt])
+        vol[np.flatnonzero(is_opt)[has]] = s_vol[has]
+
     unit_value = s.copy()
     delta = np.ones(len(pos))
     gamma = np.zeros(len(pos))
     vega = np.zeros(len(pos))
     theta = np.zeros(len(pos))
     rho = np.zeros(len(pos))
+    vanna = np.zeros(len(pos))
+    volga = np.zeros(len(pos))
     if is_opt.any():
         g = black_scholes_greeks(
             spots=s[is_opt], strikes=strike[is_opt], expiries=t[is_opt],
@@ -402,6 +426,7 @@ def resolve_book(
         unit_value[is_opt] = g.price
         delta[is_opt], gamma[is_opt], vega[is_opt] = g.delta, g.gamma, g.vega
         theta[is_opt], rho[is_opt] = g.theta, g.rho
+        vanna[is_opt], volga[is_opt] = g.vanna, g.volga
 
     return ResolvedBook(
         as_of=as_of, horizon_date=hdate, horizon_years=h,
@@ -411,13 +436,16 @@ def resolve_book(
         tau_h=tau_h,
         volatility=vol, dividend_yield=div, rate=rate, rate_h=rate_h, spot=spot,
         unit_value=unit_value, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
+        vanna=vanna, volga=volga,
+        surfaces=held,
     )
 
 
 def greeks_table(book: ResolvedBook) -> pd.DataFrame:
     """Greeks and market value per (desk, underlying), summed over positions.
 
-    Columns: desk, underlying, n_positions, market_value, delta, gamma, vega, theta, rho.
+    Columns: desk, underlying, n_positions, market_value, delta, gamma, vega, theta, rho,
+    vanna, volga.
     """
     q = book.quantity
     frame = pd.DataFrame({
@@ -427,10 +455,53 @@ def greeks_table(book: ResolvedBook) -> pd.DataFrame:
         "market_value": book.value,
         "delta": book.delta * q, "gamma": book.gamma * q, "vega": book.vega * q,
         "theta": book.theta * q, "rho": book.rho * q,
+        "vanna": book.vanna * q, "volga": book.volga * q,
     })
     out = frame.groupby(["desk", "underlying"], sort=True, as_index=False).sum()
     out["n_positions"] = out["n_positions"].astype(np.int64)
     return out
+
+
+#: Expiry buckets of ``vega_buckets``: (label, largest expiry in years), then ``longer``.
+VEGA_BUCKETS: tuple[tuple[str, float], ...] = (("1M", 1 / 12), ("3M", 0.25), ("1Y", 1.0))
+LONGER = "longer"
+
+
+def expiry_bucket(expiry_years: FloatArray) -> NDArray[np.object_]:
+    """Label of the expiry bucket of each time to expiry ``T`` (years).
+
+    ``T`` falls in the first bucket of :data:`VEGA_BUCKETS` whose bound it does not exceed
+    (``1M``: ``T <= 1/12``, ``3M``: ``T <= 0.25``, ``1Y``: ``T <= 1``), else ``longer``.
+    """
+    t = np.asarray(expiry_years, dtype=np.float64)
+    bounds = np.array([b for _, b in VEGA_BUCKETS])
+    labels = np.array([lbl for lbl, _ in VEGA_BUCKETS] + [LONGER], dtype=object)
+    return labels[np.searchsorted(bounds, t, side="left")]
+
+
+def vega_buckets_table(book: ResolvedBook) -> pd.DataFrame:
+    """Vega per (desk, underlying, expiry bucket) of the options (see :func:`expiry_bucket`).
+
+    Columns: desk, underlying, expiry_bucket, n_positions, vega (``dV/dsigma`` per 1.00 of
+    vol, times quantity and multiplier, summed). Rows sorted by desk, underlying and bucket
+    (shortest first); only buckets holding options appear.
+    """
+    opt = book.kind != EQUITY
+    frame = pd.DataFrame({
+        "desk": np.asarray(book.desks, dtype=object)[book.desk_index[opt]],
+        "underlying": np.asarray(book.underlyings, dtype=object)[book.underlying_index[opt]],
+        "expiry_bucket": expiry_bucket(book.expiry_years[opt]),
+        "n_positions": 1,
+        "vega": book.vega[opt] * book.quantity[opt],
+    })
+    order = {lbl: i for i, lbl in enumerate([*(b for b, _ in VEGA_BUCKETS), LONGER])}
+    out = frame.groupby(["desk", "underlying", "expiry_bucket"], sort=False,
+                        as_index=False).sum()
+    out["_rank"] = out["expiry_bucket"].map(order)
+    out = out.sort_values(["desk", "underlying", "_rank"]).drop(columns="_rank")
+    out["n_positions"] = out["n_positions"].astype(np.int64)
+    out["vega"] = out["vega"].astype(np.float64)
+    return out.reset_index(drop=True)
 
 
 def select_positions(book: ResolvedBook, index: NDArray[np.int64]) -> ResolvedBook:

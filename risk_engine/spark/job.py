@@ -20,6 +20,7 @@ from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.logformat import RUN_ID, STAGE
 from risk_engine.pipeline import InputTables, RunLog, nightly_run
+from risk_engine.scenarios.historical import scenario_count
 from risk_engine.spark.engine import SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
@@ -78,14 +79,19 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     from pyspark.sql import functions as F
 
     factor_model = correlations = None
-    by_history = cfg.scenario_model.source == "history"
+    by_history = cfg.scenario_model.source in ("history", "historical")
     # History feeds the scenario model, and the governance stage's hypothetical P&L.
-    hist = read_table(spark, root, schemas.HISTORY, required=by_history)
+    hist = read_table(spark, root, schemas.HISTORY,
+                      required=by_history or cfg.stressed_var.enabled)
     history = None
     if hist is not None:
         days = cfg.scenario_model.history_window_days
         lookback = cfg.governance.performance.lookback_days
         days = max(days, lookback or days)
+        if cfg.scenario_model.source == "historical":
+            days = max(days, cfg.historical.window_days + 1)
+        if cfg.stressed_var.enabled or cfg.stress.enabled:  # stress: historical replays
+            days = max(days, cfg.stressed_var.history_days + 1)
         if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
             days = max(days, cfg.hedging.window_days)
         # Calendar days comfortably covering the window of trading days.
@@ -105,14 +111,58 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
+    vol_surface = read_dated(spark, root, schemas.VOL_SURFACE, as_of, required=False)
     published = snapshots = None
     if cfg.backtest.enabled:
         published = read_published_risk(spark, cfg)
         if cfg.backtest.hypothetical:
             snapshots = read_window_snapshots(spark, cfg)
+    stress_scenarios = None
+    if cfg.stress.enabled:
+        ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
+        stress_scenarios = to_pandas(ss) if ss is not None else None
+    factors = _read_factor_inputs(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
                        pnl_history, position_history, published_risk=published,
-                       backtest_snapshots=snapshots)
+                       backtest_snapshots=snapshots, stress_scenarios=stress_scenarios,
+                       vol_surface=vol_surface, **factors)
+
+
+def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
+    """The optional vol and rate factor inputs the config asks for (none when both are off).
+
+    ``vol_history`` / ``rate_history`` (source history, up to ``as_of_date`` and over the
+    history window) or ``factor_vols`` (source factor_model). With the backtest's
+    hypothetical series on, the histories also cover the backtest window (whatever the
+    source): the risk-theoretical P&L moves the factors by the day's realized moves.
+    """
+    from pyspark.sql import functions as F
+
+    sm, root, as_of = cfg.scenario_model, cfg.input.root, cfg.as_of_date
+    out: dict[str, pd.DataFrame | None] = {}
+    if not (sm.vol_factors.enabled or sm.rate_factor.enabled):
+        return out
+    rtpl = cfg.backtest.enabled and cfg.backtest.hypothetical
+    days = sm.history_window_days
+    if sm.source == "historical":  # the historical window's vol and rate levels
+        days = max(days, cfg.historical.window_days + 1)
+    start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
+    if sm.source == "factor_model":
+        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
+        out["factor_vols"] = to_pandas(fv) if fv is not None else None
+        if not rtpl:
+            return out
+        start = as_of
+    if rtpl:
+        from risk_engine.backtest.series import previous_business_day, window_dates
+
+        start = min(start, previous_business_day(window_dates(as_of, cfg.backtest.window)[0]))
+    for name, table, on in (("vol_history", schemas.VOL_HISTORY, sm.vol_factors.enabled),
+                            ("rate_history", schemas.RATE_HISTORY, sm.rate_factor.enabled)):
+        df = read_table(spark, root, table, required=False) if on else None
+        out[name] = None if df is None else to_pandas(
+            df.where((F.col("date") <= F.lit(as_of)) & (F.col("date") >= F.lit(start))))
+    return out
 
 
 def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
@@ -138,12 +188,14 @@ def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.Data
     return out
 
 
-def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table
-                      ) -> DataFrame | None:
+def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table,
+                      merge_schema: bool = False) -> DataFrame | None:
     """Rows of ``<output.root>/<table>`` that completed runs published for earlier dates.
 
     The dates are the backtest window's before ``as_of_date`` (and the business day before
     its first day); ``as_of_date`` is a date column. None if nothing is published.
+    ``merge_schema``: read the union of the files' columns (a column added later is null
+    in older dates' files).
     """
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
@@ -158,7 +210,8 @@ def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table
                                      for t in (table.name, schemas.RUN_MANIFEST.name)):
         return None
     try:
-        rows = spark.read.parquet(f"{root}/{table.name}")
+        reader = spark.read.option("mergeSchema", "true") if merge_schema else spark.read
+        rows = reader.parquet(f"{root}/{table.name}")
         manifest = spark.read.parquet(f"{root}/{schemas.RUN_MANIFEST.name}")
     except AnalysisException:  # a remote root without published results
         return None
@@ -190,21 +243,24 @@ def read_published_hypothetical(spark: SparkSession, cfg: Config) -> pd.DataFram
 
     From ``backtest_series`` (completed runs, series ``hypothetical``, desk rows with a
     P&L), one row per (date, desk): the latest run's. Columns ``date``, ``desk``, ``pnl``,
-    ``rtpl``. None if nothing was published.
+    ``rtpl``, ``rtpl_factors`` (the factors that RTPL moved; null in files published before
+    the column existed, i.e. ``spot``). None if nothing was published.
     """
     from pyspark.sql import functions as F
 
-    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES)
+    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES, merge_schema=True)
     if rows is None:
         return None
+    factors = (F.col("rtpl_factors") if "rtpl_factors" in rows.columns
+               else F.lit(None).cast("string")).alias("rtpl_factors")
     rows = (rows.where((F.col("series") == "hypothetical") & F.col("desk").isNotNull()
                        & F.col("pnl").isNotNull() & ~F.isnan("pnl"))
-            .select("as_of_date", "date", "desk", "pnl", "rtpl").distinct())
+            .select("as_of_date", "date", "desk", "pnl", "rtpl", factors).distinct())
     frame = to_pandas(rows)
     if len(frame) == 0:
         return None
     frame = frame.sort_values("as_of_date").drop_duplicates(["date", "desk"], keep="last")
-    return frame[["date", "desk", "pnl", "rtpl"]].reset_index(drop=True)
+    return frame[["date", "desk", "pnl", "rtpl", "rtpl_factors"]].reset_index(drop=True)
 
 
 class Run:
@@ -285,13 +341,17 @@ class Run:
     def manifest_row(self, finished: bool) -> pd.DataFrame:
         """The manifest row as of now."""
         cfg, counts = self.cfg, self.log.row_counts
+        n_scenarios, block_size = cfg.monte_carlo.n_scenarios, cfg.monte_carlo.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scenarios = scenario_count(cfg.historical, cfg.monte_carlo.horizon_days)
+            block_size = cfg.historical.block_size
         return pd.DataFrame([{
             "run_id": self.run_id, "status": self.summary.status, "started_at": self.started,
             "finished_at": dt.datetime.now(dt.timezone.utc) if finished else None,
             "config_hash": cfg.hash(), "seed": cfg.monte_carlo.seed,
-            "n_scenarios": cfg.monte_carlo.n_scenarios,
+            "n_scenarios": n_scenarios,
             "horizon_days": np.int32(cfg.monte_carlo.horizon_days),
-            "block_size": cfg.monte_carlo.block_size, "code_version": __version__,
+            "block_size": block_size, "code_version": __version__,
             "spark_version": self.spark.version, "spark_master": self.spark.sparkContext.master,
             "positions_in": counts.get("positions", {}).get("in", 0),
             "positions_rejected": counts.get("positions", {}).get("rejected", 0),
@@ -299,6 +359,8 @@ class Run:
                 {**self.summary.timings, **({} if finished else {"current": self.log.current})}),
             "warnings": json.dumps(self.summary.warnings), "message": self.summary.message,
             "config": json.dumps(cfg.to_dict(), sort_keys=True),
+            "scenario_model": (None if self.log.scenario_model is None
+                               else json.dumps(self.log.scenario_model, sort_keys=True)),
         }])
 
     def write_manifest(self, finished: bool = False) -> None:
@@ -359,8 +421,11 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
         mc = cfg.monte_carlo
-        with run_progress(spark, lambda: run.log.current,
-                          n_blocks=n_blocks_of(mc.n_scenarios, mc.block_size)):
+        n_scen, size = mc.n_scenarios, mc.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scen = scenario_count(cfg.historical, mc.horizon_days)
+            size = cfg.historical.block_size
+        with run_progress(spark, lambda: run.log.current, n_blocks=n_blocks_of(n_scen, size)):
             result = nightly_run(cfg, inputs, engine, run.log)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))

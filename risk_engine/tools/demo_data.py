@@ -4,7 +4,11 @@ Deterministic for a given seed: 50 underlyings in 10 sectors with a market + sec
 structure, two years of correlated daily closes ending on the as-of date, an upward zero
 curve, and 2,000 positions on 6 desks (stocks, calls and puts, long and short, weekly to
 one-year expiries, some expiring inside a 10-day horizon). It also writes a factor model
-(drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too.
+(drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too,
+and ATM vol and zero-curve histories (``vol_history``, ``rate_history``) on the spot
+history's dates for the vol and rate factors.
+With ``vol_surface=True`` it adds a ``vol_surface`` table of implied-vol quotes for every
+other underlying (:func:`demo_vol_surface`); without it the snapshot is unchanged.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk_engine.schemas import INPUT_TABLES
-from risk_engine.timeaxis import horizon_date
+from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
 
 DEFAULT_AS_OF = dt.date(2026, 11, 20)
 SECTORS = ("technology", "financials", "healthcare", "energy", "industrials",
@@ -47,14 +51,20 @@ def generate(
     n_positions: int = 2000,
     history_days: int = 504,
     seed: int = 7,
+    years: int | None = None,
+    vol_surface: bool = False,
     one_desk: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
 
-    ``n_positions`` grows the book on the same universe: the first 2,000 positions are
-    those of the default book, whatever ``n_positions``. ``one_desk`` books every position
-    on that desk (same instruments, desk and book columns renamed), e.g. to try the
-    largest desk a run can take.
+    ``years`` (e.g. 10) replaces the history by ``252 x years`` trading days with a crash and
+    two volatility spikes (:func:`stressed_history`), for stressed VaR; every other table is
+    the same as without it. ``vol_surface`` adds the ``vol_surface`` table
+    (:func:`demo_vol_surface`, drawn from its own generator: the other tables are the same
+    with or without it). ``n_positions`` grows the book on the same universe: the first
+    2,000 positions are those of the default book, whatever ``n_positions``. ``one_desk``
+    books every position on that desk (same instruments, desk and book columns renamed),
+    e.g. to try the largest desk a run can take.
     """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
@@ -62,6 +72,8 @@ def generate(
     rng = np.random.default_rng(seed)
     uni = _universe(rng, n_underlyings)
     history = _history(rng, uni, as_of, history_days)
+    if years is not None:
+        history = stressed_history(uni, as_of, 252 * years, seed)
     market = _market(rng, uni, as_of)
     rates = pd.DataFrame({
         "as_of_date": as_of,
@@ -80,8 +92,117 @@ def generate(
         "underlying_b": np.asarray(uni.names)[iu[1]],
         "correlation": uni.corr[iu],
     })
-    return {"positions": positions, "market": market, "rates": rates, "history": history,
-            "factor_model": factor_model, "correlations": correlations}
+    vol_history, rate_history = _factor_histories(seed, uni, history, rates)
+    tables = {"positions": positions, "market": market, "rates": rates, "history": history,
+              "factor_model": factor_model, "correlations": correlations,
+              "vol_history": vol_history, "rate_history": rate_history}
+    if vol_surface:
+        tables["vol_surface"] = demo_vol_surface(market, rates, as_of, seed=seed)
+    return tables
+
+
+#: Quoted expiries of the demo surfaces, in trading days after the as-of date (2W to 2Y).
+SURFACE_EXPIRY_DAYS = (10, 21, 42, 63, 126, 252, 504)
+#: Quoted log-forward-moneyness points ln(K / F) (strikes are rounded to the cent).
+SURFACE_MONEYNESS = (-0.4, -0.3, -0.2, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+_SSVI_ETA = 0.6  # SSVI curvature; eta (1 + |rho|) <= 2 keeps the smiles butterfly-free
+
+
+def demo_vol_surface(market: pd.DataFrame, rates: pd.DataFrame, as_of: dt.date, *,
+                     seed: int = 7) -> pd.DataFrame:
+    """Arbitrage-free implied-vol quotes for every other underlying of ``market``.
+
+    Each surface is an SSVI (Gatheral & Jacquier, "Arbitrage-free SVI volatility surfaces",
+    2014): total variance ``w(k, T) = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 -
+    rho^2))`` with ``phi = eta / sqrt(theta (1 + theta))``, ``eta = 0.6`` and ``rho`` in
+    [-0.7, -0.3] (a put skew), so ``eta (1 + |rho|) <= 2`` (no butterfly arbitrage); the ATM
+    vol is the market's ``volatility`` times ``1 + s (min(T, 2) - 0.25)`` with a term slope
+    ``s`` in [-0.15, 0.15], so ``theta = atm^2 T`` increases in ``T`` (no calendar
+    arbitrage). Quotes at ``SURFACE_EXPIRY_DAYS`` x ``SURFACE_MONEYNESS``, strikes
+    ``F(T) e^k`` (trading-252 year fractions, the curve of ``rates``) rounded to the cent.
+    """
+    rng = np.random.default_rng([seed, 17])  # its own stream: other tables unchanged
+    rows = market.iloc[::2]
+    curve = ZeroCurve.from_points(rates["tenor_years"], rates["zero_rate"])
+    expiries = [horizon_date(as_of, d) for d in SURFACE_EXPIRY_DAYS]
+    t = year_fraction(as_of, np.array(expiries, dtype="datetime64[D]"))
+    k = np.asarray(SURFACE_MONEYNESS)
+    parts = []
+    for name, spot, vol, div in zip(rows["underlying"], rows["spot"], rows["volatility"],
+                                    rows["dividend_yield"], strict=True):
+        rho = rng.uniform(-0.7, -0.3)
+        slope = rng.uniform(-0.15, 0.15)
+        for expiry, ti in zip(expiries, t, strict=True):
+            atm = vol * (1.0 + slope * (min(ti, 2.0) - 0.25))
+            theta = atm**2 * ti
+            phi = _SSVI_ETA / np.sqrt(theta * (1.0 + theta))
+            w = 0.5 * theta * (1.0 + rho * phi * k
+                               + np.sqrt((phi * k + rho) ** 2 + 1.0 - rho**2))
+            fwd = spot * np.exp((float(curve.zero_rate(ti)) - div) * ti)
+            parts.append(pd.DataFrame({
+                "as_of_date": as_of, "underlying": name, "expiry": expiry,
+                "strike": np.round(fwd * np.exp(k), 2), "implied_vol": np.sqrt(w / ti)}))
+    return pd.concat(parts, ignore_index=True)
+
+
+VOL_TENORS_DAYS = (21, 63, 126, 252)
+"""Tenors (trading days) of the demo's ATM vol history."""
+
+
+def _factor_histories(seed: int, uni: _Universe, history: pd.DataFrame,
+                      rates: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ATM vol and zero-curve histories on the dates of the spot ``history``.
+
+    From their own generator (seeded ``[seed, 16]``), so the other tables are unchanged.
+    Per underlying, the log ATM vol at each of :data:`VOL_TENORS_DAYS` mean-reverts
+    (half-life about 35 trading days) around a level near 1.1 times the name's volatility,
+    with a term structure and a vol of vol falling with tenor (about 90% a year at one
+    month, 45% at one year); its daily shock has correlation between -0.76 and -0.38 with the
+    name's own return (vol rises when spot falls) and 0.9 across tenors. The zero curve is
+    today's ``rates`` curve moved in parallel by a mean-reverting level (about 1% a year),
+    zero on the last date, so the last curve is today's.
+    """
+    rng = np.random.default_rng([seed, 16])
+    closes = history.pivot(index="date", columns="underlying", values="close")[uni.names]
+    dates = list(closes.index)
+    n_days, n_u = len(dates), len(uni.names)
+    z_spot = np.vstack([np.zeros(n_u), np.diff(np.log(closes.to_numpy(float)), axis=0)
+                        / (uni.vol * np.sqrt(1 / 252))])
+    tenors = np.asarray(VOL_TENORS_DAYS, dtype=float)
+    nu = 0.9 * (tenors / 21.0) ** -0.28  # annual vol of vol per tenor
+    rho = rng.uniform(-0.8, -0.4, n_u)
+    phi = 0.98
+    common = rng.standard_normal((n_days, n_u))
+    own = rng.standard_normal((n_days, n_u, len(tenors)))
+    shock = rho * z_spot + np.sqrt(1 - rho**2) * common  # (days, U), unit variance
+    eps = np.sqrt(0.9) * shock[:, :, None] + np.sqrt(0.1) * own
+    x = eps * nu / np.sqrt(252)
+    level = np.log(uni.vol * 1.1)[:, None] + 0.08 * np.log(tenors / 63.0)[None, :] \
+        * rng.uniform(-1.0, 1.0, n_u)[:, None]
+    y = np.zeros((n_u, len(tenors)))
+    path = np.empty((n_days, n_u, len(tenors)))
+    for i in range(n_days):
+        y = phi * y + x[i] if i else y
+        path[i] = np.exp(level + y)
+    vol_history = pd.DataFrame({
+        "date": np.repeat(np.asarray(dates, dtype=object), n_u * len(tenors)),
+        "underlying": np.tile(np.repeat(uni.names, len(tenors)), n_days),
+        "tenor_days": np.tile(np.asarray(VOL_TENORS_DAYS, dtype=np.int64), n_days * n_u),
+        "atm_vol": np.round(path.ravel(), 6),
+    })
+    shift = np.zeros(n_days)
+    steps = 0.01 / np.sqrt(252) * rng.standard_normal(n_days)
+    for i in range(1, n_days):
+        shift[i] = 0.99 * shift[i - 1] + steps[i]
+    shift -= shift[-1]
+    curve_t = rates["tenor_years"].to_numpy(float)
+    curve_r = rates["zero_rate"].to_numpy(float)
+    rate_history = pd.DataFrame({
+        "date": np.repeat(np.asarray(dates, dtype=object), len(curve_t)),
+        "tenor_years": np.tile(curve_t, n_days),
+        "zero_rate": np.round((curve_r[None, :] + shift[:, None]).ravel(), 8),
+    })
+    return vol_history, rate_history
 
 
 def _universe(rng: np.random.Generator, n_underlyings: int) -> _Universe:
@@ -110,6 +231,41 @@ def _history(rng: np.random.Generator, uni: _Universe, as_of: dt.date,
     dt_y = 1 / 252
     z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
     rets = (uni.drift - 0.5 * uni.vol**2) * dt_y + uni.vol * np.sqrt(dt_y) * z
+    log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
+    closes = uni.spot * np.exp(log_path - log_path[-1])
+    history = pd.DataFrame({
+        "date": np.repeat(days.astype("datetime64[D]"), n_underlyings),
+        "underlying": np.tile(uni.names, history_days + 1),
+        "close": np.round(closes.ravel(), 4),
+    })
+    history["date"] = pd.to_datetime(history["date"]).dt.date
+    return history
+
+
+def stressed_history(uni: _Universe, as_of: dt.date, history_days: int,
+                     seed: int) -> pd.DataFrame:
+    """Daily closes over ``history_days`` trading days with a crash and two vol spikes.
+
+    The same factor structure as the default history, from its own generator (keyed by
+    ``seed``): a one-day crash 60% of the way back (every name falls by 20 of its daily
+    standard deviations, clipped to 15% .. 25%, in log), volatility tripled for the 60 days
+    after it, and doubled for 40 days a quarter of the way back. The last close is the spot.
+    """
+    rng = np.random.default_rng([seed, 1987])
+    n_underlyings = len(uni.names)
+    days = np.busday_offset(np.datetime64(as_of, "D"), -np.arange(history_days + 1)[::-1],
+                            roll="backward")
+    chol = np.linalg.cholesky(uni.corr)
+    dt_y = 1 / 252
+    z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
+    scale = np.ones(history_days)
+    crash = int(history_days * 0.4)
+    scale[crash + 1:crash + 61] = 3.0
+    spike = int(history_days * 0.75)
+    scale[spike:spike + 40] = 2.0
+    rets = ((uni.drift - 0.5 * uni.vol**2) * dt_y
+            + uni.vol * np.sqrt(dt_y) * z * scale[:, None])
+    rets[crash] = -np.clip(20.0 * uni.vol * np.sqrt(dt_y), 0.15, 0.25)
     log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
     closes = uni.spot * np.exp(log_path - log_path[-1])
     history = pd.DataFrame({
@@ -294,8 +450,11 @@ def generate_days(
     })
     pnl_history = (pd.concat(pnls, ignore_index=True) if pnls
                    else pd.DataFrame(columns=["date", "desk", "pnl"]))
+    vol_history, rate_history = _factor_histories(seed, uni, history,
+                                                  pd.DataFrame(curve))
     return {"positions": pd.concat(books, ignore_index=True),
             "market": pd.concat(markets, ignore_index=True),
             "rates": pd.concat(rates, ignore_index=True), "history": history,
             "factor_model": factor_model, "correlations": correlations,
-            "pnl_history": pnl_history}
+            "pnl_history": pnl_history, "vol_history": vol_history,
+            "rate_history": rate_history}

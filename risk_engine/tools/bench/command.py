@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="alternating single-process / Spark rounds; the best of each is kept")
     p.add_argument("--hedging-objectives", default="variance,cvar",
                    help="hedging.objective values timed on the demo book ('' for none)")
+    p.add_argument("--stress-years", type=int, default=10,
+                   help="years of demo history for the stress section: historical VaR, "
+                        "stressed VaR, spot-vol grid (0 for none)")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     p.add_argument("--positions-axis", default="", metavar="N,N,...",
                    help="also run the whole nightly job on the demo book grown to these "
@@ -85,6 +88,7 @@ def bench_main(argv: list[str]) -> int:
         driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
         hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
                             if o.strip()],
+        stress_years=args.stress_years,
         log=say,
     )
     if counts:

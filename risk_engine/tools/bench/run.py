@@ -13,6 +13,7 @@ from risk_engine.tools.bench.hedging import hedging_rows
 from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.scaling import scaling_rows
 from risk_engine.tools.bench.stage import cores_of
+from risk_engine.tools.bench.stress import stress_rows
 from risk_engine.tools.bench.throughput import method_specs, spark_throughput
 from risk_engine.tools.bench.workload import bench_prepare, book_rows
 
@@ -35,6 +36,7 @@ def run_benchmark(
     scale_master: str | None = None,
     hedging_objectives: Sequence[str] = ("variance", "cvar"),
     hedging_positions: int = 2000,
+    stress_years: int = 10,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
@@ -44,7 +46,8 @@ def run_benchmark(
     when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
     where the driver JVM is not also the executor), else on ``master``. The hedging section
     times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
-    each of ``hedging_objectives`` (none: no section).
+    each of ``hedging_objectives`` (none: no section). The stress section times historical
+    VaR, stressed VaR over ``stress_years`` of demo history and the spot-vol grid (0: none).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -66,6 +69,9 @@ def run_benchmark(
     if hedging_objectives:
         hedging_rows(rows, hedging_objectives, positions=hedging_positions,
                      block_size=block_size, cores=cores, say=say)
+    if stress_years:
+        stress_rows(rows, positions=hedging_positions, years=stress_years, cores=cores,
+                    say=say)
     point = {"positions": positions, "underlyings": underlyings, "desks": desks,
              "horizon_days": horizon_days, "block_size": block_size,
              "master": scale_master or master, "driver_memory": driver_memory}
