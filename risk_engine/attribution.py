@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -156,9 +157,19 @@ def _column_sums(tile: FloatArray, before: FloatArray | None) -> FloatArray:
     return np.asarray(np.concatenate([before[None, :], tile]).sum(axis=0), dtype=np.float64)
 
 
+def scenario_terms(book: ResolvedBook, source: ScenarioSource, smile: str) -> dict[str, Any]:
+    """How positions are revalued on ``source``'s blocks, as the Monte Carlo kernel does.
+
+    The blocks' factor columns (``source.model.layout``: spot, vol and rate moves), the smile
+    dynamics and the book's surfaces, as keyword arguments of
+    :func:`risk_engine.valuation.position_pnl`.
+    """
+    return {"layout": source.model.layout, "smile": smile, "surfaces": book.surfaces}
+
+
 def block_contributions(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int,
-    pnl: FloatArray, tiling: Tiling | None = None,
+    pnl: FloatArray, tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> FloatArray:
     """Weighted position losses on one block's requested scenarios, shape (R, P).
 
@@ -178,6 +189,7 @@ def block_contributions(
         return out
     x = source.block(block_id)
     contract = contract_ids(book)
+    terms = scenario_terms(book, source, smile)
     for d in range(len(book.desks)):
         mine = [i for i, r in enumerate(requests) if r.desk_index == d and wanted[i][0].size]
         if not mine:
@@ -195,7 +207,7 @@ def block_contributions(
             for cut in position_chunks(rows.size, step):
                 r0, r1 = cut.start, cut.stop
                 losses = -position_pnl(sub, x[rows[r0:r1] - first], contract[cols],
-                                       max_values=tiling.values)
+                                       max_values=tiling.values, **terms)
                 for i in mine:
                     at = (local[i] >= r0) & (local[i] < r1)
                     if at.any():
@@ -211,7 +223,7 @@ def block_contributions(
 
 def sample_statistics(
     book: ResolvedBook, source: ScenarioSource, levels: Sequence[float],
-    tiling: Tiling | None = None,
+    tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> pd.DataFrame:
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
 
@@ -233,13 +245,14 @@ def sample_statistics(
     frames = []
     ids = np.asarray(book.position_id, dtype=object)
     contract = contract_ids(book)
+    terms = scenario_terms(book, source, smile)
     for d in range(len(book.desks)):
         desk_cols = np.flatnonzero(book.desk_index == d)
         if desk_cols.size == 0:
             continue
         desk = summed_position_values(select_positions(book, desk_cols), x,
                                       contract[desk_cols], minus_value=True,
-                                      max_values=tiling.values)
+                                      max_values=tiling.values, **terms)
         dc = desk - desk.mean()
         dd = (dc * dc).sum()
         ks = [tail_rank(n, alpha) for alpha in levels]
@@ -254,7 +267,7 @@ def sample_statistics(
             # Row-major, at least two positions: numpy adds each position's values over the
             # scenarios one after the other, whatever the chunk's width.
             pos_pnl = position_pnl(sub, x, contract[cols],
-                                   max_values=max(n, tiling.values))  # (n, c)
+                                   max_values=max(n, tiling.values), **terms)  # (n, c)
             pc = np.ascontiguousarray(pos_pnl - pos_pnl.mean(axis=0))
             denom = np.sqrt(np.ascontiguousarray(pc * pc).sum(axis=0) * dd)
             cov = np.ascontiguousarray(pc * dc[:, None]).sum(axis=0)
@@ -339,7 +352,7 @@ def position_tables(
 def attribute_in_process(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request],
     levels: Sequence[float], pnl: FloatArray, group: int = SUM_GROUP,
-    tiling: Tiling | None = None,
+    tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> tuple[FloatArray, pd.DataFrame]:
     """Contributions (R, P) and block-0 statistics in this process (reference for Spark).
 
@@ -353,6 +366,6 @@ def attribute_in_process(
         part = np.zeros_like(total)
         for b in range(start, min(start + group, source.n_blocks)):
             part += block_contributions(book, source, requests, b,
-                                        pnl[b * size:(b + 1) * size], tiling)
+                                        pnl[b * size:(b + 1) * size], tiling, smile)
         total += part
-    return total, sample_statistics(book, source, levels, tiling)
+    return total, sample_statistics(book, source, levels, tiling, smile)

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from risk_engine.attribution import SUM_GROUP, Request, Tiling, attribute_in_process
 from risk_engine.book import ResolvedBook
-from risk_engine.simulation import SimulationSpec, simulate_block
+from risk_engine.simulation import SimulationSpec, simulate_block, smile_of
 from risk_engine.tails import TailSummary, summarize_matrix
 
 T = TypeVar("T")
@@ -111,7 +111,7 @@ class InMemoryBlocks:
                     ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`ScenarioBlocks`."""
         return attribute_in_process(book, self.spec.source, requests, levels, self.pnl,
-                                    tiling=tiling)
+                                    tiling=tiling, smile=smile_of(self.spec.plan))
 
     def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
              n_blocks: int) -> T:

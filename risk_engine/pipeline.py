@@ -297,32 +297,30 @@ def _history_factors(
 
 
 def check_factor_revaluation(cfg: Config) -> None:
-    """Refuse vol or rate factors with the stages that do not yet price their columns.
+    """Refuse vol or rate factors with the worst-case stage, which does not price them.
 
-    The Monte Carlo revaluation, the risk tables and ``risk_factor_var`` price every
-    option under the scenario's spot, vol and rate (:mod:`risk_engine.revaluation`). The
-    worst-case stage and the position attribution revalue positions on the blocks'
-    spot columns only, so a run with vol or rate factors and one of them on would silently
-    ignore the factors there: refused.
+    The Monte Carlo revaluation, the risk tables, ``risk_factor_var`` and the position
+    attribution price every option under the scenario's spot, vol and rate
+    (:mod:`risk_engine.revaluation`, :func:`risk_engine.attribution.scenario_terms`). The
+    worst-case models are stated in the underlyings' returns and the instruments' spot
+    revaluation, so a run with vol or rate factors and the stage on would silently ignore
+    the factors there: refused.
 
     Raises
     ------
     ConfigError
         Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``
-        and the stage's key.
+        and ``worst_case.enabled``.
     """
-    sm, gov = cfg.scenario_model, cfg.governance
-    stages = [key for key, on in (("worst_case.enabled", cfg.worst_case.enabled),
-                                  ("governance.attribution", gov.enabled and gov.attribution))
-              if on]
+    sm = cfg.scenario_model
     for key, on in (("vol_factors", sm.vol_factors.enabled),
                     ("rate_factor", sm.rate_factor.enabled)):
-        if on and stages:
+        if on and cfg.worst_case.enabled:
             raise ConfigError(
                 f"config key 'scenario_model.{key}.enabled' = True is out of range with "
-                f"{' and '.join(stages)} on: those stages revalue positions on spot moves "
-                "only and would ignore the vol and rate factors; switch them off (false) "
-                "or the factors off")
+                "worst_case.enabled on: the worst-case models revalue positions on spot "
+                "moves only and would ignore the vol and rate factors; switch one of them "
+                "off (false)")
 
 
 def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,

@@ -25,7 +25,7 @@ from risk_engine.attribution import Request, Tiling
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.engine import fold_group, group_blocks
-from risk_engine.simulation import SimulationSpec
+from risk_engine.simulation import SimulationSpec, smile_of
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
 
@@ -60,7 +60,7 @@ class SparkBlocks:
                     ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`risk_engine.engine.ScenarioBlocks`."""
         return stages.attribution(self.spark, self.blocks, book, requests, levels,
-                                  tiling=tiling)
+                                  tiling=tiling, smile=smile_of(self.blocks.spec.plan))
 
     def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
              n_blocks: int) -> T:

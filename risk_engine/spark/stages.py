@@ -391,6 +391,7 @@ def collect_pnl(blocks: Blocks) -> NDArray[np.float64]:
 def attribution(
     spark: SparkSession, blocks: Blocks, book: ResolvedBook, requests: Sequence[Request],
     levels: Sequence[float], group: int = SUM_GROUP, tiling: Tiling | None = None,
+    smile: str = "sticky_strike",
 ) -> tuple[NDArray[np.float64], pd.DataFrame]:
     """Position contributions (R, P) and block-0 sample statistics, computed on executors.
 
@@ -408,7 +409,7 @@ def attribution(
 
     def run(task: BlockIter) -> Iterator[pd.DataFrame]:
         for b, _, pnl in task:
-            c = block_contributions(book, source, requests, b, pnl, tiling)
+            c = block_contributions(book, source, requests, b, pnl, tiling, smile)
             yield pd.DataFrame({"group": [b // group], "block_id": [b],
                                 "values": [c[mask].tobytes()]})
 
@@ -441,7 +442,7 @@ def attribution(
 
     def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
-            yield sample_statistics(book, source, levels, tiling)
+            yield sample_statistics(book, source, levels, tiling, smile)
 
     sample_schema = T.StructType([
         T.StructField("position_id", T.StringType(), False),
