@@ -195,7 +195,7 @@ def lot_box(a: FloatArray, exposure: FloatArray, baskets: FloatArray, max_lots: 
 
 
 def decompose(a: FloatArray, exposure: FloatArray, baskets: FloatArray, *,
-              time_limit: float = 2.0, max_lots: int = 10_000,
+              time_limit: float = 10.0, max_lots: int = 10_000,
               solver: str = "SCIP", exact_max_variables: int | None = None,
               max_enumeration: int = 0) -> LotSolution:
     """Integer lots of the baskets minimizing the residual variance.

@@ -206,7 +206,7 @@ def fallback_hedge(p: HedgeProblem, lo: NDArray[np.int64], hi: NDArray[np.int64]
     return x, fx
 
 
-def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True,
+def hedge_trades(p: HedgeProblem, *, time_limit: float = 10.0, exact: bool = True,
                  exact_max_variables: int | None = None) -> HedgeResult:
     """The whole-lot hedge of ``p.residual``.
 
@@ -251,6 +251,11 @@ def hedge_trades(p: HedgeProblem, *, time_limit: float = 2.0, exact: bool = True
                 lots, obj, method = x, fx, "miqp"
         if run.status == "inaccurate" and method != "miqp":
             message = "; ".join(t for t in (message, "time limit: fallback kept") if t)
+        elif run.status != "optimal" and method != "miqp":
+            # No usable incumbent (e.g. the time limit struck before SCIP found one): the
+            # fallback's whole-lot trades stand, as inaccurate, with SCIP's message.
+            status = "inaccurate"
+            message = "; ".join(t for t in (message, "no exact solution: fallback kept") if t)
     gap = 0.0 if obj <= 0 else max(obj - bound, 0.0) / obj
     return HedgeResult(lots, p.risk(lots), p.cost(lots), obj, min(bound, obj), gap, status,
                        method, solver, message)

@@ -16,7 +16,7 @@ hedging:
   cost_bps: 0.0               # basis points of traded notional
   max_gross_notional: null    # cap on the hedge's gross traded notional, currency
   max_underlyings_traded: null
-  time_limit_seconds: 2.0     # per exact solve; past it rounding + local search is used
+  time_limit_seconds: 10.0    # per exact solve; past it rounding + local search is used
   exact_max_variables: 20     # larger problems go straight to the (deterministic) fallback
   history_days: 250           # last dates of the optional position_history input decomposed
   objective: variance         # variance (MIQP, SCIP) or cvar (expected shortfall, MILP, HiGHS)
@@ -61,7 +61,7 @@ class HedgingSettings:
     cost_bps: float = 0.0
     max_gross_notional: float | None = None
     max_underlyings_traded: int | None = None
-    time_limit_seconds: float = 2.0
+    time_limit_seconds: float = 10.0
     exact_max_variables: int = 20
     history_days: int = 250
     max_lots: int = 10_000

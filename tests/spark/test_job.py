@@ -41,7 +41,9 @@ def _cfg(root, out, day=D2, **mc):
         "monte_carlo": {"n_scenarios": 12_000, "block_size": 1_500, "horizon_days": 10, **mc},
         "scenario_model": {"history_window_days": 250},
         "worst_case": {"confidence_levels": [0.99], "optimize": False},
-        "hedging": {"enabled": True},
+        # A generous limit: the exact lot solves finish, whatever the load (past the limit
+        # SCIP's incumbent depends on the machine's speed).
+        "hedging": {"enabled": True, "time_limit_seconds": 120.0},
     })
 
 

@@ -188,10 +188,12 @@ def test_cvar_without_scenarios_falls_back_to_variance(demo):
     from risk_engine.hedging.stage import hedging_tables
 
     prepared, _, _ = h.run(demo_config(), demo)
+    # A generous time limit: both runs' exact solves finish, whatever the machine's load.
     var, _ = hedging_tables(prepared.book, prepared.model, demo.history,
-                            HedgingSettings(enabled=True))
+                            HedgingSettings(enabled=True, time_limit_seconds=120.0))
     cvar, warnings = hedging_tables(prepared.book, prepared.model, demo.history,
-                                    HedgingSettings(enabled=True, objective="cvar"))
+                                    HedgingSettings(enabled=True, objective="cvar",
+                                                    time_limit_seconds=120.0))
     assert any("without the run's scenarios" in w for w in warnings)
     for name in HEDGE_TABLES:
         pd.testing.assert_frame_equal(cvar[name], var[name])
