@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -19,8 +20,8 @@ from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.logformat import RUN_ID, STAGE
-from risk_engine.pipeline import InputTables, RunLog, nightly_run
-from risk_engine.spark.engine import SparkEngine
+from risk_engine.pipeline import InputTables, Prepared, RunLog, nightly_run
+from risk_engine.spark.engine import ReadyBlocks, SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
     mark_interrupted,
@@ -69,7 +70,20 @@ def new_run_id(as_of: dt.date) -> str:
 
 
 def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
-    """Read the snapshot of ``cfg.as_of_date`` with explicit schemas."""
+    """Read the snapshot of ``cfg.as_of_date`` with explicit schemas.
+
+    :func:`read_snapshot`, then :func:`with_published` (what earlier dates published).
+    """
+    return with_published(spark, cfg, read_snapshot(spark, cfg))
+
+
+def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
+    """The input tables of ``cfg.as_of_date``, without what earlier runs published.
+
+    Everything :func:`risk_engine.pipeline.prepare` reads (so a date can be prepared before
+    the dates before it are published); ``published_risk`` and ``backtest_snapshots`` are
+    None (see :func:`with_published`).
+    """
     root, as_of = cfg.input.root, cfg.as_of_date
     positions = read_dated(spark, root, schemas.POSITIONS, as_of)
     market = read_dated(spark, root, schemas.MARKET, as_of)
@@ -105,14 +119,22 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
-    published = snapshots = None
-    if cfg.backtest.enabled:
-        published = read_published_risk(spark, cfg)
-        if cfg.backtest.hypothetical:
-            snapshots = read_window_snapshots(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, position_history, published_risk=published,
-                       backtest_snapshots=snapshots)
+                       pnl_history, position_history)
+
+
+def with_published(spark: SparkSession, cfg: Config, inputs: InputTables) -> InputTables:
+    """``inputs`` with the backtest's reads of what earlier dates published.
+
+    ``published_risk`` (:func:`read_published_risk`) and ``backtest_snapshots``
+    (:func:`read_window_snapshots`) when the backtest is on; read when called, so a date's
+    backtest sees every date published before this call.
+    """
+    if not cfg.backtest.enabled:
+        return inputs
+    published = read_published_risk(spark, cfg)
+    snapshots = read_window_snapshots(spark, cfg) if cfg.backtest.hypothetical else None
+    return dataclasses.replace(inputs, published_risk=published, backtest_snapshots=snapshots)
 
 
 def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
@@ -330,7 +352,22 @@ class Run:
         self.committed = True
 
 
-def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
+@dataclass(frozen=True)
+class Ahead:
+    """What a backfill did for a date before the date's run: read, prepared, simulated.
+
+    ``inputs`` come from :func:`read_snapshot` (the run adds :func:`with_published`),
+    ``prepared`` is :func:`risk_engine.pipeline.prepare` of them, ``blocks`` the date's
+    scenario blocks simulated with other dates' (None: the run simulates them itself).
+    """
+
+    inputs: InputTables
+    prepared: Prepared
+    blocks: ReadyBlocks | None = None
+
+
+def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
+         ahead: Ahead | None = None) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
     Reads the snapshot, runs :func:`risk_engine.pipeline.nightly_run` on the Spark engine,
@@ -341,6 +378,10 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     writes its own manifest row (status ``running`` until it ends); runs of the date still
     marked ``running`` when a new run starts are marked ``interrupted``. Runs of one date
     are exclusive (a lock under a local output root).
+
+    ``ahead`` (a backfill's): the date's snapshot, prepared run and scenario blocks from
+    before the run started; only what earlier dates published is read here, and the run's
+    numbers are the same as without it.
 
     Raises
     ------
@@ -355,13 +396,16 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     log_context = (RUN_ID.set(run.run_id), STAGE.set("start"))
     try:
         with run.log.stage("read_inputs"):
-            inputs = read_inputs(spark, cfg)
+            inputs = (read_inputs(spark, cfg) if ahead is None
+                      else with_published(spark, cfg, ahead.inputs))
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
-                             staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
+                             staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date,
+                             ready=None if ahead is None else ahead.blocks)
         mc = cfg.monte_carlo
         with run_progress(spark, lambda: run.log.current,
                           n_blocks=n_blocks_of(mc.n_scenarios, mc.block_size)):
-            result = nightly_run(cfg, inputs, engine, run.log)
+            result = nightly_run(cfg, inputs, engine, run.log,
+                                 prepared=None if ahead is None else ahead.prepared)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))
         summary.tables = result.tables
