@@ -151,7 +151,9 @@ def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
     blocks = [stages.simulate_blocks(spark, spec, spec.source.n_blocks, partitions,
                                      faults=faults, levels=levels) for spec in specs]
     try:
-        reduce(DataFrame.union, [b.frame for b in blocks]).count()
+        # One action (the "noop" sink: nothing written, no shuffle) fills every cache.
+        (reduce(DataFrame.union, [b.frame for b in blocks])
+         .write.format("noop").mode("overwrite").save())
     except Exception as exc:  # noqa: BLE001 - each run redoes its own and reports it
         log.warning("scenario blocks of %d run(s) together failed, each run simulates its "
                     "own: %s", len(specs), str(exc).strip().splitlines()[0] if str(exc) else
