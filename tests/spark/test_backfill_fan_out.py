@@ -37,7 +37,12 @@ def demo_days(tmp_path_factory):
 
 def fan_out_cfg(inp: Path, out: Path, day: dt.date = DAYS[0]):
     """A small run of every stage that reads blocks, the backtest on (1-day horizon)."""
-    return config_from_dict({
+    return config_from_dict(fan_out_settings(inp, out, day))
+
+
+def fan_out_settings(inp: Path, out: Path, day: dt.date = DAYS[0]) -> dict:
+    """The settings of :func:`fan_out_cfg`, as a config file holds them."""
+    return {
         "as_of_date": day.isoformat(),
         "input": {"root": str(inp)},
         "output": {"root": str(out), "write_scenario_pnl": True},
@@ -48,7 +53,7 @@ def fan_out_cfg(inp: Path, out: Path, day: dt.date = DAYS[0]):
                        "moments": "sample", "models": ["WCVaR"]},
         "report": {"enabled": False},
         "backtest": {"enabled": True, "window": 5},
-    })
+    }
 
 
 def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
@@ -141,3 +146,80 @@ def test_blocks_simulated_together_are_materialized_by_one_job_and_taken_once(sp
     blocks.unpersist()
     second.release()
     assert second.take(specs[1], levels) is None
+
+
+def _manifests(out: Path, day: dt.date) -> pd.DataFrame:
+    folder = out / "run_manifest" / f"as_of_date={day.isoformat()}"
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True) \
+        if files else pd.DataFrame(columns=["run_id", "status"])
+
+
+@pytest.mark.heavy
+def test_killed_backfill_keeps_published_dates_and_a_rerun_completes_it_bit_for_bit(
+        spark, demo_days, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    backfill(spark, fan_out_cfg(demo_days, ref), DAYS[0], DAYS[-1], fan_out=2)
+    want = {day: published(ref, day) for day in DAYS}
+
+    settings = fan_out_settings(demo_days, out)
+    settings["as_of_date"] = DAYS[0].isoformat()
+    settings["spark"] = {"master": "local[1]", "conf": {"spark.ui.enabled": "false"}}
+    config = tmp_path / "backfill.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "risk_engine.cli", "backfill", "--config", str(config),
+           "--from", DAYS[0].isoformat(), "--to", DAYS[-1].isoformat(), "--fan-out", "2"]
+    first, second = (out / "risk_measures" / f"as_of_date={DAYS[0]}",
+                     out / "run_manifest" / f"as_of_date={DAYS[1]}")
+    log = (tmp_path / "backfill.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group: the JVM dies with it
+    try:
+        # Killed once the first date is published and the second date's run has begun.
+        deadline = time.monotonic() + 900
+        while not (first.is_dir() and second.is_dir()):
+            assert proc.poll() is None, (tmp_path / "backfill.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the backfill did not publish its first date"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    killed = {day: _manifests(out, day) for day in DAYS}
+
+    # The date published before the kill is intact; a later date is absent or whole.
+    assert_same_tables(published(out, DAYS[0]), want[DAYS[0]])
+    assert (killed[DAYS[0]]["status"].str.startswith("completed")).all()
+    mid_commit = {day for day in DAYS if (out / "_journal" / f"as_of_date={day}.json").exists()}
+    for day in DAYS[1:]:
+        if day not in mid_commit and (out / "risk_measures" / f"as_of_date={day}").is_dir():
+            assert_same_tables(published(out, day), want[day])
+        elif day not in mid_commit:
+            assert published(out, day) == {}
+    running = killed[DAYS[1]]
+    assert len(running) == 1
+    was_published = running["status"].iloc[0] != "running"
+
+    # The rerun: every date the bits of the uninterrupted backfill, nothing left over.
+    summaries = backfill(spark, fan_out_cfg(demo_days, out), DAYS[0], DAYS[-1], fan_out=2)
+    assert all(s.status in ("completed", "completed_with_warnings") for s in summaries)
+    for day in DAYS:
+        assert_same_tables(published(out, day), want[day])
+    assert not any((out / "_journal").glob("*.json"))
+    assert not any(p for p in (out / "_staging").rglob("*") if p.is_file())
+    after = _manifests(out, DAYS[1]).set_index("run_id")["status"]
+    killed_run = running["run_id"].iloc[0]
+    if was_published or DAYS[1] in mid_commit:  # the commit point was passed: rolled forward
+        assert after[killed_run].startswith("completed")
+    else:
+        assert after[killed_run] == "interrupted"
