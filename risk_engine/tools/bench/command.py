@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="alternating single-process / Spark rounds; the best of each is kept")
     p.add_argument("--hedging-objectives", default="variance,cvar",
                    help="hedging.objective values timed on the demo book ('' for none)")
+    p.add_argument("--backfill-days", type=int, default=0, metavar="N",
+                   help="also backfill N dates of demo data (260: the demo year; takes "
+                        "minutes) and report its time (default 0: no backfill section)")
+    p.add_argument("--backfill-scenarios", type=int, default=10_000,
+                   help="scenarios a date of the backfill section (default %(default)s)")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     return p
 
@@ -58,6 +63,7 @@ def bench_main(argv: list[str]) -> int:
         driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
         hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
                             if o.strip()],
+        backfill_days=args.backfill_days, backfill_scenarios=args.backfill_scenarios,
         log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
     )
     print(format_table(table))

@@ -9,6 +9,7 @@ import pandas as pd
 
 from risk_engine.revaluation_grid import METHODS
 from risk_engine.tools.bench.accuracy import accuracy_rows
+from risk_engine.tools.bench.backfill import backfill_rows
 from risk_engine.tools.bench.hedging import hedging_rows
 from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.scaling import scaling_rows
@@ -35,6 +36,8 @@ def run_benchmark(
     scale_master: str | None = None,
     hedging_objectives: Sequence[str] = ("variance", "cvar"),
     hedging_positions: int = 2000,
+    backfill_days: int = 0,
+    backfill_scenarios: int = 10_000,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
@@ -44,7 +47,9 @@ def run_benchmark(
     when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
     where the driver JVM is not also the executor), else on ``master``. The hedging section
     times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
-    each of ``hedging_objectives`` (none: no section).
+    each of ``hedging_objectives`` (none: no section). The backfill section (opt-in: it
+    takes minutes) backfills ``backfill_days`` > 0 dates of demo data at
+    ``backfill_scenarios`` a date (:mod:`.backfill`).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -66,6 +71,9 @@ def run_benchmark(
     if hedging_objectives:
         hedging_rows(rows, hedging_objectives, positions=hedging_positions,
                      block_size=block_size, cores=cores, say=say)
+    if backfill_days > 0:
+        backfill_rows(rows, backfill_days, scenarios=backfill_scenarios, master=master,
+                      driver_memory=driver_memory, say=say)
     point = {"positions": positions, "underlyings": underlyings, "desks": desks,
              "horizon_days": horizon_days, "block_size": block_size,
              "master": scale_master or master, "driver_memory": driver_memory}
