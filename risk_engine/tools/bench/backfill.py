@@ -17,8 +17,9 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -34,6 +35,7 @@ YEAR_DAYS = 260
 def backfill_rows(rows: Rows, days: int = YEAR_DAYS, *, scenarios: int = 10_000,
                   positions: int = 2000, master: str = "local[2]", driver_memory: str = "1g",
                   fan_out: int | None = None, workdir: str | Path | None = None,
+                  settings: Mapping[str, Any] | None = None,
                   say: Callable[[str], None] | None = None) -> None:
     """Add the ``backfill`` section: backfill ``days`` demo dates and time it.
 
@@ -53,6 +55,8 @@ def backfill_rows(rows: Rows, days: int = YEAR_DAYS, *, scenarios: int = 10_000,
         Dates whose blocks are simulated together (default: the backfill's).
     workdir : path, optional
         Where the demo inputs and outputs go (default: a temporary folder, removed after).
+    settings : mapping, optional
+        Dotted config keys set over the section's (e.g. ``{"governance.enabled": False}``).
     say : callable, optional
         Progress messages.
     """
@@ -67,13 +71,20 @@ def backfill_rows(rows: Rows, days: int = YEAR_DAYS, *, scenarios: int = 10_000,
         inp, out = root / "input", root / "output"
         write_tables(tables, inp)
         dates = sorted(pd.to_datetime(tables["positions"]["as_of_date"]).dt.date.unique())
-        cfg = config_from_dict({
+        doc: dict[str, Any] = {
             "as_of_date": dates[0].isoformat(),
             "input": {"root": str(inp)}, "output": {"root": str(out)},
             "monte_carlo": {"n_scenarios": scenarios, "horizon_days": 1},
             "worst_case": {"enabled": False}, "report": {"enabled": False},
             "backtest": {"enabled": True},
-        })
+        }
+        for key, value in (settings or {}).items():
+            *path, leaf = key.split(".")
+            node = doc
+            for part in path:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        cfg = config_from_dict(doc)
         spark = bench_session(master, driver_memory)
         try:
             log(f"backfill: {len(dates)} dates on {master}")
@@ -83,19 +94,22 @@ def backfill_rows(rows: Rows, days: int = YEAR_DAYS, *, scenarios: int = 10_000,
             wall = time.perf_counter() - t0
         finally:
             release_session(spark)
-        _add(rows, summaries, wall, out, dates[-1], scenarios, master, positions)
+        _add(rows, summaries, wall, out, dates[-1], scenarios, master, positions,
+             dict(settings or {}))
     finally:
         if own:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _add(rows: Rows, summaries: list, wall: float, out: Path, last: object, scenarios: int,
-         master: str, positions: int) -> None:
+def _add(rows: Rows, summaries: Sequence[Any], wall: float, out: Path, last: object,
+         scenarios: int, master: str, positions: int, settings: dict[str, Any]) -> None:
     n = len(summaries)
     failed = sum(s.status not in ("completed", "completed_with_warnings") for s in summaries)
     rate = 60.0 * n / wall if wall > 0 else float("nan")
     note = (f"demo book ({positions} positions, 6 desks), 1-day horizon, {cores_of(master)} "
-            "cores, worst case and report off; wall clock on a possibly shared machine")
+            "cores, worst case and report off"
+            + "".join(f", {k}={v}" for k, v in settings.items())
+            + "; wall clock on a possibly shared machine")
     section, method = "backfill", "full"
     rows.add(section, method, scenarios, "dates", float(n), "dates", note=note)
     rows.add(section, method, scenarios, "failed_dates", float(failed), "dates")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import yaml
+
 from risk_engine.revaluation_grid import METHODS
 from risk_engine.tools.bench.report import format_table
 from risk_engine.tools.bench.run import run_benchmark
@@ -46,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                         "minutes) and report its time (default 0: no backfill section)")
     p.add_argument("--backfill-scenarios", type=int, default=10_000,
                    help="scenarios a date of the backfill section (default %(default)s)")
+    p.add_argument("--backfill-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key of the backfill section (YAML value), e.g. "
+                        "governance.enabled=false; repeatable")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     return p
 
@@ -64,6 +69,8 @@ def bench_main(argv: list[str]) -> int:
         hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
                             if o.strip()],
         backfill_days=args.backfill_days, backfill_scenarios=args.backfill_scenarios,
+        backfill_settings={k: yaml.safe_load(v) for k, _, v in
+                           (s.partition("=") for s in args.backfill_set)},
         log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
     )
     print(format_table(table))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -38,6 +38,7 @@ def run_benchmark(
     hedging_positions: int = 2000,
     backfill_days: int = 0,
     backfill_scenarios: int = 10_000,
+    backfill_settings: Mapping[str, Any] | None = None,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
@@ -49,7 +50,8 @@ def run_benchmark(
     times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
     each of ``hedging_objectives`` (none: no section). The backfill section (opt-in: it
     takes minutes) backfills ``backfill_days`` > 0 dates of demo data at
-    ``backfill_scenarios`` a date (:mod:`.backfill`).
+    ``backfill_scenarios`` a date, ``backfill_settings`` (dotted keys) over its config
+    (:mod:`.backfill`).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -73,7 +75,7 @@ def run_benchmark(
                      block_size=block_size, cores=cores, say=say)
     if backfill_days > 0:
         backfill_rows(rows, backfill_days, scenarios=backfill_scenarios, master=master,
-                      driver_memory=driver_memory, say=say)
+                      driver_memory=driver_memory, settings=backfill_settings, say=say)
     point = {"positions": positions, "underlyings": underlyings, "desks": desks,
              "horizon_days": horizon_days, "block_size": block_size,
              "master": scale_master or master, "driver_memory": driver_memory}
