@@ -90,20 +90,23 @@ def backfill(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date, *,
     for first in range(0, len(days), fan_out):
         group = days[first:first + fan_out]
         aheads = _ahead(spark, cfg, group) if fan_out > 1 else [None] * len(group)
-        for i, (day, ahead) in enumerate(zip(group, aheads, strict=True)):
-            if is_terminal(sys.stderr):  # one line per date, above the run's progress line
-                print(format_progress(f"backfill {day}", first + i, len(days),
-                                      time.monotonic() - t0, unit="dates"),
-                      file=sys.stderr, flush=True)
-            day_cfg = dataclasses.replace(cfg, as_of_date=day)
-            try:
-                out.append(main(spark, day_cfg, ahead=ahead))
-            except RiskEngineError as exc:
-                log.error("backfill: %s failed: %s", day, exc)
-                out.append(RunSummary("", day, "failed", cfg.output.root, message=str(exc)))
-            finally:
+        try:
+            for i, (day, ahead) in enumerate(zip(group, aheads, strict=True)):
+                if is_terminal(sys.stderr):  # a line per date, above the run's progress line
+                    print(format_progress(f"backfill {day}", first + i, len(days),
+                                          time.monotonic() - t0, unit="dates"),
+                          file=sys.stderr, flush=True)
+                day_cfg = dataclasses.replace(cfg, as_of_date=day)
+                try:
+                    out.append(main(spark, day_cfg, ahead=ahead))
+                except RiskEngineError as exc:
+                    log.error("backfill: %s failed: %s", day, exc)
+                    out.append(RunSummary("", day, "failed", cfg.output.root,
+                                          message=str(exc)))
+        finally:  # blocks no run took (it stopped before its Monte Carlo, or we stop here)
+            for ahead in aheads:
                 if ahead is not None and ahead.blocks is not None:
-                    ahead.blocks.release()  # if the run stopped before its Monte Carlo
+                    ahead.blocks.release()
     return out
 
 
