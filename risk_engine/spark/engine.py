@@ -182,7 +182,10 @@ class SparkEngine:
     def simulate(self, spec: SimulationSpec, levels: Sequence[float]) -> SparkBlocks:
         """See :class:`risk_engine.engine.Engine`; the fan-out runs at the first pass."""
         blocks = self.ready.take(spec, levels) if self.ready is not None else None
-        if blocks is None:
+        if blocks is not None:
+            log.info("monte carlo: the %d block(s) simulated ahead with other dates",
+                     spec.source.n_blocks)
+        else:
             blocks = stages.simulate_blocks(self.spark, spec, spec.source.n_blocks,
                                             self.partitions, faults=self.faults, levels=levels)
         return SparkBlocks(self.spark, blocks, self.audit)
