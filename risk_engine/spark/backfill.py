@@ -3,7 +3,9 @@
 One Spark session runs the dates oldest first, in groups of ``fan_out`` dates:
 
 1. each date of the group is read (its snapshot, :func:`risk_engine.spark.job.read_snapshot`)
-   and prepared (:func:`risk_engine.pipeline.prepare`) on the driver;
+   and prepared (:func:`risk_engine.pipeline.prepare`) on the driver, and the input
+   snapshots its backtest window needs are read once for the group
+   (:class:`~risk_engine.spark.job.WindowSnapshots`);
 2. the group's scenario blocks fan out together, one Spark job over every (date, block)
    pair (:func:`risk_engine.spark.engine.simulate_together`);
 3. then each date, in date order, runs the rest of the nightly run
@@ -36,7 +38,7 @@ from risk_engine.config import Config
 from risk_engine.errors import RejectionCeilingError, RiskEngineError
 from risk_engine.pipeline import check_rejection_ceiling, prepare
 from risk_engine.spark.engine import simulate_together
-from risk_engine.spark.job import Ahead, RunSummary, main, read_snapshot
+from risk_engine.spark.job import Ahead, RunSummary, WindowSnapshots, main, read_snapshot
 from risk_engine.spark.progress import format_progress, is_terminal
 
 log = logging.getLogger("risk_engine.backfill")
@@ -142,4 +144,12 @@ def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead 
         a = prepared[i]
         assert a is not None
         prepared[i] = dataclasses.replace(a, blocks=blocks)
+    if cfg.backtest.enabled and cfg.backtest.hypothetical:
+        try:  # the windows' input snapshots, read once for the group
+            window = WindowSnapshots.read(spark, cfg, days)
+        except Exception as exc:  # noqa: BLE001 - each run reads its own and reports it
+            log.info("backfill: window snapshots not read ahead (%s)", type(exc).__name__)
+        else:
+            prepared = [None if a is None else dataclasses.replace(a, window=window)
+                        for a in prepared]
     return prepared

@@ -123,38 +123,91 @@ def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
                        pnl_history, position_history)
 
 
-def with_published(spark: SparkSession, cfg: Config, inputs: InputTables) -> InputTables:
+def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
+                   window: WindowSnapshots | None = None) -> InputTables:
     """``inputs`` with the backtest's reads of what earlier dates published.
 
     ``published_risk`` (:func:`read_published_risk`) and ``backtest_snapshots``
-    (:func:`read_window_snapshots`) when the backtest is on; read when called, so a date's
-    backtest sees every date published before this call.
+    (:func:`read_window_snapshots`, from ``window`` if given) when the backtest is on; read
+    when called, so a date's backtest sees every date published before this call.
     """
     if not cfg.backtest.enabled:
         return inputs
     published = read_published_risk(spark, cfg)
-    snapshots = read_window_snapshots(spark, cfg) if cfg.backtest.hypothetical else None
+    snapshots = (read_window_snapshots(spark, cfg, window) if cfg.backtest.hypothetical
+                 else None)
     return dataclasses.replace(inputs, published_risk=published, backtest_snapshots=snapshots)
 
 
-def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
-    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
-
-    From the business day before the window's first day to ``as_of_date`` (for the
-    hypothetical P&L of each day); a table without those dates is None or partial. Key
-    ``hypothetical``: :func:`read_published_hypothetical`.
-    """
-    from pyspark.sql import functions as F
-
+def _window_start(cfg: Config) -> dt.date:
+    """The first date whose snapshot the backtest of ``cfg.as_of_date`` reads."""
     from risk_engine.backtest.series import previous_business_day, window_dates
 
-    start = previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+    return previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+
+
+def _read_snapshot_range(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date
+                         ) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` rows dated ``start`` .. ``end`` (None: no table)."""
+    from pyspark.sql import functions as F
+
     out: dict[str, pd.DataFrame | None] = {}
     for table in (schemas.POSITIONS, schemas.MARKET, schemas.RATES):
         df = read_table(spark, cfg.input.root, table, required=False)
         day = F.col("as_of_date").cast("date")
         out[table.name] = None if df is None else to_pandas(
-            df.where((day >= F.lit(start)) & (day <= F.lit(cfg.as_of_date))))
+            df.where((day >= F.lit(start)) & (day <= F.lit(end))))
+    return out
+
+
+@dataclass(frozen=True)
+class WindowSnapshots:
+    """The backtest windows' input snapshots of several dates, read once (a backfill's).
+
+    ``tables`` hold ``positions``, ``market`` and ``rates`` from ``start`` to ``end``; a
+    date's window is cut from them (:func:`read_window_snapshots`) with the rows a read of
+    that window alone gives: each date's rows come from its own files, in file order.
+    """
+
+    start: dt.date
+    end: dt.date
+    tables: dict[str, pd.DataFrame | None]
+
+    @classmethod
+    def read(cls, spark: SparkSession, cfg: Config, days: list[dt.date]) -> WindowSnapshots:
+        """The snapshots every date of ``days`` (``cfg`` with each as-of date) reads."""
+        start = min(_window_start(dataclasses.replace(cfg, as_of_date=d)) for d in days)
+        end = max(days)
+        return cls(start, end, _read_snapshot_range(spark, cfg, start, end))
+
+    def cut(self, start: dt.date, end: dt.date) -> dict[str, pd.DataFrame | None] | None:
+        """The rows dated ``start`` .. ``end``; None if the range is not inside the one read."""
+        if start < self.start or end > self.end:
+            return None
+        out: dict[str, pd.DataFrame | None] = {}
+        for name, frame in self.tables.items():
+            if frame is None:
+                out[name] = None
+                continue
+            day = pd.to_datetime(frame["as_of_date"], errors="coerce")
+            keep = ((day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))).to_numpy(bool)
+            out[name] = frame.loc[keep].reset_index(drop=True)
+        return out
+
+
+def read_window_snapshots(spark: SparkSession, cfg: Config,
+                          window: WindowSnapshots | None = None
+                          ) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
+
+    From the business day before the window's first day to ``as_of_date`` (for the
+    hypothetical P&L of each day); a table without those dates is None or partial. Cut from
+    ``window`` when it covers them, else read. Key ``hypothetical``:
+    :func:`read_published_hypothetical`.
+    """
+    start = _window_start(cfg)
+    cut = window.cut(start, cfg.as_of_date) if window is not None else None
+    out = cut if cut is not None else _read_snapshot_range(spark, cfg, start, cfg.as_of_date)
     # days earlier runs already revalued are reused, not revalued again
     out["hypothetical"] = read_published_hypothetical(spark, cfg)
     return out
@@ -364,6 +417,8 @@ class Ahead:
     inputs: InputTables
     prepared: Prepared
     blocks: ReadyBlocks | None = None
+    window: WindowSnapshots | None = None
+    """The backtest window's snapshots, read once for several dates."""
 
 
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
@@ -397,7 +452,7 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
     try:
         with run.log.stage("read_inputs"):
             inputs = (read_inputs(spark, cfg) if ahead is None
-                      else with_published(spark, cfg, ahead.inputs))
+                      else with_published(spark, cfg, ahead.inputs, ahead.window))
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date,
                              ready=None if ahead is None else ahead.blocks)
