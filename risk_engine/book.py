@@ -320,6 +320,8 @@ class ResolvedBook:
     vega: FloatArray
     theta: FloatArray
     rho: FloatArray
+    vanna: FloatArray
+    volga: FloatArray
 
     @property
     def n_positions(self) -> int:
@@ -393,6 +395,8 @@ def resolve_book(
     vega = np.zeros(len(pos))
     theta = np.zeros(len(pos))
     rho = np.zeros(len(pos))
+    vanna = np.zeros(len(pos))
+    volga = np.zeros(len(pos))
     if is_opt.any():
         g = black_scholes_greeks(
             spots=s[is_opt], strikes=strike[is_opt], expiries=t[is_opt],
@@ -402,6 +406,7 @@ def resolve_book(
         unit_value[is_opt] = g.price
         delta[is_opt], gamma[is_opt], vega[is_opt] = g.delta, g.gamma, g.vega
         theta[is_opt], rho[is_opt] = g.theta, g.rho
+        vanna[is_opt], volga[is_opt] = g.vanna, g.volga
 
     return ResolvedBook(
         as_of=as_of, horizon_date=hdate, horizon_years=h,
@@ -411,13 +416,15 @@ def resolve_book(
         tau_h=tau_h,
         volatility=vol, dividend_yield=div, rate=rate, rate_h=rate_h, spot=spot,
         unit_value=unit_value, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
+        vanna=vanna, volga=volga,
     )
 
 
 def greeks_table(book: ResolvedBook) -> pd.DataFrame:
     """Greeks and market value per (desk, underlying), summed over positions.
 
-    Columns: desk, underlying, n_positions, market_value, delta, gamma, vega, theta, rho.
+    Columns: desk, underlying, n_positions, market_value, delta, gamma, vega, theta, rho,
+    vanna, volga.
     """
     q = book.quantity
     frame = pd.DataFrame({
@@ -427,10 +434,53 @@ def greeks_table(book: ResolvedBook) -> pd.DataFrame:
         "market_value": book.value,
         "delta": book.delta * q, "gamma": book.gamma * q, "vega": book.vega * q,
         "theta": book.theta * q, "rho": book.rho * q,
+        "vanna": book.vanna * q, "volga": book.volga * q,
     })
     out = frame.groupby(["desk", "underlying"], sort=True, as_index=False).sum()
     out["n_positions"] = out["n_positions"].astype(np.int64)
     return out
+
+
+#: Expiry buckets of ``vega_buckets``: (label, largest expiry in years), then ``longer``.
+VEGA_BUCKETS: tuple[tuple[str, float], ...] = (("1M", 1 / 12), ("3M", 0.25), ("1Y", 1.0))
+LONGER = "longer"
+
+
+def expiry_bucket(expiry_years: FloatArray) -> NDArray[np.object_]:
+    """Label of the expiry bucket of each time to expiry ``T`` (years).
+
+    ``T`` falls in the first bucket of :data:`VEGA_BUCKETS` whose bound it does not exceed
+    (``1M``: ``T <= 1/12``, ``3M``: ``T <= 0.25``, ``1Y``: ``T <= 1``), else ``longer``.
+    """
+    t = np.asarray(expiry_years, dtype=np.float64)
+    bounds = np.array([b for _, b in VEGA_BUCKETS])
+    labels = np.array([lbl for lbl, _ in VEGA_BUCKETS] + [LONGER], dtype=object)
+    return labels[np.searchsorted(bounds, t, side="left")]
+
+
+def vega_buckets_table(book: ResolvedBook) -> pd.DataFrame:
+    """Vega per (desk, underlying, expiry bucket) of the options (see :func:`expiry_bucket`).
+
+    Columns: desk, underlying, expiry_bucket, n_positions, vega (``dV/dsigma`` per 1.00 of
+    vol, times quantity and multiplier, summed). Rows sorted by desk, underlying and bucket
+    (shortest first); only buckets holding options appear.
+    """
+    opt = book.kind != EQUITY
+    frame = pd.DataFrame({
+        "desk": np.asarray(book.desks, dtype=object)[book.desk_index[opt]],
+        "underlying": np.asarray(book.underlyings, dtype=object)[book.underlying_index[opt]],
+        "expiry_bucket": expiry_bucket(book.expiry_years[opt]),
+        "n_positions": 1,
+        "vega": book.vega[opt] * book.quantity[opt],
+    })
+    order = {lbl: i for i, lbl in enumerate([*(b for b, _ in VEGA_BUCKETS), LONGER])}
+    out = frame.groupby(["desk", "underlying", "expiry_bucket"], sort=False,
+                        as_index=False).sum()
+    out["_rank"] = out["expiry_bucket"].map(order)
+    out = out.sort_values(["desk", "underlying", "_rank"]).drop(columns="_rank")
+    out["n_positions"] = out["n_positions"].astype(np.int64)
+    out["vega"] = out["vega"].astype(np.float64)
+    return out.reset_index(drop=True)
 
 
 def select_positions(book: ResolvedBook, index: NDArray[np.int64]) -> ResolvedBook:

@@ -86,7 +86,8 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     if days > 1:
         tables = generate_days(as_of, days, n_positions=args.positions, seed=args.seed)
     else:
-        tables = generate(as_of, n_positions=args.positions, seed=args.seed)
+        tables = generate(as_of, n_positions=args.positions, seed=args.seed,
+                          years=getattr(args, "years", None))
     paths = write_tables(tables, args.out)
     if days > 1:
         print(f"wrote {len(paths)} Parquet file(s) for {days} as-of dates ending {as_of} under "
@@ -234,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--days", type=int, default=1,
                            help="business days of snapshots ending at --as-of, on one market "
                                 "path, with pnl_history (default 1: one snapshot)")
+    demo_data.add_argument("--years", type=int, default=None,
+                           help="a long history of 252 x YEARS trading days with a crash and "
+                                "vol spikes, for stressed VaR (default: two calm years)")
     demo_data.set_defaults(func=_cmd_demo_data)
 
     demo = sub.add_parser("demo", help="write the demo snapshot and run the job on it locally")

@@ -27,14 +27,16 @@ import yaml
 from risk_engine.backtest.settings import BacktestSettings
 from risk_engine.errors import ConfigError
 from risk_engine.hedging.settings import HedgingSettings
+from risk_engine.scenarios.historical import HistoricalSettings
 from risk_engine.settings import build, require, require_levels, to_plain
+from risk_engine.stress.settings import StressedVarSettings, StressSettings
 
 if TYPE_CHECKING:  # imported lazily: both packages import cvxpy, which takes seconds
     from risk_engine.governance.settings import GovernanceSettings
     from risk_engine.worst_case.stage import WorstCaseStageSettings
 
 DAY_COUNTS = ("trading_252", "act_365")
-SCENARIO_SOURCES = ("history", "factor_model")
+SCENARIO_SOURCES = ("history", "factor_model", "historical")
 REVALUATION_METHODS = ("full", "grid")
 MAX_SEED = 2**63 - 1
 """Largest root seed: the run manifest stores it in a Spark/Arrow ``long`` (int64) column."""
@@ -123,23 +125,79 @@ class MonteCarloConfig:
 
 @dataclass(frozen=True)
 class RiskConfig:
-    """Confidence levels ``alpha`` in (0, 1) of every VaR and ES figure."""
+    """Confidence levels ``alpha`` in (0, 1) of every VaR and ES figure.
+
+    ``factor_classes``: also compute ``risk_factor_var`` (VaR and ES with only spot, only
+    vol or only rates moving); effective only when the scenarios carry vol or rate factors.
+    """
 
     confidence_levels: tuple[float, ...] = (0.95, 0.975, 0.99)
+    factor_classes: bool = True
 
     def __post_init__(self) -> None:
         require_levels("confidence_levels", self.confidence_levels)
 
 
+SMILE_DYNAMICS = ("sticky_strike", "sticky_moneyness")
+MAX_VOL_TENOR_DAYS = 2520
+"""Longest vol factor tenor in trading days (10 years)."""
+
+
+@dataclass(frozen=True)
+class VolFactorsConfig:
+    """Implied-vol risk factors: one relative ATM vol shock per underlying and tenor.
+
+    ``tenors_days`` are trading days (year fraction ``days / 252``, so 252 is one year),
+    strictly increasing; off by default (the scenario block is then spot only).
+    """
+
+    enabled: bool = False
+    tenors_days: tuple[int, ...] = (21, 63, 252)
+
+    def __post_init__(self) -> None:
+        require(len(self.tenors_days) >= 1, "tenors_days", self.tenors_days,
+                "a non-empty list of trading days")
+        for i, d in enumerate(self.tenors_days):
+            require(1 <= d <= MAX_VOL_TENOR_DAYS, f"tenors_days[{i}]", d,
+                    f"trading days, >= 1 and <= {MAX_VOL_TENOR_DAYS}")
+        require(all(a < b for a, b in zip(self.tenors_days[:-1], self.tenors_days[1:],
+                                          strict=True)),
+                "tenors_days", self.tenors_days, "strictly increasing")
+
+    @property
+    def tenors_years(self) -> tuple[float, ...]:
+        """The tenors as year fractions ``days / 252``; empty when vol factors are off."""
+        return tuple(d / 252.0 for d in self.tenors_days) if self.enabled else ()
+
+
+@dataclass(frozen=True)
+class RateFactorConfig:
+    """The rate risk factor: one parallel shift of the zero curve; off by default."""
+
+    enabled: bool = False
+
+
 @dataclass(frozen=True)
 class ScenarioModelConfig:
-    """How drift and covariance of log returns are obtained."""
+    """How drift and covariance of log returns (and of the vol and rate factors) are obtained.
+
+    ``smile_dynamics`` says how a vol shock moves the smile when spot moves
+    (``sticky_strike`` or ``sticky_moneyness``; the revaluation applies it).
+    ``source: historical`` runs historical simulation (section ``historical``); its
+    drift and covariance, used by the stages after the risk measures, come from the
+    history as with ``source: history``.
+    """
 
     source: str = "history"
     history_window_days: int = 500
     min_history_days: int = 60
+    vol_factors: VolFactorsConfig = field(default_factory=VolFactorsConfig)
+    rate_factor: RateFactorConfig = field(default_factory=RateFactorConfig)
+    smile_dynamics: str = "sticky_strike"
 
     def __post_init__(self) -> None:
+        require(self.smile_dynamics in SMILE_DYNAMICS, "smile_dynamics", self.smile_dynamics,
+                f"one of {SMILE_DYNAMICS}")
         require(self.source in SCENARIO_SOURCES, "source", self.source,
                 f"one of {SCENARIO_SOURCES}")
         require(2 <= self.history_window_days <= MAX_HISTORY_WINDOW_DAYS, "history_window_days",
@@ -272,6 +330,9 @@ class Config:
     monte_carlo: MonteCarloConfig = field(default_factory=MonteCarloConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     scenario_model: ScenarioModelConfig = field(default_factory=ScenarioModelConfig)
+    historical: HistoricalSettings = field(default_factory=HistoricalSettings)
+    stressed_var: StressedVarSettings = field(default_factory=StressedVarSettings)
+    stress: StressSettings = field(default_factory=StressSettings)
     time: TimeConfig = field(default_factory=TimeConfig)
     spark: SparkConfig = field(default_factory=SparkConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)

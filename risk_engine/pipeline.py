@@ -31,14 +31,17 @@ from risk_engine.book import (
     reject_positions_on,
     resolve_book,
     validate_snapshot,
+    vega_buckets_table,
 )
 from risk_engine.config import Config
 from risk_engine.engine import Engine, InProcessEngine, ScenarioBlocks
 from risk_engine.errors import ConfigError, DataError, RejectionCeilingError
+from risk_engine.factor_var import risk_factor_var
 from risk_engine.governance.alerts import Alert, alerts_frame
 from risk_engine.governance.stage import governance_tables
 from risk_engine.hedging.stage import hedging_tables
 from risk_engine.input_checks import (
+    TableCheck,
     check_correlations,
     check_factor_model,
     check_history,
@@ -54,7 +57,24 @@ from risk_engine.scenarios import (
     estimate_from_history,
     from_factor_model,
 )
-from risk_engine.simulation import SimulationSpec
+from risk_engine.scenarios.factor_history import (
+    check_factor_vols,
+    check_rate_history,
+    check_vol_history,
+    estimate_factors_from_history,
+    factor_underlying,
+    factors_from_factor_model,
+    manifest_entry,
+)
+from risk_engine.scenarios.historical import (
+    HistoricalData,
+    add_vol_rate_columns,
+    historical_data,
+    historical_source,
+    non_positive_spots,
+)
+from risk_engine.simulation import SimulationSpec, factor_classes_of
+from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
@@ -78,6 +98,14 @@ class InputTables:
     """``risk_measures`` rows published for earlier dates by completed runs (backtest)."""
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
+    vol_history: pd.DataFrame | None = None
+    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)."""
+    rate_history: pd.DataFrame | None = None
+    """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
+    factor_vols: pd.DataFrame | None = None
+    """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
+    stress_scenarios: pd.DataFrame | None = None
+    """Optional user stress scenarios (stress stage)."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +154,13 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         f"({len(inputs.positions)} row(s) read, {len(snap.rejected)} rejected)")
     checks = [rates]
     underlyings = tuple(sorted(snap.positions["underlying"].unique()))
-    if cfg.scenario_model.source == "history":
+    sm = cfg.scenario_model
+    factors_on = sm.vol_factors.enabled or sm.rate_factor.enabled  # off: spot-only blocks
+    hs_data: HistoricalData | None = None
+    if cfg.scenario_model.source in ("history", "historical"):
         if inputs.history is None:
-            raise DataError("history: table not found but scenario_model.source is history")
+            raise DataError("history: table not found but scenario_model.source is "
+                            f"{cfg.scenario_model.source}")
         hist = check_history(inputs.history, as_of, underlyings)
         checks.append(hist)
         snap = reject_positions_on(snap, hist.bad_underlyings)
@@ -138,6 +170,15 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             window_days=cfg.scenario_model.history_window_days,
             min_days=cfg.scenario_model.min_history_days,
         )
+        factor_frames: dict[str, pd.DataFrame | None] = {}
+        if factors_on:
+            model, missing, more, factor_frames = _history_factors(
+                cfg, inputs, model, hist.frame, underlyings, missing)
+            checks += more
+        if cfg.scenario_model.source == "historical":
+            hs_data, hs_missing = historical_window(cfg, hist.frame, snap, underlyings, model,
+                                                    **factor_frames)
+            missing = {**missing, **hs_missing}
     else:
         if inputs.factor_model is None:
             raise DataError("factor_model: table not found but scenario_model.source is "
@@ -147,9 +188,23 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             corr = pd.DataFrame(columns=["underlying_a", "underlying_b", "correlation"])
         fm, cc = check_factor_model(inputs.factor_model), check_correlations(corr)
         checks += [fm, cc]
-        snap = reject_positions_on(snap, {**cc.bad_underlyings, **fm.bad_underlyings})
+        bad_corr = cc.bad_underlyings
+        if factors_on:  # a rejected row naming vol:<u>:<days> concerns u
+            bad_corr = {factor_underlying(k) or k: v for k, v in bad_corr.items()}
+        snap = reject_positions_on(snap, {**bad_corr, **fm.bad_underlyings})
         underlyings = tuple(sorted(snap.positions["underlying"].unique()))
         model, missing = from_factor_model(fm.frame, cc.frame, underlyings)
+        if factors_on:
+            if inputs.factor_vols is None:
+                raise DataError("factor_vols: table not found but scenario_model vol or rate "
+                                "factors are enabled with source factor_model")
+            fv = check_factor_vols(inputs.factor_vols)
+            model, more_missing = factors_from_factor_model(
+                model, fv.frame, cc.frame,
+                tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                rate_factor=sm.rate_factor.enabled)
+            missing = {**missing, **more_missing}
+            checks.append(fv)
     snap = reject_positions_on(snap, missing)
     for check in checks:
         warnings.extend(check.warnings)
@@ -161,19 +216,124 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                         day_count=cfg.time.day_count)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
-    check_block_memory(mc.block_size, len(book.underlyings), len(book.desks))
-    source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
-                            antithetic=mc.antithetic, block_size=mc.block_size,
-                            n_scenarios=mc.n_scenarios)
+    source: ScenarioSource
+    if hs_data is None:
+        source = ScenarioSource(model=model, horizon_years=book.horizon_years, seed=mc.seed,
+                                antithetic=mc.antithetic, block_size=mc.block_size,
+                                n_scenarios=mc.n_scenarios)
+    else:
+        source = historical_source(hs_data.subset(book.underlyings), cfg.historical,
+                                   horizon_days=mc.horizon_days, model=model,
+                                   horizon_years=book.horizon_years,
+                                   layout=None if model.layout.spot_only else model.layout)
+    check_block_memory(source.block_size, model.layout.width, len(book.desks))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
-                      range_sd=mc.grid_range_sd)
+                      range_sd=mc.grid_range_sd, layout=model.layout,
+                      smile=cfg.scenario_model.smile_dynamics)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
-    counts = _row_counts(inputs, rejected)
+    counts = _row_counts(inputs, rejected, factor_tables=factors_on)
     if len(rejected):
         warnings.append(f"{len(rejected)} input row(s) rejected; see rejected_rows")
-    warnings.extend(thin_tail_warnings(cfg.risk.confidence_levels, mc.n_scenarios))
+    thin = thin_tail_warnings(cfg.risk.confidence_levels, source.n_scenarios)
+    if hs_data is not None:  # the scenario count is the window's
+        thin = [w.replace("raise monte_carlo.n_scenarios", "lengthen historical.window_days")
+                for w in thin]
+    warnings.extend(thin)
     return Prepared(book, model, spec, rejected, tuple(warnings), counts)
+
+
+def _history_factors(
+    cfg: Config, inputs: InputTables, model: ScenarioModel, history: pd.DataFrame,
+    underlyings: tuple[str, ...], missing: dict[str, str],
+) -> tuple[ScenarioModel, dict[str, str], list[TableCheck], dict[str, pd.DataFrame | None]]:
+    """Vol and rate factors from ``vol_history`` / ``rate_history`` (see factor_history).
+
+    Returns the model with its factors, the underlyings without them, the table checks and
+    the checked ``vol_history`` / ``rate_history`` frames (None where off).
+    """
+    sm, as_of = cfg.scenario_model, cfg.as_of_date
+    checks: list[TableCheck] = []
+    vh = rh = None
+    if sm.vol_factors.enabled and inputs.vol_history is None:
+        raise DataError("vol_history: table not found but scenario_model.vol_factors is "
+                        "enabled with source history")
+    if sm.vol_factors.enabled and inputs.vol_history is not None:
+        vc = check_vol_history(inputs.vol_history, as_of, model.underlyings)
+        checks.append(vc)
+        vh = vc.frame
+    if sm.rate_factor.enabled and inputs.rate_history is not None:
+        rc = check_rate_history(inputs.rate_history, as_of)
+        checks.append(rc)
+        rh = rc.frame
+    model, more = estimate_factors_from_history(
+        model, history, underlyings, as_of, vol_history=vh, rate_history=rh,
+        tenors_days=sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+        rate_factor=sm.rate_factor.enabled, window_days=sm.history_window_days,
+        min_days=sm.min_history_days)
+    return model, {**missing, **more}, checks, {"vol_history": vh, "rate_history": rh}
+
+
+def check_factor_revaluation(cfg: Config) -> None:
+    """Refuse vol or rate factors with the stages that do not yet price their columns.
+
+    The Monte Carlo revaluation, the risk tables and ``risk_factor_var`` price every
+    option under the scenario's spot, vol and rate (:mod:`risk_engine.revaluation`). The
+    worst-case stage and the position attribution revalue positions on the blocks'
+    spot columns only, so a run with vol or rate factors and one of them on would silently
+    ignore the factors there: refused.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``
+        and the stage's key.
+    """
+    sm, gov = cfg.scenario_model, cfg.governance
+    stages = [key for key, on in (("worst_case.enabled", cfg.worst_case.enabled),
+                                  ("governance.attribution", gov.enabled and gov.attribution))
+              if on]
+    for key, on in (("vol_factors", sm.vol_factors.enabled),
+                    ("rate_factor", sm.rate_factor.enabled)):
+        if on and stages:
+            raise ConfigError(
+                f"config key 'scenario_model.{key}.enabled' = True is out of range with "
+                f"{' and '.join(stages)} on: those stages revalue positions on spot moves "
+                "only and would ignore the vol and rate factors; switch them off (false) "
+                "or the factors off")
+
+
+def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,
+                      underlyings: tuple[str, ...], model: ScenarioModel, *,
+                      vol_history: pd.DataFrame | None = None,
+                      rate_history: pd.DataFrame | None = None,
+                      ) -> tuple[HistoricalData, dict[str, str]]:
+    """The historical window's levels and the underlyings it cannot shock, with reasons.
+
+    An underlying lacks a valid close on some window date, a valid ATM vol (vol factors
+    on), or (absolute spot shifts) some historical change takes today's spot to zero or
+    below (:mod:`risk_engine.scenarios.historical`). With vol or rate factors on (the
+    model's layout), the window also holds their levels from the checked histories.
+    """
+    hs = cfg.historical
+    spots = None
+    if hs.spot_shift == "absolute":
+        mkt = snap.market.drop_duplicates("underlying").set_index("underlying")
+        spots = mkt.loc[list(underlyings), "spot"].to_numpy(float)
+    data, missing = historical_data(history, underlyings, cfg.as_of_date,
+                                    window_days=hs.window_days, spot_shift=hs.spot_shift,
+                                    spots=spots)
+    if not model.layout.spot_only:
+        layout = dataclasses.replace(model.layout, n_underlyings=len(data.underlyings))
+        data, more = add_vol_rate_columns(data, layout, vol_history=vol_history,
+                                          rate_history=rate_history, vol_shift=hs.vol_shift,
+                                          rate_shift=hs.rate_shift)
+        missing.update(more)
+    if hs.spot_shift == "absolute":
+        probe = historical_source(data, hs, horizon_days=cfg.monte_carlo.horizon_days,
+                                  model=model, horizon_years=0.0)
+        missing.update(non_positive_spots(probe))
+    return data, missing
 
 
 #: The most memory one scenario block may take in a task (its draws, log returns and desk
@@ -279,10 +439,14 @@ def rejected_frame(snap: Snapshot) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(schemas.REJECTED_ROWS.pandas_dtypes()))
 
 
-def _row_counts(inputs: InputTables, rejected: pd.DataFrame) -> dict[str, dict[str, int]]:
+def _row_counts(inputs: InputTables, rejected: pd.DataFrame, *,
+                factor_tables: bool = False) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for name in ("positions", "market", "rates", "history", "factor_model", "correlations",
-                 "pnl_history", "position_history"):
+    names = ["positions", "market", "rates", "history", "factor_model", "correlations",
+             "pnl_history", "position_history"]
+    if factor_tables:  # read only with vol or rate factors on
+        names += ["vol_history", "rate_history", "factor_vols"]
+    for name in names:
         frame = getattr(inputs, name)
         if frame is None:
             continue
@@ -306,7 +470,8 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
 
     Returns
     -------
-    dict with frames ``risk_measures``, ``contributions``, ``greeks`` (without ``run_id`` and
+    dict with frames ``risk_measures``, ``contributions``, ``greeks``, ``vega_buckets``
+    (without ``run_id`` and
     ``as_of_date``, which the caller adds).
     """
     gross = book.gross_value()
@@ -348,6 +513,7 @@ def risk_tables(summary: TailSummary, book: ResolvedBook, cfg: Config) -> dict[s
         "risk_measures": measures,
         "contributions": pd.DataFrame(contrib_rows),
         "greeks": greeks_table(book),
+        schemas.VEGA_BUCKETS.name: vega_buckets_table(book),
     }
 
 
@@ -364,6 +530,8 @@ class RunLog:
     row_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     current: str = "start"
     on_stage: Callable[[RunLog], None] | None = None
+    scenario_model: dict[str, object] | None = None
+    """The scenario model's factor parameters, for the manifest (set after prepare)."""
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -413,9 +581,11 @@ def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
         Before any scenario is drawn, if the snapshot cannot be valued.
     """
     rl = run_log if run_log is not None else RunLog()
+    check_factor_revaluation(cfg)
     with rl.stage("prepare"):
         if prepared is None:
             prepared = prepare(cfg, inputs)
+    rl.scenario_model = manifest_entry(prepared.model)
     rl.row_counts = prepared.row_counts
     rl.warnings.extend(prepared.warnings)
     check_rejection_ceiling(cfg, inputs, prepared)
@@ -444,6 +614,12 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
             tables[schemas.SCENARIO_PNL.name] = audit
     with rl.stage("risk_measures"):
         tables.update(risk_tables(tails, book, cfg))
+    if cfg.risk.factor_classes and len(factor_classes_of(prepared.spec.plan)) > 1:
+        with rl.stage("risk_factor_var"):
+            by_class = risk_factor_var(prepared.spec, blocks.fold, tails, book,
+                                       cfg.monte_carlo.horizon_days)
+        if by_class is not None:
+            tables[schemas.RISK_FACTOR_VAR.name] = by_class
     tables["rejected_rows"] = prepared.rejected
     wc = cfg.worst_case
     if wc.enabled:
@@ -486,6 +662,21 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts
+    if cfg.stressed_var.enabled:
+        with rl.stage("stressed_var"):
+            out, warnings = stressed_var_tables(cfg, book, inputs.history, prepared.model,
+                                                blocks.fold)
+        tables.update(out)
+        rl.warnings.extend(warnings)
+    if cfg.stress.enabled:
+        with rl.stage("stress"):
+            out, rejected, warnings = stress_tables(cfg, book, inputs.stress_scenarios,
+                                                    inputs.history)
+        tables.update(out)
+        if len(rejected):
+            tables["rejected_rows"] = pd.concat([tables["rejected_rows"], rejected],
+                                                ignore_index=True)
+        rl.warnings.extend(warnings)
     if gov.enabled or alerts:
         tables["alerts"] = alerts_frame(alerts).drop(columns=["as_of_date"])
     return RunResult(prepared, tables, alerts, tuple(engine_tables))

@@ -21,6 +21,16 @@ How the work per scenario is kept small (all exact, see :class:`RevaluationPlan`
   (no BLAS), so results are bit-identical whatever the BLAS threading of the process and
   whatever the chunk or tile size.
 
+Vol and rate moves (a :class:`risk_engine.scenarios.factors.FactorLayout` with vol tenors or
+a rate column, or sticky-moneyness smiles) take a second tile function,
+:func:`_factor_tile_values`: per scenario each contract's ``sigma sqrt(tau)`` and ``d1``,
+``d2`` are recomputed from its shocked vol and rate (Black-Scholes in full, see
+:class:`FactorTerms`); the vol shock is computed once per distinct (underlying, tau) and
+the rate discount once per distinct tau. Netting, parity (its ``K e^{-r tau}`` terms
+discounted at the scenario's rate) and the fixed-order sums are as above. With the layout
+spot only (the default) and sticky strike, the kernel and its bits are the ones above.
+:meth:`RevaluationPlan.moving` holds some factor classes still (their columns read as zero).
+
 Cost is dominated by the two normal CDFs per contract (``scipy.special.ndtr``, ~7-9 ns
 each here); everything else is a few cheap passes. Parity and netting change rounding only
 at the level of ``1e-16`` of the contracts' notional, far inside the ``1e-9`` relative
@@ -29,6 +39,8 @@ tolerance against an independent pricer (tests/test_revaluation.py).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -37,13 +49,22 @@ from numpy.typing import NDArray
 from scipy.special import ndtr
 
 from risk_engine.book import ResolvedBook
+from risk_engine.scenarios.factors import FactorLayout
 from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
+from risk_engine.vol_surface import VolSurface
 
 #: Bytes of the per-tile working set aimed at. Measured on a 2-core AMD EPYC (1 MiB L2 per
 #: core): tiles of 64-128 scenarios were best for a 2,000-option book, flat within ~10%.
 TILE_BYTES = 4 * 1024 * 1024
 #: Smallest and largest tile (scenarios revalued at once) chosen automatically.
 MIN_TILE, MAX_TILE = 64, 256
+#: The risk factor classes of a scenario block (see :mod:`risk_engine.scenarios.factors`).
+FACTOR_CLASSES = ("spot", "vol", "rate")
+#: How an option's implied vol follows a spot move (``scenario_model.smile_dynamics``).
+SMILE_DYNAMICS = ("sticky_strike", "sticky_moneyness")
+#: Flat wings of a smile slice beyond its outer knots, and the spacing of slices laid end to
+#: end (see :class:`SmileSlices`).
+SMILE_WING, SMILE_GAP = 8.0, 17.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,70 @@ class RaggedSum:
 
 
 @dataclass(frozen=True)
+class SmileSlices:
+    """The smiles of the contracts revalued sticky-moneyness, one per (underlying, expiry).
+
+    ``w(k)`` of :class:`risk_engine.vol_surface.VolSurface` at a fixed expiry ``T`` is
+    linear in ``k`` between the union of the quoted moneyness points of all expiries and
+    flat beyond them, so interpolating linearly between those knots reproduces the
+    surface's rule at any ``k`` (see :func:`smile_slice`). The slices' knots are laid end to
+    end on one axis, slice ``j`` shifted by ``offset_j``, so one ``np.interp`` serves every
+    contract. Each slice carries flat wings to :data:`SMILE_WING` beyond its outer knots
+    and the next slice starts :data:`SMILE_GAP` later; a scenario moving a spot's log by
+    :data:`SMILE_WING` or more (a factor of ~3,000) has its ``k`` clipped to the outer
+    knots instead. The shift rounds ``k`` to the precision of the offset (below ``1e-11``
+    for a thousand slices), far inside the ``1e-9`` the kernel is held to. Per-contract
+    arrays are in contract order.
+    """
+
+    contracts: IntArray  # (m,) contracts revalued sticky-moneyness
+    underlying: IntArray  # (m,)
+    log_moneyness: FloatArray  # (m,) k0 = ln(K / F(T)) today, F(T) = S e^{(r - q) T}
+    k_lo: FloatArray  # (m,) first and last knot of the contract's slice
+    k_hi: FloatArray
+    offset: FloatArray  # (m,)
+    tau_over_t: FloatArray  # (m,) tau / T: sd = sqrt(w tau / T)
+    knots: FloatArray  # every slice's knots with its wings, shifted by its offset
+    total_variance: FloatArray
+    all_contracts: bool  # contracts == 0 .. C - 1
+
+
+@dataclass(frozen=True)
+class FactorTerms:
+    """Per-contract constants of the revaluation under vol and rate moves.
+
+    Per scenario, contract ``c`` on underlying ``u`` with remaining life ``tau`` is valued
+    by Black-Scholes at spot ``S_u e^{x_u}``, rate ``r + x_rate`` and vol
+    ``sigma_c exp(w_lo x[vol_lo] + w_hi x[vol_hi])``, where ``vol_lo``, ``vol_hi`` are the
+    vol columns of the tenors around ``tau`` (linear in ``tau``, flat outside the tenors)
+    and ``sigma_c`` is the contract's implied vol (sticky strike), or for the contracts in
+    :attr:`smile` the surface's vol at the scenario's moneyness ``k0 - x_u`` and the
+    option's expiry (sticky moneyness).
+    """
+
+    layout: FactorLayout
+    smile: str
+    drift: FloatArray  # (C,) -ln K + (r - q) tau
+    sd: FloatArray  # (C,) sigma sqrt(tau); 1 for the contracts of ``smile``
+    # vol shocks per node, a distinct (underlying, tau) of the contracts: columns of the
+    # tenors around tau and their weights
+    node_lo: IntArray  # (M,)
+    node_hi: IntArray
+    node_w_lo: FloatArray
+    node_w_hi: FloatArray
+    contract_node: IntArray  # (C,)
+    # distinct remaining lives tau of the contracts and puts (rate moves)
+    taus: FloatArray  # (T,)
+    contract_tau: IntArray  # (C,) index into taus
+    smile_slices: SmileSlices | None
+    # put-call parity terms ``q K e^{-r tau}`` of live puts netted per (desk, tau), sorted by
+    # desk: discounted per scenario when the rate moves
+    put_tau: IntArray  # index into taus
+    put_amount: FloatArray
+    put_desk_bounds: IntArray  # (D + 1,)
+
+
+@dataclass(frozen=True)
 class RevaluationPlan:
     """Per-position constants of the revaluation kernel.
 
@@ -150,6 +235,30 @@ class RevaluationPlan:
     expired_strike: FloatArray
     expired_quantity: FloatArray
     expired_desk_bounds: IntArray  # (D + 1,)
+    # vol and rate moves (None: spot only, the kernel above)
+    factors: FactorTerms | None = None
+    # the factor classes that move; the columns of the others are read as zero
+    factor_classes: tuple[str, ...] = FACTOR_CLASSES
+
+    @property
+    def layout(self) -> FactorLayout:
+        """Column layout of the scenario blocks this plan revalues."""
+        if self.factors is not None:
+            return self.factors.layout
+        return FactorLayout(int(self.ln_spot.size))
+
+    def moving(self, classes: tuple[str, ...]) -> RevaluationPlan:
+        """The plan revaluing with only the factor ``classes`` moving (others zeroed).
+
+        Raises
+        ------
+        ValueError
+            For a class not in :data:`FACTOR_CLASSES`.
+        """
+        bad = [c for c in classes if c not in FACTOR_CLASSES]
+        if bad:
+            raise ValueError(f"unknown factor class(es) {bad}; expected {FACTOR_CLASSES}")
+        return dataclasses.replace(self, factor_classes=tuple(classes))
 
     @property
     def n_live(self) -> int:
@@ -177,6 +286,10 @@ class RevaluationPlan:
         rows = 3 * self.n_live + shared + 2 * self.line_sum.n_segments \
             + 4 * self.group_underlying.size + self.expired_strike.size \
             + 2 * self.ln_spot.size + self.n_desks
+        if self.factors is not None:  # the block's columns, and sd, drift, work, discount
+            f = self.factors
+            rows += 2 * f.layout.width + 3 * self.n_live + f.node_lo.size \
+                + 2 * f.taus.size + f.put_tau.size
         tile = TILE_BYTES // (8 * rows)
         return int(max(MIN_TILE, min(chunk_size, MAX_TILE, tile)))
 
@@ -188,8 +301,40 @@ def _index_rows(keys: list[NDArray]) -> tuple[IntArray, IntArray]:
     return first.astype(np.int64), inverse.reshape(-1).astype(np.int64)
 
 
-def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
-    """Resolve the per-position constants of the full revaluation kernel for ``book``."""
+def plan_revaluation(book: ResolvedBook, layout: FactorLayout | None = None, *,
+                     smile: str = "sticky_strike",
+                     surfaces: Mapping[str, VolSurface] | None = None) -> RevaluationPlan:
+    """Resolve the per-position constants of the full revaluation kernel for ``book``.
+
+    Parameters
+    ----------
+    book
+        The resolved book.
+    layout
+        Columns of the scenario blocks (:class:`risk_engine.scenarios.factors.FactorLayout`);
+        default spot log returns only (``(n, U)``, the kernel of the class docstring,
+        bit for bit).
+    smile
+        ``"sticky_strike"`` (default): an option's horizon vol is its own implied vol
+        times the vol shock. ``"sticky_moneyness"``: the vol of the underlying's surface
+        at the scenario's log-forward-moneyness ``k = ln(K / F_h)``, ``F_h = S_h
+        e^{(r - q) T}`` (today's forward to the expiry ``T``, from the scenario's spot
+        ``S_h``: ``k = k_0 - x_u``) and at ``T``, times the shock. Without a surface both
+        are the same.
+    surfaces
+        Implied-vol surfaces by underlying name (only read for ``sticky_moneyness``).
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``smile``, a layout of another number of underlyings, or vol
+        tenors that are not positive and strictly increasing.
+    """
+    if smile not in SMILE_DYNAMICS:
+        raise ValueError(f"unknown smile dynamics {smile!r}; expected one of {SMILE_DYNAMICS}")
+    if layout is not None and layout.n_underlyings != len(book.underlyings):
+        raise ValueError(f"factor layout has {layout.n_underlyings} underlyings, the book "
+                         f"{len(book.underlyings)}")
     n_u, n_d = len(book.underlyings), len(book.desks)
     desk, und, q = book.desk_index, book.underlying_index, book.quantity
     is_opt = book.kind != EQUITY
@@ -248,6 +393,11 @@ def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
     g_desk = groups // n_u
 
     e = expired[np.argsort(desk[expired], kind="stable")]
+    factors = _factor_terms(
+        book, layout or FactorLayout(n_u), smile, surfaces or {}, live[c_rep], puts=live[puts],
+        n_desks=n_d)
+    if factors is not None:
+        const = np.zeros(n_d)  # the put terms are discounted per scenario instead
     return RevaluationPlan(
         n_desks=n_d,
         n_book_positions=book.n_positions,
@@ -270,6 +420,132 @@ def plan_revaluation(book: ResolvedBook) -> RevaluationPlan:
         expired_strike=book.strike[e],
         expired_quantity=q[e],
         expired_desk_bounds=np.searchsorted(desk[e], np.arange(n_d + 1)).astype(np.int64),
+        factors=factors,
+    )
+
+
+def tenor_weights(tau: FloatArray, tenors: tuple[float, ...]
+                  ) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    """Linear interpolation of ``tau`` among ``tenors``, flat outside them.
+
+    Returns
+    -------
+    lo, hi, w_lo, w_hi
+        Tenor indices and weights: the value at ``tau`` is ``w_lo v[lo] + w_hi v[hi]``.
+    """
+    t = np.asarray(tenors, dtype=np.float64)
+    tau = np.asarray(tau, dtype=np.float64)
+    hi = np.clip(np.searchsorted(t, tau, side="right"), 1, t.size - 1) if t.size > 1 \
+        else np.zeros(tau.shape, dtype=np.int64)
+    lo = np.maximum(hi - 1, 0)
+    if t.size > 1:
+        frac = np.clip((tau - t[lo]) / (t[hi] - t[lo]), 0.0, 1.0)
+    else:
+        frac = np.zeros(tau.shape)
+    return lo.astype(np.int64), hi.astype(np.int64), 1.0 - frac, frac
+
+
+def smile_slice(surface: VolSurface, expiry_years: float) -> tuple[FloatArray, FloatArray]:
+    """Knots and total variances of ``surface``'s smile at expiry ``T``.
+
+    ``np.interp(k, knots, w)`` equals ``surface.total_variance_at(k, T)`` for every ``k``
+    (see :class:`SmileSlices`).
+    """
+    knots = np.unique(np.concatenate(surface.log_moneyness))
+    return knots, surface.total_variance_at(knots, np.full(knots.size, expiry_years))
+
+
+def _factor_terms(book: ResolvedBook, layout: FactorLayout, smile: str,
+                  surfaces: Mapping[str, VolSurface], rep: IntArray, *, puts: IntArray,
+                  n_desks: int) -> FactorTerms | None:
+    """The vol and rate terms of the contracts (book positions ``rep``), or None.
+
+    None when the layout is spot only and no contract is revalued sticky-moneyness: the
+    spot-only kernel applies.
+    """
+    und = book.underlying_index[rep]
+    sticky_m = smile == "sticky_moneyness" and bool(surfaces)
+    on_surface = np.array([book.underlyings[u] in surfaces for u in und.tolist()],
+                          dtype=bool) if sticky_m else np.zeros(rep.size, dtype=bool)
+    if layout.spot_only and not on_surface.any():
+        return None
+    tenors = layout.vol_tenors_years
+    if tenors and not (np.all(np.isfinite(tenors)) and tenors[0] > 0
+                       and np.all(np.diff(tenors) > 0)):
+        raise ValueError(f"vol tenors {tenors} must be positive and strictly increasing")
+    tau = book.tau_h[rep]
+    vol, r, div = book.volatility[rep], book.rate_h[rep], book.dividend_yield[rep]
+    k = book.strike[rep]
+    sqrt_tau = np.sqrt(tau)
+    node_first, contract_node = _index_rows([und, tau])
+    n_tau, n_und = tau[node_first], und[node_first]
+    if tenors:
+        lo, hi, w_lo, w_hi = tenor_weights(n_tau, tenors)
+        base = layout.n_underlyings + n_und * layout.n_vol_buckets
+        node_lo, node_hi = base + lo, base + hi
+    else:
+        node_lo = node_hi = np.zeros(n_tau.size, dtype=np.int64)
+        w_lo = w_hi = np.zeros(n_tau.size)
+    smile_slices = None
+    if on_surface.any():
+        t_exp = book.expiry_years[rep]
+        k0 = np.log(k / book.spot[und]) - (book.rate[rep] - div) * t_exp
+        keys = np.flatnonzero(on_surface)
+        pairs = sorted({(int(und[i]), float(t_exp[i])) for i in keys.tolist()})
+        parts: list[tuple[IntArray, float, FloatArray, FloatArray]] = []
+        offset = 0.0
+        for u, t in pairs:
+            idx = keys[(und[keys] == u) & (t_exp[keys] == t)]
+            knots, w = smile_slice(surfaces[book.underlyings[u]], t)
+            if parts:  # SMILE_GAP after the previous slice's last knot
+                offset = parts[-1][1] + float(parts[-1][2][-1]) + SMILE_GAP - float(knots[0])
+            parts.append((idx, offset, knots, w))
+        sizes = [p[0].size for p in parts]
+        idx_all = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        order = np.argsort(idx_all, kind="stable")
+        idx_all = idx_all[order]
+
+        def per_contract(values: list[float]) -> FloatArray:
+            return np.repeat(np.asarray(values, dtype=np.float64), sizes)[order]
+
+        smile_slices = SmileSlices(
+            contracts=idx_all, underlying=und[idx_all].astype(np.int64),
+            log_moneyness=k0[idx_all],
+            k_lo=per_contract([float(p[2][0]) for p in parts]),
+            k_hi=per_contract([float(p[2][-1]) for p in parts]),
+            offset=per_contract([p[1] for p in parts]),
+            tau_over_t=tau[idx_all] / t_exp[idx_all],
+            knots=np.concatenate([np.concatenate([[p[2][0] - SMILE_WING], p[2],
+                                                  [p[2][-1] + SMILE_WING]]) + p[1]
+                                  for p in parts]),
+            total_variance=np.concatenate([np.concatenate([p[3][:1], p[3], p[3][-1:]])
+                                           for p in parts]),
+            all_contracts=bool(idx_all.size == rep.size),
+        )
+    # Put parity terms q K e^{-r tau} netted per (desk, tau), desk-sorted.
+    p_desk, p_tau = book.desk_index[puts], book.tau_h[puts]
+    p_amt = book.quantity[puts] * book.strike[puts] * np.exp(-book.rate_h[puts] * p_tau)
+    if puts.size:
+        first, inv = _index_rows([p_desk, p_tau])
+        amount: FloatArray = np.bincount(inv, p_amt, minlength=first.size).astype(np.float64)
+        order = np.argsort(p_desk[first], kind="stable")  # first is sorted by (desk, tau)
+        put_desk, put_tau, amount = p_desk[first][order], p_tau[first][order], amount[order]
+    else:
+        put_desk, put_tau = np.zeros(0, dtype=np.int64), np.zeros(0)
+        amount = np.zeros(0)
+    taus, tau_of = np.unique(np.concatenate([tau, put_tau]), return_inverse=True)
+    tau_of = tau_of.reshape(-1).astype(np.int64)
+    return FactorTerms(
+        layout=layout, smile=smile,
+        drift=-np.log(k) + (r - div) * tau,
+        sd=np.where(on_surface, 1.0, vol * sqrt_tau),
+        node_lo=node_lo.astype(np.int64), node_hi=node_hi.astype(np.int64),
+        node_w_lo=np.asarray(w_lo, dtype=np.float64),
+        node_w_hi=np.asarray(w_hi, dtype=np.float64),
+        contract_node=contract_node,
+        taus=taus, contract_tau=tau_of[:tau.size], smile_slices=smile_slices,
+        put_tau=tau_of[tau.size:], put_amount=amount,
+        put_desk_bounds=np.searchsorted(put_desk, np.arange(n_desks + 1)).astype(np.int64),
     )
 
 
@@ -290,6 +566,19 @@ class _Workspace:
         self.ex = np.empty((n_e, width))
         self.out = np.empty((plan.n_desks, width))
         self.acc = np.empty(width)
+        f = plan.factors
+        if f is not None:
+            cols = f.layout.width
+            self.x = np.zeros((width, cols))
+            self.xt = np.empty((cols, width))
+            self.sd = np.empty((n_c, width))
+            self.drift = np.empty((n_c, width))
+            self.tmp = np.empty((n_c, width))
+            self.node = np.empty((f.node_lo.size, width))
+            self.node_hi = np.empty((f.node_lo.size, width))
+            self.tdr = np.empty((f.taus.size, width))
+            self.disc = np.empty((f.taus.size, width))
+            self.put = np.empty((f.put_tau.size, width))
 
 
 def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatArray:
@@ -322,6 +611,91 @@ def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatA
         g1 *= gs
         g1 -= g[1]  # group value: S (lin + sum q e^{-q tau} N(d1)) - sum q K e^{-r tau} N(d2)
         _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+    add_expired(plan, s, out, ws.ex, ws.acc)
+    return out
+
+
+def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
+                        ws: _Workspace) -> FloatArray:
+    """Desk values at the horizon of one tile under spot, vol and rate moves, (D, width).
+
+    Black-Scholes in full on each contract's shocked inputs (see :class:`FactorTerms`);
+    calls and puts are netted by put-call parity, whose ``K e^{-r tau}`` terms are
+    discounted at the scenario's rate.
+    """
+    lay = f.layout
+    n_u = lay.n_underlyings
+    xt = ws.xt
+    np.copyto(xt, x.T)
+    ln_s = np.add(xt[:n_u], plan.ln_spot[:, None], out=ws.ln_s)
+    s = np.exp(ln_s, out=ws.s)
+    rate_col = lay.rate_column
+    dr = xt[rate_col] if rate_col is not None else None
+    out = ws.out
+    out[:] = 0.0
+    if dr is not None:  # tau dr and e^{-tau dr} per distinct tau
+        np.multiply(f.taus[:, None], dr[None, :], out=ws.tdr)
+        np.negative(ws.tdr, out=ws.disc)
+        np.exp(ws.disc, out=ws.disc)
+    if plan.n_live:
+        sd, tmp = ws.sd, ws.tmp
+        if lay.n_vol_buckets:  # sd = exp(interpolated log vol shock) sigma sqrt(tau)
+            node = np.take(xt, f.node_lo, axis=0, out=ws.node, mode="clip")
+            node *= f.node_w_lo[:, None]
+            hi = np.take(xt, f.node_hi, axis=0, out=ws.node_hi, mode="clip")
+            hi *= f.node_w_hi[:, None]
+            node += hi
+            np.exp(node, out=node)
+            np.take(node, f.contract_node, axis=0, out=sd, mode="clip")
+            sd *= f.sd[:, None]
+        else:
+            sd[:] = f.sd[:, None]
+        sm = f.smile_slices
+        if sm is not None:  # sticky moneyness: the surface's vol at k0 - x_u and T
+            k = np.take(xt, sm.underlying, axis=0)
+            np.subtract(sm.log_moneyness[:, None], k, out=k)
+            if np.abs(xt[:n_u]).max() >= SMILE_WING:  # beyond the wings: clip to the knots
+                np.clip(k, sm.k_lo[:, None], sm.k_hi[:, None], out=k)
+            k += sm.offset[:, None]
+            w = np.interp(k, sm.knots, sm.total_variance)
+            w *= sm.tau_over_t[:, None]
+            np.sqrt(w, out=w)
+            if sm.all_contracts:
+                sd *= w
+            else:
+                sd[sm.contracts] *= w
+        drift = np.take(ln_s, plan.contract_underlying, axis=0, out=ws.drift, mode="clip")
+        drift += f.drift[:, None]
+        if dr is not None:
+            drift += np.take(ws.tdr, f.contract_tau, axis=0, out=tmp, mode="clip")
+        half = np.multiply(sd, 0.5, out=tmp)
+        z = ws.z
+        np.divide(drift, sd, out=z[0])
+        np.subtract(z[0], half, out=z[1])  # d2 = (ln(S/K) + (r - q) tau) / sd - sd / 2
+        z[0] += half  # d1
+        ndtr(z, out=z)  # N(d1), N(d2)
+        if dr is not None:  # K e^{-r tau} at the scenario's rate
+            z[1] *= np.take(ws.disc, f.contract_tau, axis=0, out=tmp, mode="clip")
+        w_l = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
+                                                           out=ws.w, mode="clip")
+        w_l *= plan.line_weight[:, :, None]
+        plan.line_sum.sum(w_l, ws.r)
+    if plan.group_underlying.size:
+        g = np.take(ws.r, plan.group_source, axis=1, out=ws.g, mode="clip")
+        gs = np.take(s, plan.group_underlying, axis=0, out=ws.gs, mode="clip")
+        g1 = g[0]
+        g1 += plan.group_linear[:, None]
+        g1 *= gs
+        g1 -= g[1]
+        _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+    if f.put_tau.size:  # sum q K e^{-r tau} of the puts (parity), per desk
+        put = ws.put
+        if dr is not None:
+            np.take(ws.disc, f.put_tau, axis=0, out=put, mode="clip")
+            put *= f.put_amount[:, None]
+        else:
+            put[:] = f.put_amount[:, None]
+        _add_desk_sums(out, put, f.put_desk_bounds, ws.acc)
     add_expired(plan, s, out, ws.ex, ws.acc)
     return out
 
@@ -415,21 +789,48 @@ def desk_pnl(plan: RevaluationPlan | OtherMethod, log_returns: FloatArray,
 def _revalue(plan: RevaluationPlan, log_returns: FloatArray, chunk_size: int, *,
              pnl: bool) -> FloatArray:
     x = np.asarray(log_returns, dtype=np.float64)
+    layout = plan.layout
+    if x.ndim != 2 or x.shape[1] != layout.width:
+        raise ValueError(f"scenario block of shape {x.shape}; the plan's factor layout has "
+                         f"{layout.width} columns ({layout.n_underlyings} spot, "
+                         f"{layout.n_underlyings * layout.n_vol_buckets} vol, "
+                         f"{int(layout.rate_factor)} rate)")
     n = x.shape[0]
     out = np.empty((n, plan.n_desks))
     if n == 0:
         return out
     width = plan.tile_size(chunk_size)
     ws = _Workspace(plan, width)
+    still = _still_columns(plan)
     shift = plan.value_today if pnl else np.zeros(plan.n_desks)
     for start in range(0, n, width):
         stop = min(start + width, n)
-        if stop - start == width:
+        if stop - start == width and still is None:
             tile = x[start:stop]
-        else:  # pad the short last tile with zero returns
+        else:  # pad the short last tile with zero returns; zero the still factors
             tile = ws.x
             tile[:stop - start] = x[start:stop]
             tile[stop - start:] = 0.0
-        vals = _tile_values(plan, tile, ws)
+            if still is not None:
+                tile[:, still] = 0.0
+        if plan.factors is None:
+            vals = _tile_values(plan, tile, ws)
+        else:
+            vals = _factor_tile_values(plan, plan.factors, tile, ws)
         np.subtract(vals[:, :stop - start].T, shift, out=out[start:stop])
     return out
+
+
+def _still_columns(plan: RevaluationPlan) -> IntArray | None:
+    """Columns of the factor classes that do not move in ``plan`` (None: all move)."""
+    if set(FACTOR_CLASSES) <= set(plan.factor_classes):
+        return None
+    lay = plan.layout
+    cols: list[int] = []
+    if "spot" not in plan.factor_classes:
+        cols += range(lay.n_underlyings)
+    if "vol" not in plan.factor_classes:
+        cols += range(lay.vol_columns.start, lay.vol_columns.stop)
+    if "rate" not in plan.factor_classes and lay.rate_column is not None:
+        cols.append(lay.rate_column)
+    return np.array(cols, dtype=np.int64)

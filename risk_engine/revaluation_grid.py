@@ -26,6 +26,7 @@ Full revaluation stays the reference and the default; select this one with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -34,6 +35,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from risk_engine.book import ResolvedBook
+from risk_engine.errors import ConfigError
 from risk_engine.pricing import Greeks, black_scholes_greeks
 from risk_engine.revaluation import (
     RevaluationPlan,
@@ -43,7 +45,9 @@ from risk_engine.revaluation import (
     plan_revaluation,
 )
 from risk_engine.scenarios import ScenarioModel
+from risk_engine.scenarios.factors import FactorLayout
 from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
+from risk_engine.vol_surface import VolSurface
 
 METHODS = ("full", "grid")
 #: Default grid settings (see the module docstring).
@@ -114,18 +118,36 @@ def build_plan(
     resolution: float = RESOLUTION,
     max_points: int = MAX_POINTS,
     range_sd: float = RANGE_SD,
+    layout: FactorLayout | None = None,
+    smile: str = "sticky_strike",
+    surfaces: Mapping[str, VolSurface] | None = None,
 ) -> RevaluationPlan | GridPlan:
     """Build the revaluation plan of ``method``: ``"full"`` (exact, default) or ``"grid"``.
 
     ``model`` (the scenario model over ``book.underlyings``) is required for ``"grid"``,
     whose tables cover ``range_sd`` standard deviations of every underlying's log return.
-    Both plans are used through :func:`risk_engine.revaluation.desk_pnl`.
+    ``layout``, ``smile`` and ``surfaces`` are those of
+    :func:`risk_engine.revaluation.plan_revaluation`. Both plans are used through
+    :func:`risk_engine.revaluation.desk_pnl`.
+
+    Raises
+    ------
+    ConfigError
+        For ``"grid"`` with vol or rate factors, or sticky-moneyness smiles: its tables
+        are in spot alone, at today's vols and rates.
     """
     if method == "full":
-        return plan_revaluation(book)
+        return plan_revaluation(book, layout, smile=smile, surfaces=surfaces)
     if method == "grid":
         if model is None:
             raise ValueError("the grid revaluation method needs the scenario model")
+        if plan_revaluation(book, layout, smile=smile, surfaces=surfaces).factors is not None:
+            raise ConfigError(
+                "config key 'monte_carlo.revaluation' = 'grid' cannot be used with vol or "
+                "rate risk factors or sticky_moneyness smile dynamics: the grid tabulates "
+                "each option in its underlying's spot alone, at today's implied vol and "
+                "rate; use 'full' (exact Black-Scholes on every scenario's spot, vol and "
+                "rate)")
         return plan_grid(book, model, resolution=resolution, max_points=max_points,
                          range_sd=range_sd)
     raise ValueError(f"unknown revaluation method {method!r}; expected one of {METHODS}")
@@ -300,6 +322,10 @@ def _grid_tile(plan: GridPlan, x: FloatArray, ws: _GridWorkspace
 
 def _grid_revalue(plan: GridPlan, log_returns: FloatArray, *, pnl: bool) -> FloatArray:
     x = np.asarray(log_returns, dtype=np.float64)
+    n_u = plan.full.ln_spot.size
+    if x.ndim != 2 or x.shape[1] != n_u:
+        raise ValueError(f"the grid method revalues spot log returns only, (n, {n_u}); got a "
+                         f"scenario block of shape {x.shape} (vol or rate factor columns?)")
     n = x.shape[0]
     out = np.empty((n, plan.n_desks))
     if n == 0:

@@ -170,6 +170,28 @@ CORRELATIONS = Table(
     doc="Correlations for the factor model.",
 )
 
+STRESS_SCENARIOS = Table(
+    "stress_scenarios",
+    (
+        _c("scenario_id", "string", doc="rows with one id combine into one scenario"),
+        _c("description", "string", nullable=True),
+        _c("scope", "string", doc="all, sector, underlying or historical"),
+        _c("target", "string", nullable=True,
+           doc="the sector or underlying (scope sector / underlying); else ignored"),
+        _c("spot_shock", "double", "fraction", "relative spot move (-0.2 = -20%); null = 0",
+           nullable=True),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = +0.05); null = 0",
+           nullable=True),
+        _c("rate_shock", "double", "basis points", "parallel zero-rate move; null = 0",
+           nullable=True),
+        _c("start_date", "date", nullable=True,
+           doc="scope historical: replay the spot moves from this date's closes"),
+        _c("end_date", "date", nullable=True, doc="scope historical: to this date's closes"),
+    ),
+    key=("scenario_id", "scope", "target"),
+    doc="Optional user stress scenarios (stress stage).",
+)
+
 PNL_HISTORY = Table(
     "pnl_history",
     (
@@ -193,10 +215,48 @@ POSITION_HISTORY = Table(
     doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
 )
 
+VOL_HISTORY = Table(
+    "vol_history",
+    (
+        _c("date", "date"),
+        _c("underlying", "string"),
+        _c("tenor_days", "long", "trading days", "ATM tenor; year fraction tenor_days / 252"),
+        _c("atm_vol", "double", "annual", "at-the-money implied volatility"),
+    ),
+    key=("date", "underlying", "tenor_days"),
+    doc="Optional daily ATM implied vols, for the vol factors of scenario_model.source: "
+        "history.",
+)
+
+RATE_HISTORY = Table(
+    "rate_history",
+    (
+        _c("date", "date"),
+        _c("tenor_years", "double", "years"),
+        _c("zero_rate", "double", "annual, continuous"),
+    ),
+    key=("date", "tenor_years"),
+    doc="Optional daily zero curves, for the rate factor of scenario_model.source: history.",
+)
+
+FACTOR_VOLS = Table(
+    "factor_vols",
+    (
+        _c("factor", "string", doc="'vol:<underlying>:<tenor_days>' or 'rate'"),
+        _c("volatility", "double", "annual",
+           "vol of the log ATM vol shock (vol of vol), or of the parallel rate shift "
+           "(decimal)"),
+    ),
+    key=("factor",),
+    doc="Optional vol and rate factor volatilities for scenario_model.source: factor_model; "
+        "their correlations are rows of correlations naming the same factors.",
+)
+
 INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
-              POSITION_HISTORY)
+              POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS,
+              STRESS_SCENARIOS)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -254,10 +314,49 @@ GREEKS = Table(
         _c("vega", "double", "currency per 1.00 vol", "dV/dsigma"),
         _c("theta", "double", "currency per year", "dV/dt"),
         _c("rho", "double", "currency per 1.00 rate", "dV/dr"),
+        _c("vanna", "double", "currency per unit of spot per 1.00 vol", "d2V/dS dsigma"),
+        _c("volga", "double", "currency per 1.00 vol squared", "d2V/dsigma2"),
         _DATE,
     ),
     key=("run_id", "desk", "underlying"),
     doc="Greeks per desk and underlying (raw derivatives x quantity x multiplier).",
+)
+
+VEGA_BUCKETS = Table(
+    "vega_buckets",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("underlying", "string"),
+        _c("expiry_bucket", "string",
+           doc="1M (expiry <= 1/12 year), 3M (<= 0.25), 1Y (<= 1) or longer"),
+        _c("n_positions", "long", doc="options in the bucket"),
+        _c("vega", "double", "currency per 1.00 vol", "dV/dsigma summed over the bucket"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying", "expiry_bucket"),
+    doc="Vega per desk, underlying and expiry bucket of the options.",
+)
+
+RISK_FACTOR_VAR = Table(
+    "risk_factor_var",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("measure", "string", doc="VaR or ES"),
+        _c("confidence_level", "double", doc="alpha in (0, 1)"),
+        _c("factor_class", "string",
+           doc="spot, vol or rate: only that class moves (the others held at today's "
+               "values), on the run's scenarios; all: every factor (= risk_measures)"),
+        _c("horizon_days", "int", "trading days"),
+        _c("value", "double", "currency", "positive loss"),
+        _c("std_error", "double", "currency", "Monte Carlo standard error of value"),
+        _c("n_scenarios", "long"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "measure", "confidence_level", "factor_class"),
+    doc="VaR and ES per desk and for the firm when only one risk factor class moves.",
 )
 
 SCENARIO_PNL = Table(
@@ -311,6 +410,8 @@ RUN_MANIFEST = Table(
         _c("warnings", "string", doc="JSON list of warnings"),
         _c("message", "string", nullable=True, doc="error message of a failed run"),
         _c("config", "string", doc="JSON of the resolved config"),
+        _c("scenario_model", "string", nullable=True,
+           doc="JSON: the scenario model's factor layout and vol/rate factor parameters"),
         _DATE,
     ),
     key=("run_id",),
@@ -402,10 +503,23 @@ FRONTIER = Table(
         _c("volatility", "double", nullable=True, unit="annual"),
         _c("sharpe", "double", nullable=True), _c("status", "string"),
         _c("frontier_status", "string", nullable=True), _c("message", "string", nullable=True),
+        # The current book on the frontier's basis (same mu, Sigma, weights definition and
+        # units as the points), repeated on every row of the desk.
+        _c("current_weight", "double", "fraction", nullable=True,
+           doc="current book's weight of this row's underlying: net delta-equivalent "
+               "exposure over the desk's net sum, any sign"),
+        _c("current_expected_return", "double", "annual", nullable=True,
+           doc="mu' w of the current book, with the frontier's mu"),
+        _c("current_volatility", "double", "annual", nullable=True,
+           doc="sqrt(w' Sigma w) of the current book, with the frontier's Sigma"),
+        _c("current_status", "string", nullable=True,
+           doc="evaluated (feasible: on or inside the frontier), outside_bounds (may lie "
+               "above it), no_weights (net short desk), not_applicable"),
         _DATE,
     ),
     key=("run_id", "desk", "point", "underlying"),
-    doc="Efficient frontier per desk: one row per point and underlying.",
+    doc="Efficient frontier per desk: one row per point and underlying; the current book's "
+        "point in the current_* columns.",
 )
 
 RISK_PARITY = Table(
@@ -662,12 +776,73 @@ BACKTEST_SERIES = Table(
     doc="The aligned backtest series: VaR of day t-1 against P&L of day t.",
 )
 
+STRESSED_VAR = Table(
+    "stressed_var",
+    (
+        *_RUN,
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("measure", "string", doc="VaR or ES: the window maximizing this measure"),
+        _c("confidence_level", "double"),
+        _c("horizon_days", "int", "trading days"),
+        _c("window_days", "int", "trading days", "daily changes in each rolling window"),
+        _c("window_start", "date", doc="first date of the worst window"),
+        _c("window_end", "date", doc="last date of the worst window"),
+        _c("value", "double", "currency", "the measure over the worst window (positive = loss)"),
+        _c("window_scenarios", "long", doc="historical scenarios in each window"),
+        _c("n_windows", "long", doc="rolling windows searched"),
+        _c("history_start", "date", doc="first date of the history searched"),
+        _c("history_end", "date", doc="last date of the history searched"),
+        _DATE,
+    ),
+    key=("run_id", "scope", "desk", "measure", "confidence_level"),
+    doc="Stressed VaR and ES: today's book over its worst rolling historical window.",
+)
+
+STRESS_RESULTS = Table(
+    "stress_results",
+    (
+        *_RUN,
+        _c("scenario_id", "string"),
+        _c("description", "string", nullable=True),
+        _c("scope", "string", doc="desk or firm"),
+        _c("desk", "string", nullable=True, doc="desk; null for scope firm"),
+        _c("base_value", "double", "currency", "value today"),
+        _c("stressed_value", "double", "currency", "value with the scenario's shocks, now"),
+        _c("pnl", "double", "currency", "stressed_value - base_value"),
+        _c("worst_positions", "string",
+           doc="position ids of the (up to) five largest losses, worst first, comma-separated"),
+        _c("worst_pnl", "array<double>", "currency", "their P&L, in the same order"),
+        _DATE,
+    ),
+    key=("run_id", "scenario_id", "scope", "desk"),
+    doc="User stress scenarios (stress_scenarios input), full revaluation per desk and firm.",
+)
+
+STRESS_GRID = Table(
+    "stress_grid",
+    (
+        *_RUN,
+        _c("desk", "string"),
+        _c("underlying", "string", nullable=True,
+           doc="underlying moved; null: every underlying of the desk moved together"),
+        _c("spot_shock", "double", "fraction", "relative spot move (-0.1 = -10%)"),
+        _c("vol_shock", "double", "vol points", "implied vol move (5 = sigma + 0.05)"),
+        _c("base_value", "double", "currency", "value today of the positions moved"),
+        _c("pnl", "double", "currency", "full revaluation P&L of those positions, now"),
+        _DATE,
+    ),
+    key=("run_id", "desk", "underlying", "spot_shock", "vol_shock"),
+    doc="The spot-vol risk matrix per desk and underlying (full Black-Scholes revaluation).",
+)
+
 OUTPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (RISK_MEASURES, CONTRIBUTIONS, GREEKS, SCENARIO_PNL, REJECTED_ROWS, RUN_MANIFEST,
               POSITION_RISK, LIMIT_CHECKS, ALERTS, MIN_VARIANCE, FRONTIER, RISK_PARITY,
               PERFORMANCE, WORST_CASE_VAR, OPTIMAL_ALLOCATIONS, HEDGE_BASKETS,
-              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES)
+              HEDGE_RECOMMENDATIONS, HEDGE_SUMMARY, HEDGE_HISTORY, BACKTEST, BACKTEST_SERIES,
+              STRESSED_VAR, STRESS_RESULTS, STRESS_GRID, VEGA_BUCKETS, RISK_FACTOR_VAR)
 }
 
 

@@ -68,8 +68,12 @@ def hypothetical_values(
     return pd.Series(values, index=pd.Index(closes.index, name="date"))
 
 
-def _current_weights(book: ResolvedBook, desk: str, names: list[str]) -> np.ndarray | None:
-    """Delta-equivalent exposure per underlying over its sum; None unless all are >= 0."""
+def _net_weights(book: ResolvedBook, desk: str, names: list[str]) -> np.ndarray | None:
+    """Delta-equivalent exposure per underlying over the desk's net sum (any sign).
+
+    Capital weights summing to 1, the frontier's weights definition; None unless the net
+    sum is > 0 (a net short desk has no fully invested representation).
+    """
     m = book.desk_mask(desk)
     expo = np.zeros(len(names))
     for j, name in enumerate(names):
@@ -77,9 +81,16 @@ def _current_weights(book: ResolvedBook, desk: str, names: list[str]) -> np.ndar
         sel = m & (book.underlying_index == u)
         expo[j] = float((book.delta[sel] * book.quantity[sel]).sum() * book.spot[u])
     total = expo.sum()
-    if total <= 0 or np.any(expo < 0):
+    if total <= 0:
         return None
     return expo / total
+
+
+def _current_weights(net: np.ndarray | None) -> np.ndarray | None:
+    """The net weights when all are >= 0 (the risk parity decomposition's), else None."""
+    if net is None or np.any(net < 0):
+        return None
+    return net
 
 
 def governance_tables(
@@ -119,9 +130,10 @@ def governance_tables(
                                         risk_figures=desk_rm[desk_rm["desk"] == desk]))
         names = sorted({book.underlyings[u] for u in book.underlying_index[m]})
         sub = model.subset(tuple(names))
+        net = _net_weights(book, desk, names)
         tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
-                                       current_weights=_current_weights(book, desk, names),
-                                       settings=settings.portfolio)
+                                       current_weights=_current_weights(net),
+                                       frontier_weights=net, settings=settings.portfolio)
         minvar.append(tables.min_variance)
         warnings.extend(tables.warnings)
         frontier.append(tables.frontier)

@@ -6,7 +6,7 @@ Weights are fractions of the desk's invested value. Solver outcomes are typed re
 (:mod:`risk_engine.portfolio.tables`) turn a failed desk into a row.
 """
 
-from risk_engine.portfolio.frontier import efficient_frontier
+from risk_engine.portfolio.frontier import current_book, efficient_frontier
 from risk_engine.portfolio.min_variance import (
     MeanVarianceProblem,
     max_return,
@@ -15,6 +15,7 @@ from risk_engine.portfolio.min_variance import (
     two_fund_closed_form,
 )
 from risk_engine.portfolio.results import (
+    CurrentBook,
     FrontierResult,
     PortfolioResult,
     RiskAdjustments,
@@ -41,6 +42,7 @@ __all__ = [
     "MIN_VARIANCE_COLUMNS",
     "RISK_PARITY_COLUMNS",
     "Bounds",
+    "CurrentBook",
     "FrontierResult",
     "MeanVarianceProblem",
     "PortfolioResult",
@@ -50,6 +52,7 @@ __all__ = [
     "RiskContributions",
     "RiskParityResult",
     "Status",
+    "current_book",
     "desk_portfolio_tables",
     "efficient_frontier",
     "equal_risk_adjustments",

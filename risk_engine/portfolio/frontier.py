@@ -5,10 +5,19 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-from risk_engine.portfolio._moments import validate_moments
+from risk_engine.errors import DataError
+from risk_engine.portfolio._moments import (
+    portfolio_return,
+    portfolio_volatility,
+    validate_moments,
+)
 from risk_engine.portfolio.min_variance import get_problem, max_return, solver_order
-from risk_engine.portfolio.results import FrontierResult, PortfolioResult
+from risk_engine.portfolio.results import CurrentBook, FrontierResult, PortfolioResult
 from risk_engine.portfolio.settings import LONG_ONLY, Bounds
+
+#: Absolute tolerance on ``sum w = 1`` and on the bounds when deciding whether the current
+#: book is feasible for the frontier's problem (weights are fractions, so 1e-9 is rounding).
+FEASIBILITY_ATOL = 1e-9
 
 
 def efficient_frontier(
@@ -121,3 +130,64 @@ def efficient_frontier(
                        f"point {i}: {p.status}: {p.message}", r_min, r_max, list(targets),
                        points)
     return _result("optimal", "", r_min, r_max, list(targets), points)
+
+
+def current_book(
+    mu: ArrayLike,
+    sigma: ArrayLike,
+    weights: ArrayLike | None,
+    *,
+    bounds: Bounds = LONG_ONLY,
+) -> CurrentBook:
+    """The current book on the frontier's basis: ``mu' w`` and ``sqrt(w' Sigma w)``.
+
+    The same moments as :func:`efficient_frontier` (validated and symmetrized by the same
+    rule) and the same formulas as its points, so the current book and the frontier are
+    points of one plane. No optimization.
+
+    Parameters
+    ----------
+    mu : array_like, shape (U,)
+        Annualized mean returns, as given to :func:`efficient_frontier`.
+    sigma : array_like, shape (U,U)
+        Annualized covariance, as given to :func:`efficient_frontier`.
+    weights : array_like, shape (U,), or None
+        The current book's capital weights (fractions of the desk's invested value, summing
+        to 1, e.g. delta-equivalent exposure over its sum). None: no current book.
+    bounds : Bounds
+        The frontier's bounds: a book within them (and fully invested) is a feasible point
+        of every frontier problem, so it lies on or inside the frontier (status
+        ``evaluated``); otherwise ``outside_bounds``, still evaluated.
+
+    Returns
+    -------
+    CurrentBook
+        Never raises on data: invalid moments or weights give ``not_applicable`` with NaN
+        figures and the reason in ``message``.
+    """
+    nan = float("nan")
+    if weights is None:
+        return CurrentBook("no_weights", "no current weights", np.full(0, np.nan), nan, nan)
+    try:
+        w = np.array(weights, dtype=np.float64, copy=True)
+        m = validate_moments(mu, sigma)
+        if w.shape != (m.n_assets,):
+            raise DataError(f"current weights must have shape ({m.n_assets},), got {w.shape}")
+        if not np.all(np.isfinite(w)):
+            raise DataError("current weights have non-finite entries at positions "
+                            f"{np.flatnonzero(~np.isfinite(w)).tolist()}")
+    except (DataError, ValueError, TypeError) as exc:
+        return CurrentBook("not_applicable", f"{type(exc).__name__}: {exc}",
+                           np.full(0, np.nan), nan, nan)
+    ret, vol = portfolio_return(w, m.mu), portfolio_volatility(w, m.sigma)
+    problems = []
+    if abs(float(w.sum()) - 1.0) > FEASIBILITY_ATOL:
+        problems.append(f"weights sum to {float(w.sum()):.12g}, not 1")
+    if bounds.lower is not None and float(w.min()) < bounds.lower - FEASIBILITY_ATOL:
+        problems.append(f"smallest weight {float(w.min()):.6g} < lower bound {bounds.lower}")
+    if bounds.upper is not None and float(w.max()) > bounds.upper + FEASIBILITY_ATOL:
+        problems.append(f"largest weight {float(w.max()):.6g} > upper bound {bounds.upper}")
+    if problems:
+        return CurrentBook("outside_bounds", "; ".join(problems) + ": the point may lie "
+                           "above the frontier", w, ret, vol)
+    return CurrentBook("evaluated", "", w, ret, vol)

@@ -23,6 +23,7 @@ on a solver outcome. Status values:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -213,3 +214,40 @@ class RiskParityResult:
     def volatility(self) -> float:
         """Portfolio volatility at the solution (NaN when failed)."""
         return float("nan") if self.contributions is None else self.contributions.volatility
+
+
+#: Status of the current book evaluated on the frontier's basis (no optimization):
+#: ``evaluated`` (its weights are feasible for the frontier's problem: fully invested and
+#: within the bounds, so the point lies on or inside the frontier), ``outside_bounds``
+#: (not fully invested, or some weight breaks the frontier's bounds: the point may lie
+#: above the frontier), ``no_weights`` (no current weights, e.g. a net short desk) and
+#: ``not_applicable`` (invalid moments or weights).
+CurrentStatus = Literal["evaluated", "outside_bounds", "no_weights", "not_applicable"]
+
+
+@dataclass(frozen=True)
+class CurrentBook:
+    """The current book as a point in the frontier's (volatility, expected return) plane.
+
+    Attributes
+    ----------
+    status : str
+        ``evaluated``, ``outside_bounds``, ``no_weights`` or ``not_applicable`` (see
+        :data:`CurrentStatus`).
+    message : str
+        Empty when ``evaluated``; otherwise why.
+    weights : ndarray, shape (U,) or (0,)
+        Capital weights (fractions of the desk's invested value), as given; empty when
+        absent or invalid.
+    expected_return : float
+        ``mu' w`` with the frontier's ``mu`` (annualized fraction); NaN when not evaluated.
+    volatility : float
+        ``sqrt(w' Sigma w)`` with the frontier's ``Sigma`` (annualized fraction); NaN when
+        not evaluated.
+    """
+
+    status: CurrentStatus
+    message: str
+    weights: FloatArray
+    expected_return: float
+    volatility: float

@@ -19,8 +19,9 @@ from numpy.typing import ArrayLike
 
 from risk_engine import schemas
 from risk_engine.errors import DataError
-from risk_engine.portfolio.frontier import efficient_frontier
+from risk_engine.portfolio.frontier import current_book, efficient_frontier
 from risk_engine.portfolio.min_variance import min_variance
+from risk_engine.portfolio.results import CurrentBook
 from risk_engine.portfolio.risk_contributions import equal_risk_adjustments, risk_contributions
 from risk_engine.portfolio.risk_parity import risk_parity
 from risk_engine.portfolio.settings import DEFAULT_PORTFOLIO_SETTINGS, PortfolioSettings
@@ -124,6 +125,8 @@ def frontier_table(
     mu: ArrayLike,
     sigma: ArrayLike,
     settings: PortfolioSettings = DEFAULT_PORTFOLIO_SETTINGS,
+    *,
+    current_weights: ArrayLike | None = None,
 ) -> pd.DataFrame:
     """Efficient frontier of one desk (columns :data:`FRONTIER_COLUMNS`).
 
@@ -133,19 +136,35 @@ def frontier_table(
     (e.g. ``unbounded`` maximum return: only point 0 is present). ``sharpe`` is
     ``(expected_return - risk_free_rate) / volatility`` (NaN at zero volatility).
 
+    The ``current_*`` columns place the current book in the same plane
+    (:func:`~risk_engine.portfolio.frontier.current_book`: the same ``mu`` and ``Sigma``,
+    ``mu' w`` and ``sqrt(w' Sigma w)``), repeated on every row of the desk;
+    ``current_weight`` is the current weight of the row's underlying (NaN on a failed
+    desk's row). Without ``current_weights`` they are NaN with status ``no_weights``.
+
     Parameters
     ----------
     desk, underlyings, mu, sigma
         As in :func:`min_variance_table`.
     settings : PortfolioSettings
         ``n_frontier_points``, ``max_frontier_return``, ``risk_free_rate``, bounds, solver.
+    current_weights : array_like, shape (U,), optional
+        The desk's current capital weights (fractions summing to 1), in the order of
+        ``underlyings``.
 
     Returns
     -------
     DataFrame
         ``P x U`` rows, or one row (point 0, ``underlying`` None) when the desk fails.
     """
-    return _frontier_frame(desk, underlyings, mu, sigma, settings)[0]
+    return _frontier_frame(desk, underlyings, mu, sigma, settings, current_weights)[0]
+
+
+def _current_columns(cur: CurrentBook, i: int | None) -> dict[str, Any]:
+    """The ``current_*`` columns of a frontier row (``i``: the row's underlying, or None)."""
+    weight = float(cur.weights[i]) if i is not None and i < cur.weights.shape[0] else np.nan
+    return {"current_weight": weight, "current_expected_return": cur.expected_return,
+            "current_volatility": cur.volatility, "current_status": cur.status}
 
 
 def _frontier_frame(
@@ -154,9 +173,12 @@ def _frontier_frame(
     mu: ArrayLike,
     sigma: ArrayLike,
     settings: PortfolioSettings,
+    current_weights: ArrayLike | None = None,
 ) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """:func:`frontier_table` and a warning per failed frontier or point, or solver note."""
     head = f"portfolio: desk {desk}: frontier"
+    cur = current_book(mu, sigma, current_weights, bounds=settings.bounds)
+    none = _current_columns(cur, None)
     try:
         names = _underlyings(underlyings, _size(sigma))
         fr = efficient_frontier(mu, sigma, n_points=settings.n_frontier_points,
@@ -169,7 +191,7 @@ def _frontier_frame(
         return _frame([{"desk": desk, "point": 0, "underlying": None, "weight": np.nan,
                         "target_return": np.nan, "expected_return": np.nan,
                         "volatility": np.nan, "sharpe": np.nan, "status": status,
-                        "frontier_status": status, "message": _describe(exc)}],
+                        "frontier_status": status, "message": _describe(exc), **none}],
                       FRONTIER_COLUMNS), (f"{head} {status}: {_describe(exc)}",)
     warnings: list[str] = []
     if fr.status != "optimal":
@@ -178,7 +200,7 @@ def _frontier_frame(
         return _frame([{"desk": desk, "point": 0, "underlying": None, "weight": np.nan,
                         "target_return": np.nan, "expected_return": np.nan,
                         "volatility": np.nan, "sharpe": np.nan, "status": fr.status,
-                        "frontier_status": fr.status, "message": fr.message}],
+                        "frontier_status": fr.status, "message": fr.message, **none}],
                       FRONTIER_COLUMNS), tuple(warnings)
     sharpe = fr.sharpe_ratios
     rows = []
@@ -193,7 +215,8 @@ def _frontier_frame(
                          "target_return": float(fr.target_returns[k]),
                          "expected_return": p.expected_return, "volatility": p.volatility,
                          "sharpe": float(sharpe[k]), "status": p.status,
-                         "frontier_status": fr.status, "message": msg})
+                         "frontier_status": fr.status, "message": msg,
+                         **_current_columns(cur, i)})
     return _frame(rows, FRONTIER_COLUMNS), tuple(warnings)
 
 
@@ -320,6 +343,7 @@ def desk_portfolio_tables(
     current_weights: ArrayLike | None = None,
     risk_budgets: ArrayLike | None = None,
     settings: PortfolioSettings = DEFAULT_PORTFOLIO_SETTINGS,
+    frontier_weights: ArrayLike | None = None,
 ) -> PortfolioTables:
     """Run min-variance, the frontier and risk parity for one desk; never raises on data.
 
@@ -334,11 +358,16 @@ def desk_portfolio_tables(
     sigma : array_like, shape (U,U)
         Annualized covariance.
     current_weights : array_like, shape (U,), optional
-        Current weights to decompose in the risk parity table.
+        Current weights to decompose in the risk parity table, and to place on the
+        frontier (its ``current_*`` columns) unless ``frontier_weights`` is given.
     risk_budgets : array_like, shape (U,), optional
         Risk parity budgets (default from settings, else equal).
     settings : PortfolioSettings
         All settings.
+    frontier_weights : array_like, shape (U,), optional
+        The current book's weights to place on the frontier when they differ from
+        ``current_weights`` (e.g. signed net weights of a long-short desk, while risk
+        parity only decomposes a long-only book).
 
     Returns
     -------
@@ -348,7 +377,8 @@ def desk_portfolio_tables(
     """
     head = f"portfolio: desk {desk}:"
     minvar = min_variance_table(desk, underlyings, mu, sigma, settings)
-    frontier, warnings = _frontier_frame(desk, underlyings, mu, sigma, settings)
+    on_frontier = current_weights if frontier_weights is None else frontier_weights
+    frontier, warnings = _frontier_frame(desk, underlyings, mu, sigma, settings, on_frontier)
     parity = risk_parity_table(desk, underlyings, sigma, current_weights=current_weights,
                                risk_budgets=risk_budgets, settings=settings)
     lines: list[str] = []

@@ -6,11 +6,14 @@ time in years. Greeks are raw derivatives of the value of ONE unit:
 * delta ``dV/dS``, gamma ``d2V/dS2``,
 * vega ``dV/dsigma`` per 1.00 of volatility,
 * theta ``dV/dt`` per year of calendar time passing (``-dV/dT``; negative for decay),
-* rho ``dV/dr`` per 1.00 of rate.
+* rho ``dV/dr`` per 1.00 of rate,
+* vanna ``d2V/dS dsigma`` (per unit of spot and 1.00 of volatility),
+* volga ``d2V/dsigma2`` (per 1.00 of volatility, squared).
 
 Expiry 0 gives intrinsic value ``max(S - K, 0)`` (call) / ``max(K - S, 0)`` (put); volatility 0
 with time left gives the discounted intrinsic value of the forward,
-``max(S e^{-qT} - K e^{-rT}, 0)``. In both limits gamma and vega are 0 and delta is the
+``max(S e^{-qT} - K e^{-rT}, 0)``. In both limits gamma, vega, vanna and volga are 0 and
+delta is the
 slope of that payoff (at the kink the right-hand derivative is taken).
 """
 
@@ -37,6 +40,8 @@ class Greeks:
     vega: FloatArray
     theta: FloatArray
     rho: FloatArray
+    vanna: FloatArray
+    volga: FloatArray
 
 
 def _check(name: str, values: FloatArray, *, positive: bool) -> None:
@@ -160,6 +165,8 @@ def black_scholes_greeks(
     vega = np.zeros_like(price)
     theta = np.where(exercised, sign * (q * fwd_s - r * pv_k), 0.0)
     rho = np.where(exercised, sign * t * pv_k, 0.0)
+    vanna = np.zeros_like(price)
+    volga = np.zeros_like(price)
 
     if np.any(regular):
         sdr = np.where(regular, sd, 1.0)
@@ -180,4 +187,9 @@ def black_scholes_greeks(
             )
             theta = np.where(regular, reg_theta, theta)
             rho = np.where(regular, sign * t * pv_k * nd2, rho)
-    return Greeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho)
+            # vanna = -e^{-qT} phi(d1) d2 / sigma, volga = vega d1 d2 / sigma (calls and puts)
+            sig = np.where(regular, v, 1.0)
+            vanna = np.where(regular, -df_q * pdf1 * d2 / sig, vanna)
+            volga = np.where(regular, fwd_s * pdf1 * sqrt_t * d1 * d2 / sig, volga)
+    return Greeks(price=price, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
+                  vanna=vanna, volga=volga)

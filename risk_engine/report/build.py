@@ -297,45 +297,71 @@ def _worst_case(tables: dict[str, pd.DataFrame]) -> str:
     return _svg(fig)
 
 
+#: Why a desk's current book is not marked, by the frontier table's ``current_status``.
+_NOT_MARKED = {
+    "no_weights": "net short: no fully invested weights",
+    "not_applicable": "the desk's moments or weights are invalid",
+}
+
+
+def _slug(x: Any) -> str:
+    """An SVG/HTML id fragment for a desk name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(x))
+
+
 def _frontier(tables: dict[str, pd.DataFrame]) -> str:
     fr = tables.get("frontier")
     if fr is None or not len(fr):
         return _note("No efficient frontier published.")
-    perf = tables.get("performance")
-    out, missing = [], []
+    has_current = {"current_expected_return", "current_volatility",
+                   "current_status"} <= set(fr.columns)
+    out, rows, missing = [], [], []
     for desk, grp in sorted(fr.groupby("desk"), key=lambda kv: str(kv[0])):
         pts = grp.drop_duplicates("point").sort_values("point")
         pts = pts[pts["status"].isin(["optimal", "optimal_inaccurate"])]
         fig, ax = _figure(3.7, 2.6)
         ax.plot(pts["volatility"], pts["expected_return"], "o-", color="#7d93b2", ms=3,
-                label="efficient frontier")
-        point = _current_point(perf, desk)
+                label="efficient frontier", gid=f"frontier-{_slug(desk)}")
+        point = _current_point(grp) if has_current else None
         if point is not None:
-            ax.plot([point[1]], [point[0]], "D", color="#b3261e", ms=6,
-                    label="current book (hypothetical P&L)")
+            ret, vol, status = point
+            outside = status == "outside_bounds"
+            # The current book on the frontier's basis (same moments and weights
+            # definition), from the frontier table's current_* columns.
+            ax.plot([vol], [ret], "D", color="#b3261e", ms=6, gid=f"current-book-{_slug(desk)}",
+                    label="current book" + (" (outside the bounds)" if outside else ""))
+            rows.append((desk, _pct(ret, 2), _pct(vol, 2), status))
         else:
-            missing.append(str(desk))
+            why = ("the frontier table has no current_* columns" if not has_current else
+                   _NOT_MARKED.get(str(grp["current_status"].iloc[0]), "not evaluated"))
+            missing.append(f"{desk} ({why})")
         ax.set_title(str(desk))
-        ax.set_xlabel("volatility")
-        ax.set_ylabel("expected return")
+        ax.set_xlabel("volatility (annual)")
+        ax.set_ylabel("expected return (annual)")
         ax.legend(frameon=False, fontsize=7)
         fig.tight_layout()
         out.append(_svg(fig))
-    note = (_note("Current book not marked (no hypothetical performance published) for: "
-                  + ", ".join(missing) + ".") if missing else "")
-    return '<div class="grid">' + "".join(out) + "</div>" + note
+    parts = ['<div class="grid">' + "".join(out) + "</div>"]
+    if rows:
+        parts.append("<h3>Current book on the frontier's basis (model moments)</h3>"
+                     + _table(["desk", "expected return", "volatility", "status"], rows))
+    if missing:
+        parts.append(_note("Current book not marked for: " + "; ".join(missing) + "."))
+    return "".join(parts)
 
 
-def _current_point(perf: pd.DataFrame | None, desk: Any) -> tuple[float, float] | None:
-    """(annualized return, volatility) of the desk's current book from ``performance``."""
-    if perf is None or not len(perf):
+def _current_point(grp: pd.DataFrame) -> tuple[float, float, str] | None:
+    """(expected return, volatility, status) of the desk's current book, from ``frontier``.
+
+    The model's annualized return ``mu' w`` and volatility ``sqrt(w' Sigma w)`` with the
+    frontier's own moments (``current_*`` columns); None when not evaluated.
+    """
+    row = grp.iloc[0]
+    status = str(row["current_status"])
+    if status not in ("evaluated", "outside_bounds"):
         return None
-    row = perf[(perf["desk"] == desk) & (perf["source"] == "hypothetical")
-               & (perf["status"] == "ok")]
-    if not len(row):
-        return None
-    r, v = float(row["annualized_return"].iloc[0]), float(row["annualized_volatility"].iloc[0])
-    return (r, v) if np.isfinite(r) and np.isfinite(v) else None
+    r, v = float(row["current_expected_return"]), float(row["current_volatility"])
+    return (r, v, status) if np.isfinite(r) and np.isfinite(v) else None
 
 
 def _backtest(tables: dict[str, pd.DataFrame]) -> str:
@@ -440,6 +466,10 @@ def build(date: PublishedDate, good: PublishedDate | None, previous: PublishedDa
                   f"<h2>Limits and alerts{_e(label)}</h2>", _limits(t),
                   f"<h2>Worst-case VaR{_e(label)}</h2>", _worst_case(t),
                   f"<h2>Efficient frontier per desk{_e(label)}</h2>", _frontier(t),
+                  # Sections of tables published only by some runs return "" (no heading)
+                  # when absent. Risk by factor class (risk_factor_var), stress results
+                  # (stress_results) and the spot-vol heat map (stress_grid) plug in here,
+                  # the same way, when those tables exist.
                   _backtest(t), _hedges(t)]
     parts.append("</body></html>\n")
     return "".join(parts)

@@ -1,5 +1,6 @@
 """Scenario model estimation and seeded scenario generation."""
 
+from risk_engine.scenarios.factors import FactorLayout
 from risk_engine.scenarios.generator import ScenarioSource, block_rng, draw_log_returns
 from risk_engine.scenarios.model import (
     ScenarioModel,
@@ -9,6 +10,7 @@ from risk_engine.scenarios.model import (
 )
 
 __all__ = [
+    "FactorLayout",
     "ScenarioModel",
     "ScenarioSource",
     "block_rng",

@@ -21,6 +21,7 @@ from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.logformat import RUN_ID, STAGE
 from risk_engine.pipeline import InputTables, Prepared, RunLog, nightly_run
+from risk_engine.scenarios.historical import scenario_count
 from risk_engine.spark.engine import ReadyBlocks, SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
@@ -92,14 +93,19 @@ def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
     from pyspark.sql import functions as F
 
     factor_model = correlations = None
-    by_history = cfg.scenario_model.source == "history"
+    by_history = cfg.scenario_model.source in ("history", "historical")
     # History feeds the scenario model, and the governance stage's hypothetical P&L.
-    hist = read_table(spark, root, schemas.HISTORY, required=by_history)
+    hist = read_table(spark, root, schemas.HISTORY,
+                      required=by_history or cfg.stressed_var.enabled)
     history = None
     if hist is not None:
         days = cfg.scenario_model.history_window_days
         lookback = cfg.governance.performance.lookback_days
         days = max(days, lookback or days)
+        if cfg.scenario_model.source == "historical":
+            days = max(days, cfg.historical.window_days + 1)
+        if cfg.stressed_var.enabled or cfg.stress.enabled:  # stress: historical replays
+            days = max(days, cfg.stressed_var.history_days + 1)
         if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
             days = max(days, cfg.hedging.window_days)
         # Calendar days comfortably covering the window of trading days.
@@ -119,8 +125,42 @@ def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
+    stress_scenarios = None
+    if cfg.stress.enabled:
+        ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
+        stress_scenarios = to_pandas(ss) if ss is not None else None
+    factors = _read_factor_inputs(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, position_history)
+                       pnl_history, position_history, stress_scenarios=stress_scenarios,
+                       **factors)
+
+
+def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
+    """The optional vol and rate factor inputs the config asks for (none when both are off).
+
+    ``vol_history`` / ``rate_history`` (source history, up to ``as_of_date`` and over the
+    history window) or ``factor_vols`` (source factor_model).
+    """
+    from pyspark.sql import functions as F
+
+    sm, root, as_of = cfg.scenario_model, cfg.input.root, cfg.as_of_date
+    out: dict[str, pd.DataFrame | None] = {}
+    if not (sm.vol_factors.enabled or sm.rate_factor.enabled):
+        return out
+    if sm.source == "factor_model":
+        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
+        out["factor_vols"] = to_pandas(fv) if fv is not None else None
+        return out
+    days = sm.history_window_days
+    if sm.source == "historical":  # the historical window's vol and rate levels
+        days = max(days, cfg.historical.window_days + 1)
+    start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
+    for name, table, on in (("vol_history", schemas.VOL_HISTORY, sm.vol_factors.enabled),
+                            ("rate_history", schemas.RATE_HISTORY, sm.rate_factor.enabled)):
+        df = read_table(spark, root, table, required=False) if on else None
+        out[name] = None if df is None else to_pandas(
+            df.where((F.col("date") <= F.lit(as_of)) & (F.col("date") >= F.lit(start))))
+    return out
 
 
 def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
@@ -360,13 +400,17 @@ class Run:
     def manifest_row(self, finished: bool) -> pd.DataFrame:
         """The manifest row as of now."""
         cfg, counts = self.cfg, self.log.row_counts
+        n_scenarios, block_size = cfg.monte_carlo.n_scenarios, cfg.monte_carlo.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scenarios = scenario_count(cfg.historical, cfg.monte_carlo.horizon_days)
+            block_size = cfg.historical.block_size
         return pd.DataFrame([{
             "run_id": self.run_id, "status": self.summary.status, "started_at": self.started,
             "finished_at": dt.datetime.now(dt.timezone.utc) if finished else None,
             "config_hash": cfg.hash(), "seed": cfg.monte_carlo.seed,
-            "n_scenarios": cfg.monte_carlo.n_scenarios,
+            "n_scenarios": n_scenarios,
             "horizon_days": np.int32(cfg.monte_carlo.horizon_days),
-            "block_size": cfg.monte_carlo.block_size, "code_version": __version__,
+            "block_size": block_size, "code_version": __version__,
             "spark_version": self.spark.version, "spark_master": self.spark.sparkContext.master,
             "positions_in": counts.get("positions", {}).get("in", 0),
             "positions_rejected": counts.get("positions", {}).get("rejected", 0),
@@ -374,6 +418,8 @@ class Run:
                 {**self.summary.timings, **({} if finished else {"current": self.log.current})}),
             "warnings": json.dumps(self.summary.warnings), "message": self.summary.message,
             "config": json.dumps(cfg.to_dict(), sort_keys=True),
+            "scenario_model": (None if self.log.scenario_model is None
+                               else json.dumps(self.log.scenario_model, sort_keys=True)),
         }])
 
     def write_manifest(self, finished: bool = False) -> None:
@@ -457,8 +503,11 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date,
                              ready=None if ahead is None else ahead.blocks)
         mc = cfg.monte_carlo
-        with run_progress(spark, lambda: run.log.current,
-                          n_blocks=n_blocks_of(mc.n_scenarios, mc.block_size)):
+        n_scen, size = mc.n_scenarios, mc.block_size
+        if cfg.scenario_model.source == "historical":
+            n_scen = scenario_count(cfg.historical, mc.horizon_days)
+            size = cfg.historical.block_size
+        with run_progress(spark, lambda: run.log.current, n_blocks=n_blocks_of(n_scen, size)):
             result = nightly_run(cfg, inputs, engine, run.log,
                                  prepared=None if ahead is None else ahead.prepared)
         with run.log.stage("publish"):

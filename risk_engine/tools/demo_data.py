@@ -4,7 +4,9 @@ Deterministic for a given seed: 50 underlyings in 10 sectors with a market + sec
 structure, two years of correlated daily closes ending on the as-of date, an upward zero
 curve, and 2,000 positions on 6 desks (stocks, calls and puts, long and short, weekly to
 one-year expiries, some expiring inside a 10-day horizon). It also writes a factor model
-(drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too.
+(drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too,
+and ATM vol and zero-curve histories (``vol_history``, ``rate_history``) on the spot
+history's dates for the vol and rate factors.
 """
 
 from __future__ import annotations
@@ -47,14 +49,22 @@ def generate(
     n_positions: int = 2000,
     history_days: int = 504,
     seed: int = 7,
+    years: int | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns)."""
+    """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
+
+    ``years`` (e.g. 10) replaces the history by ``252 x years`` trading days with a crash and
+    two volatility spikes (:func:`stressed_history`), for stressed VaR; every other table is
+    the same as without it.
+    """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
     # One generator, drawn from in a fixed order: universe, history, market, positions.
     rng = np.random.default_rng(seed)
     uni = _universe(rng, n_underlyings)
     history = _history(rng, uni, as_of, history_days)
+    if years is not None:
+        history = stressed_history(uni, as_of, 252 * years, seed)
     market = _market(rng, uni, as_of)
     rates = pd.DataFrame({
         "as_of_date": as_of,
@@ -70,8 +80,70 @@ def generate(
         "underlying_b": np.asarray(uni.names)[iu[1]],
         "correlation": uni.corr[iu],
     })
+    vol_history, rate_history = _factor_histories(seed, uni, history, rates)
     return {"positions": positions, "market": market, "rates": rates, "history": history,
-            "factor_model": factor_model, "correlations": correlations}
+            "factor_model": factor_model, "correlations": correlations,
+            "vol_history": vol_history, "rate_history": rate_history}
+
+
+VOL_TENORS_DAYS = (21, 63, 126, 252)
+"""Tenors (trading days) of the demo's ATM vol history."""
+
+
+def _factor_histories(seed: int, uni: _Universe, history: pd.DataFrame,
+                      rates: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ATM vol and zero-curve histories on the dates of the spot ``history``.
+
+    From their own generator (seeded ``[seed, 16]``), so the other tables are unchanged.
+    Per underlying, the log ATM vol at each of :data:`VOL_TENORS_DAYS` mean-reverts
+    (half-life about 35 trading days) around a level near 1.1 times the name's volatility,
+    with a term structure and a vol of vol falling with tenor (about 90% a year at one
+    month, 45% at one year); its daily shock has correlation between -0.76 and -0.38 with the
+    name's own return (vol rises when spot falls) and 0.9 across tenors. The zero curve is
+    today's ``rates`` curve moved in parallel by a mean-reverting level (about 1% a year),
+    zero on the last date, so the last curve is today's.
+    """
+    rng = np.random.default_rng([seed, 16])
+    closes = history.pivot(index="date", columns="underlying", values="close")[uni.names]
+    dates = list(closes.index)
+    n_days, n_u = len(dates), len(uni.names)
+    z_spot = np.vstack([np.zeros(n_u), np.diff(np.log(closes.to_numpy(float)), axis=0)
+                        / (uni.vol * np.sqrt(1 / 252))])
+    tenors = np.asarray(VOL_TENORS_DAYS, dtype=float)
+    nu = 0.9 * (tenors / 21.0) ** -0.28  # annual vol of vol per tenor
+    rho = rng.uniform(-0.8, -0.4, n_u)
+    phi = 0.98
+    common = rng.standard_normal((n_days, n_u))
+    own = rng.standard_normal((n_days, n_u, len(tenors)))
+    shock = rho * z_spot + np.sqrt(1 - rho**2) * common  # (days, U), unit variance
+    eps = np.sqrt(0.9) * shock[:, :, None] + np.sqrt(0.1) * own
+    x = eps * nu / np.sqrt(252)
+    level = np.log(uni.vol * 1.1)[:, None] + 0.08 * np.log(tenors / 63.0)[None, :] \
+        * rng.uniform(-1.0, 1.0, n_u)[:, None]
+    y = np.zeros((n_u, len(tenors)))
+    path = np.empty((n_days, n_u, len(tenors)))
+    for i in range(n_days):
+        y = phi * y + x[i] if i else y
+        path[i] = np.exp(level + y)
+    vol_history = pd.DataFrame({
+        "date": np.repeat(np.asarray(dates, dtype=object), n_u * len(tenors)),
+        "underlying": np.tile(np.repeat(uni.names, len(tenors)), n_days),
+        "tenor_days": np.tile(np.asarray(VOL_TENORS_DAYS, dtype=np.int64), n_days * n_u),
+        "atm_vol": np.round(path.ravel(), 6),
+    })
+    shift = np.zeros(n_days)
+    steps = 0.01 / np.sqrt(252) * rng.standard_normal(n_days)
+    for i in range(1, n_days):
+        shift[i] = 0.99 * shift[i - 1] + steps[i]
+    shift -= shift[-1]
+    curve_t = rates["tenor_years"].to_numpy(float)
+    curve_r = rates["zero_rate"].to_numpy(float)
+    rate_history = pd.DataFrame({
+        "date": np.repeat(np.asarray(dates, dtype=object), len(curve_t)),
+        "tenor_years": np.tile(curve_t, n_days),
+        "zero_rate": np.round((curve_r[None, :] + shift[:, None]).ravel(), 8),
+    })
+    return vol_history, rate_history
 
 
 def _universe(rng: np.random.Generator, n_underlyings: int) -> _Universe:
@@ -100,6 +172,41 @@ def _history(rng: np.random.Generator, uni: _Universe, as_of: dt.date,
     dt_y = 1 / 252
     z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
     rets = (uni.drift - 0.5 * uni.vol**2) * dt_y + uni.vol * np.sqrt(dt_y) * z
+    log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
+    closes = uni.spot * np.exp(log_path - log_path[-1])
+    history = pd.DataFrame({
+        "date": np.repeat(days.astype("datetime64[D]"), n_underlyings),
+        "underlying": np.tile(uni.names, history_days + 1),
+        "close": np.round(closes.ravel(), 4),
+    })
+    history["date"] = pd.to_datetime(history["date"]).dt.date
+    return history
+
+
+def stressed_history(uni: _Universe, as_of: dt.date, history_days: int,
+                     seed: int) -> pd.DataFrame:
+    """Daily closes over ``history_days`` trading days with a crash and two vol spikes.
+
+    The same factor structure as the default history, from its own generator (keyed by
+    ``seed``): a one-day crash 60% of the way back (every name falls by 20 of its daily
+    standard deviations, clipped to 15% .. 25%, in log), volatility tripled for the 60 days
+    after it, and doubled for 40 days a quarter of the way back. The last close is the spot.
+    """
+    rng = np.random.default_rng([seed, 1987])
+    n_underlyings = len(uni.names)
+    days = np.busday_offset(np.datetime64(as_of, "D"), -np.arange(history_days + 1)[::-1],
+                            roll="backward")
+    chol = np.linalg.cholesky(uni.corr)
+    dt_y = 1 / 252
+    z = rng.standard_normal((history_days, n_underlyings)) @ chol.T
+    scale = np.ones(history_days)
+    crash = int(history_days * 0.4)
+    scale[crash + 1:crash + 61] = 3.0
+    spike = int(history_days * 0.75)
+    scale[spike:spike + 40] = 2.0
+    rets = ((uni.drift - 0.5 * uni.vol**2) * dt_y
+            + uni.vol * np.sqrt(dt_y) * z * scale[:, None])
+    rets[crash] = -np.clip(20.0 * uni.vol * np.sqrt(dt_y), 0.15, 0.25)
     log_path = np.vstack([np.zeros(n_underlyings), np.cumsum(rets, axis=0)])
     closes = uni.spot * np.exp(log_path - log_path[-1])
     history = pd.DataFrame({
@@ -284,8 +391,11 @@ def generate_days(
     })
     pnl_history = (pd.concat(pnls, ignore_index=True) if pnls
                    else pd.DataFrame(columns=["date", "desk", "pnl"]))
+    vol_history, rate_history = _factor_histories(seed, uni, history,
+                                                  pd.DataFrame(curve))
     return {"positions": pd.concat(books, ignore_index=True),
             "market": pd.concat(markets, ignore_index=True),
             "rates": pd.concat(rates, ignore_index=True), "history": history,
             "factor_model": factor_model, "correlations": correlations,
-            "pnl_history": pnl_history}
+            "pnl_history": pnl_history, "vol_history": vol_history,
+            "rate_history": rate_history}

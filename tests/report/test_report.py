@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from risk_engine.report import build, read_published, write_report
@@ -14,6 +16,7 @@ from tests.report.browser import visit
 from tests.report.conftest import D1, D2, D3
 
 REPO = Path(__file__).resolve().parents[2]
+_SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_report_has_every_section_and_the_change_from_the_previous_date(published_root):
@@ -30,6 +33,11 @@ def test_report_has_every_section_and_the_change_from_the_previous_date(publishe
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
     assert "last good date" not in text
     assert "<h2>Hedge recommendations</h2>" in text
+    # Tables this run does not publish give no section at all, not an empty heading.
+    for absent in ("risk_factor_var", "stress_results", "stress_grid", "backtest"):
+        assert not (published_root / absent).exists()
+    assert "<h2>Backtest</h2>" not in text
+    assert not re.search(r"<h2>[^<]*(stress|factor class|spot-vol)", text, flags=re.I)
 
 
 def test_first_date_has_no_previous_and_says_so(published_root):
@@ -118,3 +126,71 @@ def test_backtest_section_in_headless_chromium(backtest_root, tmp_path):
     assert seen.console_errors == [] and seen.requests == [path.as_uri()]
     assert seen.facts["empty"] == 0
     print(f"screenshot: {shot}")
+
+
+def _frontier_svgs(text: str) -> dict[str, ET.Element]:
+    """Each desk's efficient-frontier figure of the page, parsed, by desk slug."""
+    figs = {}
+    section = text[text.index("<h2>Efficient frontier per desk"):]
+    for svg in re.findall(r"<svg.*?</svg>", section, flags=re.S):
+        root = ET.fromstring(svg)
+        for g in root.iter(f"{_SVG}g"):
+            gid = g.get("id", "")
+            if gid.startswith("frontier-"):
+                figs[gid[len("frontier-"):]] = root
+    return figs
+
+
+def _marker_xy(root: ET.Element, gid: str) -> np.ndarray:
+    """Pixel positions (x, y) of the markers drawn in the group ``gid``."""
+    group = next(g for g in root.iter(f"{_SVG}g") if g.get("id") == gid)
+    return np.array([(float(u.get("x")), float(u.get("y")))
+                     for u in group.iter(f"{_SVG}use")])
+
+
+def test_frontier_marks_the_current_book_from_the_frontier_tables_columns(published_root):
+    """Where the diamond is drawn, mapped back through the axes that the frontier's own
+    points fix, is the frontier table's current_volatility / current_expected_return."""
+    date, good, prev = read_published(str(published_root), D2)
+    fr = good.tables["frontier"]
+    text = build(date, good, prev)
+    figs = _frontier_svgs(text)
+    assert set(figs) == set(fr["desk"])
+    marked = 0
+    for desk, grp in fr.groupby("desk"):
+        root, row = figs[desk], grp.iloc[0]
+        has_marker = any(g.get("id") == f"current-book-{desk}" for g in root.iter(f"{_SVG}g"))
+        if row["current_status"] not in ("evaluated", "outside_bounds"):
+            assert not has_marker
+            assert f"{desk} (net short: no fully invested weights)" in text
+            continue
+        marked += 1
+        pts = grp.drop_duplicates("point").sort_values("point")
+        px = _marker_xy(root, f"frontier-{desk}")
+        assert len(px) == len(pts) >= 2
+        # the axes' linear maps from data to pixels, fitted on the frontier's points
+        ax_x = np.polyfit(pts["volatility"], px[:, 0], 1)
+        ax_y = np.polyfit(pts["expected_return"], px[:, 1], 1)
+        np.testing.assert_allclose(np.polyval(ax_x, pts["volatility"]), px[:, 0], atol=1e-3)
+        (cx, cy), = _marker_xy(root, f"current-book-{desk}")
+        assert (cx - ax_x[1]) / ax_x[0] == pytest.approx(row["current_volatility"], abs=1e-5)
+        assert (cy - ax_y[1]) / ax_y[0] == pytest.approx(row["current_expected_return"],
+                                                         abs=1e-5)
+        assert (f'<td class="l">{desk}</td><td>{100 * row["current_expected_return"]:.2f}%'
+                f'</td><td>{100 * row["current_volatility"]:.2f}%</td>') in text
+    assert marked >= 2
+
+
+def test_frontier_marker_needs_no_performance_and_old_tables_say_why(published_root):
+    import dataclasses
+
+    date, good, prev = read_published(str(published_root), D2)
+    no_perf = dataclasses.replace(good, tables={k: v for k, v in good.tables.items()
+                                                if k != "performance"})
+    assert build(date, no_perf, prev) == build(date, good, prev)
+    old = good.tables["frontier"].drop(columns=[c for c in good.tables["frontier"].columns
+                                                if c.startswith("current_")])
+    before = dataclasses.replace(good, tables={**good.tables, "frontier": old})
+    text = build(date, before, prev)
+    assert 'id="current-book-' not in text
+    assert "the frontier table has no current_* columns" in text

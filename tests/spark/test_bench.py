@@ -46,7 +46,8 @@ def test_bench_small_book_measures_every_section():
     assert got[("hedging", "cvar", "stage_s")].n_scenarios == 1_000  # one block
     text = format_table(table)
     assert "== throughput ==" in text and "== scaling ==" in text
-    assert "== hedging ==" in text
+    assert "== hedging ==" in text and "== stress ==" in text
+    assert got[("stress", "stressed_var", "wall_s")].value > 0
 
 
 @pytest.mark.heavy

@@ -147,6 +147,29 @@ def test_greeks_and_manifest_written(run):
     assert row["seed"] == cfg.monte_carlo.seed and row["n_scenarios"] == 12_000
     assert row["config_hash"] == cfg.hash() and row["positions_in"] == 400
     assert "monte_carlo" in row["stage_timings"]
+    import json
+
+    sm = json.loads(row["scenario_model"])
+    assert sm["source"] == "history" and sm["vol_tenors_days"] == [] and not sm["rate_factor"]
+
+
+def test_read_inputs_reads_the_factor_histories_only_when_factors_are_on(spark, run):
+    cfg, _, _ = run
+    from risk_engine.config import config_from_dict
+    from risk_engine.pipeline import prepare
+
+    assert read_inputs(spark, cfg).vol_history is None
+    on = config_from_dict({**cfg.to_dict(), "scenario_model": {
+        "history_window_days": 250, "vol_factors": {"enabled": True, "tenors_days": [21, 252]},
+        "rate_factor": {"enabled": True}}})
+    inputs = read_inputs(spark, on)
+    assert inputs.vol_history is not None and inputs.rate_history is not None
+    assert inputs.factor_vols is None
+    prepared = prepare(on, inputs)
+    lay = prepared.spec.source.layout
+    assert lay.n_vol_buckets == 2 and lay.rate_factor
+    assert lay.width == 3 * len(prepared.book.underlyings) + 1
+    assert prepared.spec.source.block(0).shape == (1_500, lay.width)
 
 
 def test_results_identical_for_1_3_and_8_partitions(spark, run):

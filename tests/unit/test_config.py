@@ -111,6 +111,8 @@ def test_every_section_is_typed_and_round_trips():
     from risk_engine.governance.settings import GovernanceSettings
     from risk_engine.hedging.settings import HedgingSettings
     from risk_engine.portfolio import Bounds, PortfolioSettings
+    from risk_engine.scenarios.historical import HistoricalSettings
+    from risk_engine.stress.settings import StressedVarSettings, StressSettings
     from risk_engine.worst_case import WorstCaseSettings
     from risk_engine.worst_case.stage import WorstCaseStageSettings
 
@@ -120,7 +122,9 @@ def test_every_section_is_typed_and_round_trips():
                 "spark": SparkConfig, "validation": ValidationConfig,
                 "worst_case": WorstCaseStageSettings, "governance": GovernanceSettings,
                 "testing": TestingConfig, "hedging": HedgingSettings,
-                "backtest": BacktestSettings, "report": ReportConfig}
+                "backtest": BacktestSettings, "report": ReportConfig,
+                "historical": HistoricalSettings, "stressed_var": StressedVarSettings,
+                "stress": StressSettings}
     assert set(sections) == {f for f in Config.__dataclass_fields__ if f != "as_of_date"}
     for name, cls in sections.items():
         assert isinstance(getattr(cfg, name), cls), name

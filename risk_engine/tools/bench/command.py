@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key of the backfill section (YAML value), e.g. "
                         "governance.enabled=false; repeatable")
+    p.add_argument("--stress-years", type=int, default=10,
+                   help="years of demo history for the stress section: historical VaR, "
+                        "stressed VaR, spot-vol grid (0 for none)")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
     return p
 
@@ -71,6 +74,7 @@ def bench_main(argv: list[str]) -> int:
         backfill_days=args.backfill_days, backfill_scenarios=args.backfill_scenarios,
         backfill_settings={k: yaml.safe_load(v) for k, _, v in
                            (s.partition("=") for s in args.backfill_set)},
+        stress_years=args.stress_years,
         log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
     )
     print(format_table(table))

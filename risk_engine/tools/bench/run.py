@@ -14,6 +14,7 @@ from risk_engine.tools.bench.hedging import hedging_rows
 from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.scaling import scaling_rows
 from risk_engine.tools.bench.stage import cores_of
+from risk_engine.tools.bench.stress import stress_rows
 from risk_engine.tools.bench.throughput import method_specs, spark_throughput
 from risk_engine.tools.bench.workload import bench_prepare, book_rows
 
@@ -39,6 +40,7 @@ def run_benchmark(
     backfill_days: int = 0,
     backfill_scenarios: int = 10_000,
     backfill_settings: Mapping[str, Any] | None = None,
+    stress_years: int = 10,
     log: Any = None,
 ) -> pd.DataFrame:
     """Run the benchmark; one row per measured figure (see :data:`.report.COLUMNS`).
@@ -48,10 +50,11 @@ def run_benchmark(
     when ``scale_subprocess``), on ``scale_master`` if given (e.g. a standalone cluster,
     where the driver JVM is not also the executor), else on ``master``. The hedging section
     times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
-    each of ``hedging_objectives`` (none: no section). The backfill section (opt-in: it
-    takes minutes) backfills ``backfill_days`` > 0 dates of demo data at
-    ``backfill_scenarios`` a date, ``backfill_settings`` (dotted keys) over its config
-    (:mod:`.backfill`).
+    each of ``hedging_objectives`` (none: no section). The stress section times historical
+    VaR, stressed VaR over ``stress_years`` of demo history and the spot-vol grid (0: none).
+    The backfill section (opt-in: it takes minutes) backfills ``backfill_days`` > 0 dates of
+    demo data at ``backfill_scenarios`` a date, ``backfill_settings`` (dotted keys) over its
+    config (:mod:`.backfill`).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -73,6 +76,9 @@ def run_benchmark(
     if hedging_objectives:
         hedging_rows(rows, hedging_objectives, positions=hedging_positions,
                      block_size=block_size, cores=cores, say=say)
+    if stress_years:
+        stress_rows(rows, positions=hedging_positions, years=stress_years, cores=cores,
+                    say=say)
     if backfill_days > 0:
         backfill_rows(rows, backfill_days, scenarios=backfill_scenarios, master=master,
                       driver_memory=driver_memory, settings=backfill_settings, say=say)

@@ -119,3 +119,35 @@ def test_bad_inputs_are_named(bad, message):
     args.update(bad)
     with pytest.raises(ValueError, match=message):
         black_scholes_price(**args)
+
+
+@pytest.mark.parametrize("call", [True, False])
+def test_vanna_and_volga_match_finite_differences(call):
+    g = _grid()
+    gr = black_scholes_greeks(spots=g["spots"], strikes=g["strikes"], expiries=g["expiries"],
+                              volatilities=g["vols"], rates=g["rates"],
+                              dividend_yields=g["divs"], is_call=call)
+
+    def vega(**bump):
+        args = dict(spots=g["spots"], strikes=g["strikes"], expiries=g["expiries"],
+                    volatilities=g["vols"], rates=g["rates"], dividend_yields=g["divs"],
+                    is_call=call)
+        args.update(bump)
+        return black_scholes_greeks(**args).vega
+
+    hs = 1e-5 * g["spots"]
+    vanna = (vega(spots=g["spots"] + hs) - vega(spots=g["spots"] - hs)) / (2 * hs)
+    np.testing.assert_allclose(gr.vanna, vanna, rtol=1e-5, atol=1e-6)
+    hv = 1e-6
+    volga = (vega(volatilities=g["vols"] + hv) - vega(volatilities=g["vols"] - hv)) / (2 * hv)
+    np.testing.assert_allclose(gr.volga, volga, rtol=1e-5, atol=1e-5)
+    # and from prices alone: second differences in vol, mixed differences in spot and vol
+    hv, hs = 1e-4, 1e-4 * g["spots"]
+    mid = _price(g, call)
+    up, dn = (_price(g, call, volatilities=g["vols"] + hv),
+              _price(g, call, volatilities=g["vols"] - hv))
+    np.testing.assert_allclose(gr.volga, (up - 2 * mid + dn) / hv**2, rtol=1e-3, atol=1e-2)
+    mixed = sum(a * b * _price(g, call, spots=g["spots"] + a * hs,
+                                volatilities=g["vols"] + b * hv)
+                for a in (1, -1) for b in (1, -1)) / (4 * hs * hv)
+    np.testing.assert_allclose(gr.vanna, mixed, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,1 @@
+"""Stress stages: stressed VaR, user stress scenarios and the spot-vol grid."""
