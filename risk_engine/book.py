@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from risk_engine.errors import DataError
 from risk_engine.pricing import black_scholes_greeks
 from risk_engine.timeaxis import ZeroCurve, as_days, horizon_date, year_fraction
 from risk_engine.types import CALL, EQUITY, KINDS, FloatArray, IntArray
+from risk_engine.vol_surface import VolSurface, forward, surface_vols
 
 # Plausibility bounds: a value beyond them is taken as a data error and its row rejected.
 MAX_VOLATILITY = 5.0  # 500% annual (implied or factor-model volatility)
@@ -292,6 +294,12 @@ class ResolvedBook:
     day count; ``tau_h`` is the life left at the horizon (<= 0: expired by then, valued at
     intrinsic on the horizon spot). ``rate_h`` is the zero rate at ``max(tau_h, 0)`` from the
     same curve (no roll-down). NaN in option-only fields for equities.
+
+    ``volatility`` is each option's implied vol: from its underlying's surface in
+    ``surfaces`` (at ``k = ln(K / F(T))``, ``F(T) = S exp((r(T) - q) T)``, by the rule of
+    :mod:`risk_engine.vol_surface`) where it has one, else the market's ``volatility``.
+    ``surfaces`` maps the book's underlyings that have a surface to it (empty without the
+    ``vol_surface`` input).
     """
 
     as_of: dt.date
@@ -322,6 +330,7 @@ class ResolvedBook:
     rho: FloatArray
     vanna: FloatArray
     volga: FloatArray
+    surfaces: Mapping[str, VolSurface] = field(default_factory=dict)
 
     @property
     def n_positions(self) -> int:
@@ -350,8 +359,13 @@ def resolve_book(
     as_of: dt.date,
     horizon_days: int,
     day_count: str = "trading_252",
+    surfaces: Mapping[str, VolSurface] | None = None,
 ) -> ResolvedBook:
     """Resolve validated rows into a :class:`ResolvedBook`; values and Greeks of today.
+
+    Options on an underlying in ``surfaces`` take their implied vol from that surface at
+    their strike's log-forward-moneyness and their expiry's year fraction
+    (:func:`risk_engine.vol_surface.surface_vols`); the others the market's volatility.
 
     Raises
     ------
@@ -387,8 +401,14 @@ def resolve_book(
     rate = np.where(is_opt, curve.zero_rate(np.nan_to_num(t)), np.nan)
     rate_h = np.where(is_opt, curve.zero_rate(np.maximum(np.nan_to_num(tau_h), 0.0)), np.nan)
     strike = np.where(is_opt, pos["strike"].to_numpy(float), np.nan)
-
     s = spot[u_idx]
+    held = {u: surfaces[u] for u in underlyings if surfaces and u in surfaces}
+    if held and is_opt.any():
+        fwd = forward(s[is_opt], rate[is_opt], div[is_opt], t[is_opt])
+        s_vol, has = surface_vols(held, pos["underlying"].to_numpy(object)[is_opt],
+                                  strike[is_opt], fwd, t[is_opt])
+        vol[np.flatnonzero(is_opt)[has]] = s_vol[has]
+
     unit_value = s.copy()
     delta = np.ones(len(pos))
     gamma = np.zeros(len(pos))
@@ -417,6 +437,7 @@ def resolve_book(
         volatility=vol, dividend_yield=div, rate=rate, rate_h=rate_h, spot=spot,
         unit_value=unit_value, delta=delta, gamma=gamma, vega=vega, theta=theta, rho=rho,
         vanna=vanna, volga=volga,
+        surfaces=held,
     )
 
 

@@ -83,11 +83,14 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
 
     as_of = dt.date.fromisoformat(args.as_of) if args.as_of else DEFAULT_AS_OF
     days = getattr(args, "days", 1)
+    if days > 1 and getattr(args, "vol_surface", False):
+        raise SystemExit("demo-data: --vol-surface writes one as-of date; drop --days")
     if days > 1:
         tables = generate_days(as_of, days, n_positions=args.positions, seed=args.seed)
     else:
         tables = generate(as_of, n_positions=args.positions, seed=args.seed,
-                          years=getattr(args, "years", None))
+                          years=getattr(args, "years", None),
+                          vol_surface=getattr(args, "vol_surface", False))
     paths = write_tables(tables, args.out)
     if days > 1:
         print(f"wrote {len(paths)} Parquet file(s) for {days} as-of dates ending {as_of} under "
@@ -238,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data.add_argument("--years", type=int, default=None,
                            help="a long history of 252 x YEARS trading days with a crash and "
                                 "vol spikes, for stressed VaR (default: two calm years)")
+    demo_data.add_argument("--vol-surface", action="store_true",
+                           help="also write a vol_surface table (skewed, term-structured "
+                                "quotes for every other underlying; one as-of date only)")
     demo_data.set_defaults(func=_cmd_demo_data)
 
     demo = sub.add_parser("demo", help="write the demo snapshot and run the job on it locally")

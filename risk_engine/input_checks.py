@@ -1,4 +1,6 @@
-"""Row checks of the scenario-model inputs: history, factor_model, correlations, rates.
+"""Row checks of the inputs beside the book, and the vol surfaces' arbitrage checks.
+
+Tables: history, factor_model, correlations, rates, vol_surface.
 
 Each check returns the rows to use, the rows set aside (as :class:`~risk_engine.book.Rejection`
 with table, key, column, value and reason), the underlyings whose positions must be
@@ -10,20 +12,31 @@ independent of the order of the rows.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr
 
-from risk_engine.book import MAX_PRICE, MAX_VOLATILITY, Rejection, duplicate_rows
+from risk_engine.book import (
+    MAX_EXPIRY_YEARS,
+    MAX_PRICE,
+    MAX_VOLATILITY,
+    Rejection,
+    duplicate_rows,
+)
 from risk_engine.errors import DataError
-from risk_engine.timeaxis import as_days
+from risk_engine.timeaxis import as_days, year_fraction
+from risk_engine.vol_surface import QuotedSurface
 
 STALE_WARNING_DAYS = 5  # last close more than 5 trading days before the as-of date: warning
 STALE_REJECT_DAYS = 21  # more than 21 trading days (a month): the positions are rejected
 MAX_DRIFT = 10.0  # |annual drift| of a factor_model row, 1000% a year
 MAX_ZERO_RATE = 1.0  # |zero rate| of the curve, 100% a year
 CORRELATION_TOLERANCE = 1e-12  # copies of a pair closer than this are the same value
+CALENDAR_TOLERANCE = 1e-9  # total variance may fall by this (relative) before it is arbitrage
+BUTTERFLY_TOLERANCE = 1e-9  # call-price slope (per unit of strike) may fall by this
 _LISTED = 10  # underlyings named in one warning
 
 
@@ -299,3 +312,149 @@ def snapshot_date(frame: pd.DataFrame) -> dt.date | None:
     days, _ = as_days(frame["as_of_date"])
     days = days[~np.isnat(days)]
     return dt.date.fromisoformat(str(days.max())) if days.size else None
+
+
+def check_vol_surface(
+    quotes: pd.DataFrame, as_of: dt.date, market_underlyings: Iterable[str],
+    *, day_count: str = "trading_252",
+) -> TableCheck:
+    """Check the implied-vol quotes of the ``vol_surface`` table.
+
+    Rejected (key ``underlying/expiry/strike``): ``as_of_date`` missing or another day; a
+    missing underlying or one not in ``market_underlyings`` (the date's valid market rows);
+    an expiry that is missing, not a date, on or before ``as_of``, more than
+    ``MAX_EXPIRY_YEARS`` after it, or with year fraction 0 under ``day_count`` (no trading
+    day before it); a strike not finite or not in (0, ``MAX_PRICE``]; an implied vol not
+    finite or not in (0, ``MAX_VOLATILITY``]; quotes of one (underlying, expiry, strike):
+    extra identical copies (one copy is used) and all copies that differ; quotes of one
+    underlying and strike whose different expiry dates have the same year fraction. No
+    quote rejection rejects a position: the underlying's other quotes make its surface.
+
+    Returns
+    -------
+    TableCheck
+        ``frame`` with columns ``underlying`` (str), ``expiry`` (``datetime64[D]``),
+        ``strike``, ``implied_vol`` (float) of the quotes to use.
+    """
+    rej: list[Rejection] = []
+    n = len(quotes)
+    und = quotes["underlying"].astype("string").reset_index(drop=True)
+    days, not_date = as_days(quotes["expiry"])
+    strike = pd.to_numeric(quotes["strike"], errors="coerce").astype(float).to_numpy()
+    vol = pd.to_numeric(quotes["implied_vol"], errors="coerce").astype(float).to_numpy()
+    key = [f"{u}/{d}/{k}" for u, d, k in zip(
+        und.fillna("<missing>").astype(str), np.where(not_date, "<not a date>", days.astype(str)),
+        strike, strict=True)]
+    keep = np.ones(n, dtype=bool)
+
+    def reject(mask: np.ndarray, column: str, reason: str) -> None:
+        for i in np.flatnonzero(mask & keep):
+            rej.append(Rejection("vol_surface", key[i], column, quotes[column].iat[i], reason))
+        keep[mask] = False
+
+    as_of_day = np.datetime64(as_of, "D")
+    if "as_of_date" in quotes.columns:
+        a_days, a_bad = as_days(quotes["as_of_date"])
+        reject(np.isnat(a_days) & ~a_bad, "as_of_date", "as_of_date is missing")
+        reject(a_bad, "as_of_date", "as_of_date is not a date")
+        reject(~np.isnat(a_days) & (a_days != as_of_day),
+               "as_of_date", f"as_of_date is not the run's as-of date {as_of}")
+    known = {str(u) for u in market_underlyings}
+    reject(und.isna().to_numpy(bool), "underlying", "underlying is missing")
+    reject(~und.isin(list(known)).fillna(False).to_numpy(bool), "underlying",
+           "underlying has no valid market row for this date (missing or rejected)")
+    reject(not_date, "expiry", "expiry is not a date")
+    reject(np.isnat(days), "expiry", "expiry is missing")
+    reject(~np.isnat(days) & (days <= as_of_day), "expiry",
+           f"expiry on or before the as-of date {as_of}")
+    latest = as_of_day + int(MAX_EXPIRY_YEARS * 365.25)
+    reject(~np.isnat(days) & (days > latest), "expiry",
+           f"expiry out of range: more than {MAX_EXPIRY_YEARS} years after the as-of date "
+           f"{as_of} (latest {latest})")
+    t = np.zeros(n)
+    if keep.any():
+        t[keep] = year_fraction(as_of, days[keep], day_count)
+    reject(keep & ~(t > 0), "expiry",
+           f"expiry has year fraction 0 under time.day_count {day_count} (no trading day "
+           "between the as-of date and it)")
+    reject(~(np.isfinite(strike) & (strike > 0) & (strike <= MAX_PRICE)), "strike",
+           f"strike must be finite, > 0 and <= {MAX_PRICE:g}")
+    reject(~np.isfinite(vol) | (vol <= 0), "implied_vol",
+           "implied_vol must be finite and > 0")
+    reject(vol > MAX_VOLATILITY, "implied_vol",
+           f"implied_vol above the plausibility bound {MAX_VOLATILITY:g}")
+    frame = pd.DataFrame({"underlying": und.astype(object), "expiry": days,
+                          "strike": strike, "implied_vol": vol})
+    keys = pd.Series(key, dtype=object)
+    idx = np.flatnonzero(keep)
+    same, conflicts = duplicate_rows(frame.iloc[idx], keys.iloc[idx], ["implied_vol"])
+    reject(np.isin(np.arange(n), idx[same.to_numpy(bool)]), "implied_vol",
+           "identical duplicate of another quote of this (underlying, expiry, strike); "
+           "one copy used")
+    for i in np.flatnonzero(keep & keys.isin(list(conflicts)).to_numpy(bool)):
+        vals = " and ".join(conflicts[keys.iat[i]][1])
+        reject(np.arange(n) == i, "implied_vol",
+               f"duplicate quote of this (underlying, expiry, strike) with different "
+               f"implied_vol: {vals}")
+    same_t = pd.Series([f"{u}/{tt!r}/{k!r}" for u, tt, k in zip(
+        frame["underlying"], t, strike, strict=True)], dtype=object)
+    clash = keep & same_t.where(keep).duplicated(keep=False).to_numpy(bool)
+    reject(clash, "expiry",
+           f"another expiry date of this underlying has the same year fraction under "
+           f"time.day_count {day_count} and a quote at the same strike")
+    return TableCheck(frame[keep].reset_index(drop=True), tuple(rej))
+
+
+def surface_arbitrage(surfaces: Mapping[str, QuotedSurface], *, listed: int = 5) -> list[str]:
+    """Calendar and butterfly arbitrage of the surfaces, one warning per finding.
+
+    Detected, never repaired. **Calendar**: for adjacent quoted expiries ``T_i < T_j``, at
+    every log-forward-moneyness quoted at either of them, the total variance by the rule
+    (:meth:`risk_engine.vol_surface.VolSurface.total_variance_at`) must not fall from
+    ``T_i`` to ``T_j`` (by more than ``CALENDAR_TOLERANCE`` relative). **Butterfly**: at each
+    quoted expiry with three or more strikes, the undiscounted Black-Scholes call prices
+    ``F N(d1) - K N(d2)`` at the quoted strikes (vol from the surface) must be convex in
+    strike: the slope between neighbouring strikes must not fall (by more than
+    ``BUTTERFLY_TOLERANCE``). A warning names the underlying, the expiry (or pair of
+    expiries) and up to ``listed`` strikes.
+    """
+    out: list[str] = []
+    for name in sorted(surfaces):
+        qs = surfaces[name]
+        surf = qs.surface
+        te = surf.expiry_years
+        for i in range(te.size - 1):
+            k = np.unique(np.concatenate([surf.log_moneyness[i], surf.log_moneyness[i + 1]]))
+            w_a = surf.total_variance_at(k, np.full(k.shape, te[i]))
+            w_b = surf.total_variance_at(k, np.full(k.shape, te[i + 1]))
+            bad = np.flatnonzero(w_b < w_a * (1.0 - CALENDAR_TOLERANCE))
+            if bad.size == 0:
+                continue
+            d_a, d_b = qs.expiry_dates[i], qs.expiry_dates[i + 1]
+            points = [f"k={k[j]:.4g} (strike {qs.forwards[i] * np.exp(k[j]):.6g} at {d_a}, "
+                      f"{qs.forwards[i + 1] * np.exp(k[j]):.6g} at {d_b}; total variance "
+                      f"{w_a[j]:.6g} -> {w_b[j]:.6g})" for j in bad[:listed]]
+            more = f", and {bad.size - listed} more" if bad.size > listed else ""
+            out.append(f"vol_surface: calendar arbitrage on {name} between expiries {d_a} and "
+                       f"{d_b}: total variance decreases at fixed moneyness at "
+                       f"{bad.size} point(s): " + "; ".join(points) + more)
+        for i in range(te.size):
+            strikes = qs.strikes[i]
+            if strikes.size < 3:
+                continue
+            f = qs.forwards[i]
+            w = surf.total_variance_at(surf.log_moneyness[i], np.full(strikes.shape, te[i]))
+            sd = np.sqrt(w)
+            d1 = (np.log(f / strikes) + 0.5 * w) / sd
+            call = f * ndtr(d1) - strikes * ndtr(d1 - sd)
+            slope = np.diff(call) / np.diff(strikes)
+            bad = np.flatnonzero(np.diff(slope) < -BUTTERFLY_TOLERANCE)
+            if bad.size == 0:
+                continue
+            points = [f"{strikes[j + 1]:.6g} (between {strikes[j]:.6g} and "
+                      f"{strikes[j + 2]:.6g})" for j in bad[:listed]]
+            more = f", and {bad.size - listed} more" if bad.size > listed else ""
+            out.append(f"vol_surface: butterfly arbitrage on {name} at expiry "
+                       f"{qs.expiry_dates[i]}: undiscounted call prices not convex in strike "
+                       f"at strike(s) " + ", ".join(points) + more)
+    return out

@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from risk_engine import schemas
 from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.backtest.hypothetical import RtplFactors
 from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
     MAX_NOTIONAL,
@@ -46,8 +47,10 @@ from risk_engine.input_checks import (
     check_factor_model,
     check_history,
     check_rates,
+    check_vol_surface,
     last_closes,
     snapshot_date,
+    surface_arbitrage,
 )
 from risk_engine.measures import thin_tail_warnings
 from risk_engine.revaluation_grid import build_plan
@@ -77,6 +80,7 @@ from risk_engine.simulation import SimulationSpec, factor_classes_of
 from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
+from risk_engine.vol_surface import VolSurface, surfaces_from_quotes
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
 
 log = logging.getLogger(__name__)
@@ -99,13 +103,17 @@ class InputTables:
     backtest_snapshots: Mapping[str, pd.DataFrame | None] | None = None
     """``positions``, ``market``, ``rates`` of the backtest window's dates (hypothetical P&L)."""
     vol_history: pd.DataFrame | None = None
-    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)."""
+    """Daily ATM vols per tenor, for the vol factors (``scenario_model.source: history``)
+    and the backtest's risk-theoretical P&L (the day's realized vol moves)."""
     rate_history: pd.DataFrame | None = None
-    """Daily zero curves, for the rate factor (``scenario_model.source: history``)."""
+    """Daily zero curves, for the rate factor (``scenario_model.source: history``) and the
+    backtest's risk-theoretical P&L (the day's parallel shift)."""
     factor_vols: pd.DataFrame | None = None
     """Given vol and rate factor volatilities (``scenario_model.source: factor_model``)."""
     stress_scenarios: pd.DataFrame | None = None
     """Optional user stress scenarios (stress stage)."""
+    vol_surface: pd.DataFrame | None = None
+    """Implied-vol quotes of the date (optional; without them options use market.volatility)."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,15 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
             missing = {**missing, **more_missing}
             checks.append(fv)
     snap = reject_positions_on(snap, missing)
+    surfaces: dict[str, VolSurface] = {}
+    if inputs.vol_surface is not None:
+        vs = check_vol_surface(inputs.vol_surface, as_of, snap.market["underlying"],
+                               day_count=cfg.time.day_count)
+        checks.append(vs)
+        quoted = surfaces_from_quotes(vs.frame, snap.market, curve, as_of=as_of,
+                                      day_count=cfg.time.day_count)
+        warnings.extend(surface_arbitrage(quoted))
+        surfaces = {u: q.surface for u, q in quoted.items()}
     for check in checks:
         warnings.extend(check.warnings)
     snap = dataclasses.replace(
@@ -213,7 +230,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     if model.repair:
         warnings.append(model.repair)
     book = resolve_book(snap, curve, as_of=as_of, horizon_days=cfg.monte_carlo.horizon_days,
-                        day_count=cfg.time.day_count)
+                        day_count=cfg.time.day_count, surfaces=surfaces)
     model = model.subset(book.underlyings)
     mc = cfg.monte_carlo
     source: ScenarioSource
@@ -229,7 +246,7 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
     check_block_memory(source.block_size, model.layout.width, len(book.desks))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
                       range_sd=mc.grid_range_sd, layout=model.layout,
-                      smile=cfg.scenario_model.smile_dynamics)
+                      smile=cfg.scenario_model.smile_dynamics, surfaces=book.surfaces)
     spec = SimulationSpec(plan=plan, source=source, chunk_size=mc.chunk_size)
     rejected = rejected_frame(snap)
     counts = _row_counts(inputs, rejected, factor_tables=factors_on)
@@ -443,7 +460,7 @@ def _row_counts(inputs: InputTables, rejected: pd.DataFrame, *,
                 factor_tables: bool = False) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     names = ["positions", "market", "rates", "history", "factor_model", "correlations",
-             "pnl_history", "position_history"]
+             "pnl_history", "position_history", "vol_surface"]
     if factor_tables:  # read only with vol or rate factors on
         names += ["vol_history", "rate_history", "factor_vols"]
     for name in names:
@@ -656,9 +673,14 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         rl.warnings.extend(warnings)
     if cfg.backtest.enabled:
         with rl.stage("backtest"):
+            sm = cfg.scenario_model
+            rtpl_factors = RtplFactors(
+                sm.vol_factors.tenors_days if sm.vol_factors.enabled else (),
+                sm.rate_factor.enabled, inputs.vol_history, inputs.rate_history)
             out, bt_alerts, warnings = backtest_tables(
                 inputs.published_risk, inputs.pnl_history, cfg.backtest, cfg.as_of_date,
-                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count)
+                snapshots=inputs.backtest_snapshots, day_count=cfg.time.day_count,
+                factors=None if rtpl_factors.spot_only else rtpl_factors)
         tables.update(out)
         rl.warnings.extend(warnings)
         alerts = alerts + bt_alerts

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from risk_engine.book import ResolvedBook, select_positions
+from risk_engine.revaluation import RevaluationPlan, desk_pnl, plan_revaluation
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.types import FloatArray, IntArray
 from risk_engine.valuation import position_values
@@ -111,42 +112,138 @@ class MomentSums:
         return ReturnMoments(self.mean, self.comoment / (self.count - 1), labels, self.count)
 
 
-#: Sample moment sums of one desk: (underlyings' simple returns, instruments' simple returns).
-DeskSums = tuple[MomentSums, MomentSums]
+#: Sample moment sums of one desk: (underlyings' simple returns, instruments' simple returns)
+#: for a desk in instrument space; (underlyings' simple returns, buckets' simple returns,
+#: desk P&L) for a desk above the instrument cap (:class:`ReducedDesk`).
+DeskSums = tuple[MomentSums, ...]
+
+@dataclass(frozen=True)
+class ReducedDesk:
+    """A desk above the instrument cap, as the moment pass sees it (shipped to executors).
+
+    Its instruments are revalued by the Monte Carlo kernel
+    (:func:`risk_engine.revaluation.desk_pnl`, exact Black-Scholes streamed in tiles) with
+    each bucket in the role of a desk, so no (scenarios x instruments) block and no
+    (instruments x instruments) co-moment is ever held; what one block adds is the moment
+    sums of the buckets' simple returns (bucket P&L over bucket exposure) and of the desk's
+    P&L (the sum of the buckets').
+
+    Attributes
+    ----------
+    plan : RevaluationPlan
+        The instruments' revaluation with the buckets as desks.
+    exposure : ndarray, shape (B,)
+        Each bucket's current exposure, currency, non-zero.
+    underlyings : ndarray of int
+        The desk's underlyings, indices into the book's.
+    with_buckets : bool
+        Accumulate the buckets' moments (False: only the desk P&L's, for a desk whose
+        buckets also exceed the cap).
+    """
+
+    plan: RevaluationPlan
+    exposure: FloatArray
+    underlyings: IntArray
+    with_buckets: bool = True
+
+    @classmethod
+    def of(cls, book: ResolvedBook, representative: IntArray, quantity: FloatArray,
+           bucket_of: IntArray, exposure: FloatArray, underlyings: IntArray,
+           with_buckets: bool = True) -> ReducedDesk:
+        """The desk of instruments ``representative`` (one position each, its terms).
+
+        ``quantity`` (units held) and ``bucket_of`` are per instrument in the same order;
+        ``exposure`` per bucket.
+        """
+        buckets = np.asarray(bucket_of, dtype=np.int64)
+        held = dataclasses.replace(
+            select_positions(book, np.asarray(representative, dtype=np.int64)),
+            quantity=np.asarray(quantity, dtype=np.float64), desk_index=buckets,
+            desks=tuple(f"bucket {b}" for b in range(np.asarray(exposure).size)))
+        return cls(plan_revaluation(held), np.asarray(exposure, dtype=np.float64),
+                   np.asarray(underlyings), with_buckets)
+
+    def sums(self, log_returns: FloatArray) -> DeskSums:
+        """(underlyings', buckets', desk P&L's) moment sums over the scenarios given."""
+        pnl = desk_pnl(self.plan, log_returns)
+        buckets = pnl / self.exposure if self.with_buckets else pnl[:, :0]
+        return (MomentSums.from_returns(np.expm1(log_returns[:, self.underlyings])),
+                MomentSums.from_returns(buckets),
+                MomentSums.from_returns(pnl.sum(axis=1, keepdims=True)))
+
+
+#: Most instrument columns a moment pass revalues at once for desks below the cap: desks
+#: are revalued in groups of consecutive desks up to this many instruments (a desk larger
+#: than this alone), so a block's values are at most block_size x this.
+DENSE_COLUMNS: int = 2_048
+
 
 @dataclass(frozen=True)
 class MomentPass:
     """What one scenario block adds to the desks' sample moments (shipped to executors).
 
-    All desks' representative positions are revalued at once, one unit each; ``columns``
-    gives each desk's slice of them.
+    The desks' representative positions are revalued one unit each, in groups of
+    consecutive desks of at most :data:`DENSE_COLUMNS` instruments (``groups``, column
+    ranges; one group holds every desk of a small book); ``columns`` gives each desk's
+    slice. Desks above the instrument cap (``reduced``) are revalued by the Monte Carlo
+    kernel instead (:class:`ReducedDesk`); their sums follow the others'.
     """
 
     source: ScenarioSource
     unit_book: ResolvedBook
     columns: tuple[slice, ...]
     underlyings: tuple[IntArray, ...]
+    reduced: tuple[ReducedDesk, ...] = ()
+    groups: tuple[slice, ...] = ()
+    group_of: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, book: ResolvedBook, source: ScenarioSource,
-           desks: list[tuple[IntArray, IntArray]]) -> MomentPass:
-        """The pass over ``desks``: (representative positions, underlyings) of each."""
+           desks: list[tuple[IntArray, IntArray]],
+           reduced: tuple[ReducedDesk, ...] = ()) -> MomentPass:
+        """The pass over ``desks``: (representative positions, underlyings) of each.
+
+        ``reduced`` are the desks above the instrument cap.
+        """
         rep = np.concatenate([r for r, _ in desks]) if desks else np.zeros(0, np.int64)
         unit = dataclasses.replace(select_positions(book, rep), quantity=np.ones(rep.size))
         ends = np.cumsum([0] + [r.size for r, _ in desks])
         columns = tuple(slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True))
-        return cls(source, unit, columns, tuple(u for _, u in desks))
+        groups: list[slice] = []
+        group_of: list[int] = []
+        for cols in columns:
+            if groups and cols.stop - groups[-1].start <= DENSE_COLUMNS:
+                groups[-1] = slice(groups[-1].start, cols.stop)
+            else:
+                groups.append(slice(cols.start, cols.stop))
+            group_of.append(len(groups) - 1)
+        return cls(source, unit, columns, tuple(u for _, u in desks), tuple(reduced),
+                   tuple(groups), tuple(group_of))
 
     def block(self, block_id: int) -> list[DeskSums]:
-        """Every desk's moment sums over the scenarios of block ``block_id``."""
+        """Every desk's moment sums over the scenarios of block ``block_id``.
+
+        The desks of ``columns`` first, in order, then the ``reduced`` ones.
+        """
         x = self.source.block(block_id)
-        values = position_values(self.unit_book, x)
-        today = self.unit_book.unit_value
-        return [(MomentSums.from_returns(np.expm1(x[:, und])),
-                 MomentSums.from_values(today[cols], values[:, cols]))
-                for cols, und in zip(self.columns, self.underlyings, strict=True)]
+        out: list[DeskSums] = []
+        for g, group in enumerate(self.groups):
+            if len(self.groups) == 1:
+                part = self.unit_book
+            else:
+                part = select_positions(self.unit_book, np.arange(group.start, group.stop))
+            values = position_values(part, x)
+            today = part.unit_value
+            for cols, und, of in zip(self.columns, self.underlyings, self.group_of,
+                                     strict=True):
+                if of == g:
+                    local = slice(cols.start - group.start, cols.stop - group.start)
+                    out.append((MomentSums.from_returns(np.expm1(x[:, und])),
+                                MomentSums.from_values(today[local], values[:, local])))
+        return out + [desk.sums(x) for desk in self.reduced]
 
 
 def merge_desk_sums(a: list[DeskSums], b: list[DeskSums]) -> list[DeskSums]:
     """The sums of two disjoint scenario sets, desk by desk (``a`` first)."""
-    return [(ua.merge(ub), ia.merge(ib)) for (ua, ia), (ub, ib) in zip(a, b, strict=True)]
+    return [tuple(x.merge(y) for x, y in zip(da, db, strict=True))
+            for da, db in zip(a, b, strict=True)]

@@ -215,6 +215,20 @@ POSITION_HISTORY = Table(
     doc="Optional daily net positions per desk, for the hedging stage's hedge_history.",
 )
 
+VOL_SURFACE = Table(
+    "vol_surface",
+    (
+        _c("as_of_date", "date"),
+        _c("underlying", "string", doc="underlying identifier, as in market"),
+        _c("expiry", "date", doc="quoted expiry date (after the as-of date)"),
+        _c("strike", "double", "currency", "quoted strike"),
+        _c("implied_vol", "double", "annual", "Black-Scholes implied volatility of the quote"),
+    ),
+    key=("as_of_date", "underlying", "expiry", "strike"),
+    doc="Optional implied-vol quotes per underlying; options on a quoted underlying take "
+        "their vol from its surface (risk_engine.vol_surface), the others market.volatility.",
+)
+
 VOL_HISTORY = Table(
     "vol_history",
     (
@@ -256,7 +270,7 @@ INPUT_TABLES: Mapping[str, Table] = {
     t.name: t
     for t in (POSITIONS, MARKET, RATES, HISTORY, FACTOR_MODEL, CORRELATIONS, PNL_HISTORY,
               POSITION_HISTORY, VOL_HISTORY, RATE_HISTORY, FACTOR_VOLS,
-              STRESS_SCENARIOS)
+              STRESS_SCENARIOS, VOL_SURFACE)
 }
 
 # ----------------------------------------------------------------------------- outputs
@@ -744,6 +758,9 @@ BACKTEST = Table(
            doc="FRTB P&L attribution: Spearman correlation of HPL and RTPL"),
         _c("pla_ks", "double", nullable=True, doc="FRTB P&L attribution: KS statistic"),
         _c("pla_zone", "string", nullable=True, doc="green, amber or red"),
+        _c("rtpl_factors", "string", nullable=True,
+           doc="risk factors the RTPL moved: spot, spot+vol, spot+rate or spot+vol+rate "
+               "(hypothetical rows; null otherwise)"),
         _c("status", "string", doc="ok, missing (no observation), not_applicable (no 1-day VaR)"),
         _c("message", "string", nullable=True),
         _DATE,
@@ -767,6 +784,9 @@ BACKTEST_SERIES = Table(
         _c("pnl", "double", "currency", "P&L of day t (NaN if none)", nullable=True),
         _c("rtpl", "double", "currency", nullable=True,
            doc="risk-theoretical P&L of day t (hypothetical rows; NaN otherwise)"),
+        _c("rtpl_factors", "string", nullable=True,
+           doc="risk factors rtpl moved: spot, spot+vol, spot+rate or spot+vol+rate "
+               "(hypothetical rows; null otherwise)"),
         _c("exception", "boolean", nullable=True, doc="pnl < -var; null unless status ok"),
         _c("status", "string",
            doc="ok, missing_var, missing_pnl, missing, not_applicable (VaR of another horizon)"),

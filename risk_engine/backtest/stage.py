@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from risk_engine import schemas
-from risk_engine.backtest.hypothetical import hypothetical_series
+from risk_engine.backtest.hypothetical import SPOT_ONLY, RtplFactors, hypothetical_series
 from risk_engine.backtest.series import (
     FIRM,
     SERIES,
@@ -49,15 +49,17 @@ def _typed(frame: pd.DataFrame, table: schemas.Table) -> pd.DataFrame:
 
 
 def _with_rtpl(series: pd.DataFrame, rtpl: pd.DataFrame | None, var: pd.DataFrame,
-               dates: list[dt.date]) -> pd.DataFrame:
-    """``series`` with column ``rtpl`` set on the hypothetical rows.
+               dates: list[dt.date], label: str = SPOT_ONLY) -> pd.DataFrame:
+    """``series`` with columns ``rtpl`` and ``rtpl_factors`` set on the hypothetical rows.
 
     The firm's RTPL follows the rule of its P&L: the sum over the desks with a VaR the day
-    before.
+    before. ``rtpl_factors`` is ``label`` on every hypothetical row (the factors the RTPL
+    moves, even on a day it is missing), None on the others.
     """
-    out = series.assign(rtpl=np.nan)
+    out = series.assign(rtpl=np.nan, rtpl_factors=None)
     if rtpl is None or len(out) == 0:
         return out
+    out["rtpl_factors"] = out["series"].map({"hypothetical": label})
     rt = rtpl[rtpl["desk"] != FIRM]
     firm = firm_pnl(rt, var, dates)
     rt = pd.concat([rt, firm], ignore_index=True) if len(firm) else rt
@@ -73,6 +75,7 @@ def backtest_tables(
     settings: BacktestSettings, as_of: dt.date,
     snapshots: Mapping[str, pd.DataFrame | None] | None = None,
     day_count: str = "trading_252",
+    factors: RtplFactors | None = None,
 ) -> tuple[dict[str, pd.DataFrame], list[Alert], list[str]]:
     """Backtest the VaR published on earlier dates against the P&L that followed.
 
@@ -95,6 +98,10 @@ def backtest_tables(
         ``pnl``, ``rtpl``), reused instead of revalued; None: that series is missing.
     day_count
         ``time.day_count``, for the revaluation.
+    factors
+        The scenario model's vol and rate factors, moved by their realized moves in the
+        risk-theoretical P&L (:class:`~risk_engine.backtest.hypothetical.RtplFactors`);
+        None: spots only. Column ``rtpl_factors`` says which.
 
     Returns
     -------
@@ -110,14 +117,15 @@ def backtest_tables(
         hypothetical, rtpl, messages = hypothetical_series(
             snapshots.get("positions"), snapshots.get("market"), snapshots.get("rates"),
             [(previous_business_day(t), t) for t in dates], day_count,
-            cached=snapshots.get("hypothetical"))
+            cached=snapshots.get("hypothetical"), factors=factors)
         warnings.extend(f"backtest: {m}" for m in messages[:5])
         if len(messages) > 5:
             warnings.append(f"backtest: {len(messages) - 5} more hypothetical P&L message(s)")
     pnl = {"actual": pnl_history, "hypothetical": hypothetical}
     series = aligned_series(published, pnl, as_of, settings.window, levels)
     var = published_var(published, levels)
-    series = _with_rtpl(series, rtpl, var, dates)
+    label = SPOT_ONLY if factors is None else factors.label
+    series = _with_rtpl(series, rtpl, var, dates, label)
     horizons = sorted({int(h) for h in var["horizon_days"]} - {1}) if len(var) else []
     if len(var) == 0:
         warnings.append(f"backtest: no VaR published for the {settings.window} business days "
@@ -169,9 +177,17 @@ def backtest_tables(
                        "status": status, "message": message}
                 if name == "hypothetical":
                     pla = pnl_attribution(s["pnl"].to_numpy(float), s["rtpl"].to_numpy(float))
-                    row.update(pla_spearman=pla.spearman, pla_ks=pla.ks, pla_zone=pla.zone)
+                    row.update(pla_spearman=pla.spearman, pla_ks=pla.ks, pla_zone=pla.zone,
+                               rtpl_factors=label)
+                    no_rt = int((np.isfinite(s["pnl"].to_numpy(float))
+                                 & ~np.isfinite(s["rtpl"].to_numpy(float))).sum())
+                    if no_rt:
+                        row["message"] = "; ".join(m for m in (
+                            row["message"], f"RTPL ({label}) missing on {no_rt} of "
+                            f"{len(s)} day(s) with a P&L (see the run warnings)") if m)
                     if pla.zone is None:
-                        row["message"] = "; ".join(m for m in (message, PLA_MISSING) if m)
+                        row["message"] = "; ".join(m for m in (row["message"], PLA_MISSING)
+                                                   if m)
                 rows.append(row)
                 if settings.alerts and zone[()] in ("yellow", "red"):
                     who = f"desk {desk}" if desk is not None else "firm"

@@ -427,6 +427,283 @@ def _hedges(tables: dict[str, pd.DataFrame]) -> str:
     return "".join(out)
 
 
+# -- stress and factor sections (each only when its table is published) -------------------
+def _is_null(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and np.isnan(x))
+
+
+def _scope_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Firm rows first, then desks by name (stable)."""
+    return frame.assign(_o=(frame["scope"] != "firm").astype(int),
+                        _d=frame["desk"].map(lambda d: "" if _is_null(d) else str(d))
+                        ).sort_values(["_o", "_d"], kind="stable")
+
+
+def _scope_label(scope: Any, desk: Any) -> str:
+    return "firm" if scope == "firm" or _is_null(desk) else str(desk)
+
+
+#: Factor classes of ``risk_factor_var`` in the order shown.
+_FACTOR_CLASSES = ("spot", "vol", "rate", "all")
+
+
+def _factor_var(tables: dict[str, pd.DataFrame], label: str) -> str:
+    """Risk by factor class (``risk_factor_var``), "" when the table is not published.
+
+    VaR and ES when only spot, only vol, only rates or every factor moves, per desk and firm,
+    every level; a chart of the VaR at the highest level.
+    """
+    fv = tables.get("risk_factor_var")
+    if fv is None or not len(fv):
+        return ""
+    out = [f"<h2>Risk by factor class{_e(label)}</h2>"]
+    classes = [c for c in _FACTOR_CLASSES if c in set(fv["factor_class"])]
+    classes += sorted(set(fv["factor_class"]) - set(classes))
+    keys = _scope_order(fv[["scope", "desk", "confidence_level"]].drop_duplicates())
+    keys = keys.sort_values(["_o", "_d", "confidence_level"], kind="stable")
+    rows = []
+    for scope, desk, level in keys[["scope", "desk", "confidence_level"]].itertuples(
+            index=False):
+        sel = fv[(fv["scope"] == scope) & np.isclose(fv["confidence_level"], level)]
+        sel = sel[sel["desk"].isna()] if _is_null(desk) else sel[sel["desk"] == desk]
+        row: list[Any] = [_scope_label(scope, desk), f"{level:.3f}"]
+        for meas in ("VaR", "ES"):
+            for fc in classes:
+                v = sel[(sel["measure"] == meas) & (sel["factor_class"] == fc)]["value"]
+                row.append(_num(float(v.iloc[0])) if len(v) else "")
+        rows.append(row)
+    horizon = sorted({int(h) for h in fv["horizon_days"].dropna()})
+    out.append(_note("Each column moves only that factor class on the run's scenarios (the "
+                     "others held at today's values); 'all' moves every factor and equals "
+                     "the VaR and ES above. Horizon: "
+                     + ", ".join(str(h) for h in horizon) + " day(s)."))
+    out.append(_table(["scope", "level"] + [f"VaR {c}" for c in classes]
+                      + [f"ES {c}" for c in classes], rows))
+    # One chart: VaR by factor class at the highest level, firm and desks.
+    level = float(fv["confidence_level"].max())
+    top = fv[(fv["measure"] == "VaR") & np.isclose(fv["confidence_level"], level)]
+    scopes = _scope_order(top[["scope", "desk"]].drop_duplicates())
+    names = [_scope_label(s, d) for s, d in scopes[["scope", "desk"]].itertuples(index=False)]
+    if names:
+        fig, ax = _figure(9.0, 3.2)
+        x = np.arange(len(names))
+        width = 0.8 / len(classes)
+        palette = {"spot": "#7d93b2", "vol": "#d08c00", "rate": "#17602f", "all": "#1d2430"}
+        for i, fc in enumerate(classes):
+            vals = []
+            for s, d in scopes[["scope", "desk"]].itertuples(index=False):
+                sel = top[(top["scope"] == s) & (top["factor_class"] == fc)]
+                sel = sel[sel["desk"].isna()] if _is_null(d) else sel[sel["desk"] == d]
+                vals.append(float(sel["value"].iloc[0]) if len(sel) else 0.0)
+            ax.bar(x + i * width, vals, width, label=fc, color=palette.get(fc, "#b3261e"))
+        ax.set_xticks(x + width * (len(classes) - 1) / 2, names, rotation=15)
+        ax.set_title(f"VaR {level:.3g} by factor class")
+        ax.set_ylabel("VaR (currency)")
+        _thousands(ax.yaxis)
+        ax.legend(frameon=False, fontsize=8, ncol=len(classes))
+        fig.tight_layout()
+        out.append(_svg(fig))
+    return "".join(out)
+
+
+def _stress_results(tables: dict[str, pd.DataFrame], label: str) -> str:
+    """Stress results (``stress_results``), "" when the table is not published.
+
+    Firm and desk P&L per scenario, worst firm P&L first, and the (up to five) losing
+    positions of each desk's worst scenario.
+    """
+    sr = tables.get("stress_results")
+    if sr is None or not len(sr):
+        return ""
+    out = [f"<h2>Stress results{_e(label)}</h2>"]
+    firm = sr[sr["scope"] == "firm"].set_index("scenario_id")
+    desks = sorted({str(d) for d in sr.loc[sr["scope"] == "desk", "desk"].dropna()})
+    scen = sr.drop_duplicates("scenario_id")[["scenario_id", "description"]]
+    scen = scen.assign(
+        _p=[float(firm["pnl"].get(s, np.nan)) for s in scen["scenario_id"]],
+        _s=scen["scenario_id"].astype(str)).sort_values(["_p", "_s"], kind="stable",
+                                                         na_position="last")
+    rows = []
+    for sid, desc, fpnl in scen[["scenario_id", "description", "_p"]].itertuples(index=False):
+        base = float(firm["base_value"].get(sid, np.nan))
+        row: list[Any] = [sid, "" if _is_null(desc) else desc, _num(fpnl),
+                          _pct(fpnl / abs(base)) if np.isfinite(base) and base else ""]
+        for desk in desks:
+            v = sr[(sr["scenario_id"] == sid) & (sr["scope"] == "desk") & (sr["desk"] == desk)]
+            row.append(_num(float(v["pnl"].iloc[0])) if len(v) else "")
+        rows.append(row)
+    out.append(_note("P&L of each scenario's shocks applied now, full revaluation; worst "
+                     "firm P&L first. % is of the firm's absolute base value."))
+    out.append(_table(["scenario", "description", "firm P&L", "% of base"]
+                      + [f"{d} P&L" for d in desks], rows, left=2))
+    worst_rows = []
+    for desk in desks:
+        d = sr[(sr["scope"] == "desk") & (sr["desk"] == desk)]
+        d = d.assign(_s=d["scenario_id"].astype(str)).sort_values(["pnl", "_s"],
+                                                                   kind="stable")
+        if not len(d):
+            continue
+        w = d.iloc[0]
+        ids = [p for p in str(w["worst_positions"] or "").split(",") if p]
+        pnls = [] if _is_null(w["worst_pnl"]) else [float(x) for x in w["worst_pnl"]]
+        losers = [(p, v) for p, v in zip(ids, pnls, strict=False) if v < 0][:5]
+        if float(w["pnl"]) >= 0 and not losers:
+            worst_rows.append((desk, "", "", "no scenario loses", ""))
+            continue
+        first = True
+        for pid, pnl in losers:
+            worst_rows.append((desk if first else "", w["scenario_id"] if first else "",
+                               _num(w["pnl"]) if first else "", pid, _num(pnl)))
+            first = False
+        if first:
+            worst_rows.append((desk, w["scenario_id"], _num(w["pnl"]), "no position loses", ""))
+    if worst_rows:
+        out.append("<h3>Five worst positions of each desk's worst scenario</h3>")
+        out.append(_note("The desk's scenario with the lowest P&L; its (up to) five "
+                         "positions with the largest losses, worst first."))
+        out.append(_table(["desk", "worst scenario", "desk P&L", "position", "position P&L"],
+                          worst_rows, left=2))
+    return "".join(out)
+
+
+def _compact(x: float) -> str:
+    """A short label for a heat-map cell: 1.2M, -350k, 12."""
+    a = abs(x)
+    if a >= 1e9:
+        return f"{x / 1e9:.1f}B"
+    if a >= 1e6:
+        return f"{x / 1e6:.1f}M"
+    if a >= 1e3:
+        return f"{x / 1e3:.0f}k"
+    return f"{x:.0f}"
+
+
+#: Heat-map cells up to which every cell's P&L is written in it.
+ANNOTATE_CELLS = 120
+
+
+def _heat_map(cells: pd.DataFrame, title: str, gid: str) -> str:
+    """One spot x vol P&L grid as a heat map (diverging colours centred at 0).
+
+    The cells are the SVG group ``gid``; each holds its P&L as text when the grid has at most
+    :data:`ANNOTATE_CELLS` cells.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import Normalize
+
+    grid = cells.pivot_table(index="vol_shock", columns="spot_shock", values="pnl",
+                             aggfunc="sum").sort_index().sort_index(axis=1)
+    z = grid.to_numpy(float)
+    spots, vols = list(grid.columns), list(grid.index)
+    lim = float(np.nanmax(np.abs(z))) if np.isfinite(z).any() else 0.0
+    lim = lim if lim > 0 else 1.0
+    # 21 discrete colours (few enough for a vector colour bar); the middle one holds 0.
+    cmap = plt.get_cmap("RdBu", 21)
+    norm = Normalize(-lim, lim)
+    fig, ax = _figure(max(4.0, 0.3 * len(spots) + 1.5), max(2.4, 0.3 * len(vols) + 1.3))
+    mesh = ax.pcolormesh(np.arange(len(spots) + 1), np.arange(len(vols) + 1), z, cmap=cmap,
+                         norm=norm, edgecolors="white", linewidth=0.5, gid=gid)
+    if z.size <= ANNOTATE_CELLS:
+        for i in range(len(vols)):
+            for j in range(len(spots)):
+                if np.isfinite(z[i, j]):
+                    dark = abs(z[i, j]) > 0.6 * lim
+                    ax.text(j + 0.5, i + 0.5, _compact(z[i, j]), ha="center", va="center",
+                            fontsize=6, color="white" if dark else "#1d2430")
+    ax.set_xticks(np.arange(len(spots)) + 0.5, [f"{100 * s:+.0f}%" for s in spots],
+                  fontsize=7, rotation=90 if len(spots) > 15 else 0)
+    ax.set_yticks(np.arange(len(vols)) + 0.5, [f"{v:+g}" for v in vols], fontsize=7)
+    ax.set_xlabel("spot move")
+    ax.set_ylabel("vol move (points)")
+    ax.set_title(title, fontsize=9)
+    ax.spines[["left", "bottom"]].set_visible(False)
+    bar = fig.colorbar(mesh, ax=ax, fraction=0.05, pad=0.02)
+    bar.ax.tick_params(labelsize=7)
+    _thousands(bar.ax.yaxis)
+    fig.tight_layout()
+    return _svg(fig)
+
+
+def _stress_grid(tables: dict[str, pd.DataFrame], label: str, per_desk: int = 2) -> str:
+    """The spot-vol risk matrix (``stress_grid``) as heat maps, "" when not published.
+
+    Per desk every underlying moved together, then the desk's ``per_desk`` underlyings with
+    the largest absolute P&L on the grid.
+    """
+    sg = tables.get("stress_grid")
+    if sg is None or not len(sg):
+        return ""
+    out = [f"<h2>Spot-vol risk matrix{_e(label)}</h2>",
+           _note("Full revaluation P&L now, spot moves (columns) by implied-vol moves in vol "
+                 "points (rows); red is a loss, blue a gain, white about zero. Per desk all "
+                 f"underlyings moved together, then its {per_desk} underlyings with the "
+                 "largest absolute P&L on the grid; each figure has its own colour scale.")]
+    for desk in sorted({str(d) for d in sg["desk"].dropna()}):
+        d = sg[sg["desk"] == desk]
+        figs = []
+        whole = d[d["underlying"].isna()]
+        if len(whole):
+            base = float(whole["base_value"].iloc[0])
+            figs.append(_heat_map(whole, f"{desk}: all underlyings (base {base:,.0f})",
+                                  f"stress-grid-{_slug(desk)}"))
+        und = d[d["underlying"].notna()]
+        if len(und):
+            size = und.assign(a=und["pnl"].abs()).groupby("underlying")["a"].max()
+            size = size.reset_index().assign(u=lambda f: f["underlying"].astype(str))
+            size = size.sort_values(["a", "u"], ascending=[False, True], kind="stable")
+            for u in size["underlying"].head(per_desk):
+                cells = und[und["underlying"] == u]
+                base = float(cells["base_value"].iloc[0])
+                figs.append(_heat_map(cells, f"{desk}: {u} (base {base:,.0f})",
+                                      f"stress-grid-{_slug(desk)}-{_slug(u)}"))
+        out.append(f"<h3>{_e(desk)}</h3>" + '<div class="grid">' + "".join(figs) + "</div>")
+    return "".join(out)
+
+
+def _stressed_var(tables: dict[str, pd.DataFrame], label: str) -> str:
+    """Stressed VaR and ES (``stressed_var``), "" when the table is not published.
+
+    Per desk and firm and level: the worst rolling window of each measure and its value,
+    next to the run's VaR and ES of the same scope and level (``risk_measures``).
+    """
+    sv = tables.get("stressed_var")
+    if sv is None or not len(sv):
+        return ""
+    rm = tables.get("risk_measures")
+    out = [f"<h2>Stressed VaR{_e(label)}</h2>"]
+    first = sv.iloc[0]
+    out.append(_note(
+        f"Today's book over every rolling {int(first['window_days'])}-day window of the "
+        f"history {first['history_start']} to {first['history_end']} "
+        f"({int(first['n_windows']):,} windows, {int(first['window_scenarios']):,} "
+        f"scenarios each, {int(first['horizon_days'])}-day horizon); per measure the window "
+        "where it is largest. Today: the run's VaR / ES of the same scope and level."))
+    keys = _scope_order(sv[["scope", "desk", "confidence_level"]].drop_duplicates())
+    keys = keys.sort_values(["_o", "_d", "confidence_level"], kind="stable")
+    rows = []
+    for scope, desk, level in keys[["scope", "desk", "confidence_level"]].itertuples(
+            index=False):
+        d = None if _is_null(desk) else str(desk)
+        sel = sv[(sv["scope"] == scope) & np.isclose(sv["confidence_level"], level)]
+        sel = sel[sel["desk"].isna()] if d is None else sel[sel["desk"] == d]
+        row: list[Any] = [_scope_label(scope, desk), f"{level:.3f}"]
+        for meas in ("VaR", "ES"):
+            r = sel[sel["measure"] == meas]
+            today = _measure(rm, str(scope), d, meas, float(level)) \
+                if rm is not None and len(rm) else None
+            if not len(r):
+                row += ["", "", _num(today), ""]
+                continue
+            value = float(r["value"].iloc[0])
+            row += [f"{r['window_start'].iloc[0]} to {r['window_end'].iloc[0]}", _num(value),
+                    _num(today), f"{value / today:.2f}x" if today else ""]
+        rows.append(row)
+    out.append(_table(["scope", "level", "VaR window", "stressed VaR", "today's VaR",
+                       "stressed / today", "ES window", "stressed ES", "today's ES",
+                       "stressed / today"], rows, left=1))
+    return "".join(out)
+
+
 def build(date: PublishedDate, good: PublishedDate | None, previous: PublishedDate | None,
           *, top_positions: int = 10) -> str:
     """The morning report of ``date`` as one HTML page.
@@ -467,9 +744,8 @@ def build(date: PublishedDate, good: PublishedDate | None, previous: PublishedDa
                   f"<h2>Worst-case VaR{_e(label)}</h2>", _worst_case(t),
                   f"<h2>Efficient frontier per desk{_e(label)}</h2>", _frontier(t),
                   # Sections of tables published only by some runs return "" (no heading)
-                  # when absent. Risk by factor class (risk_factor_var), stress results
-                  # (stress_results) and the spot-vol heat map (stress_grid) plug in here,
-                  # the same way, when those tables exist.
-                  _backtest(t), _hedges(t)]
+                  # when absent.
+                  _factor_var(t, label), _stress_results(t, label), _stress_grid(t, label),
+                  _stressed_var(t, label), _backtest(t), _hedges(t)]
     parts.append("</body></html>\n")
     return "".join(parts)

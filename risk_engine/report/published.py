@@ -20,7 +20,6 @@ from risk_engine import schemas
 
 GOOD = ("completed", "completed_with_warnings")
 
-
 @dataclass(frozen=True)
 class PublishedDate:
     """One date as the report sees it: its latest run's manifest row and its tables."""

@@ -125,6 +125,7 @@ def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
         ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
+    vol_surface = read_dated(spark, root, schemas.VOL_SURFACE, as_of, required=False)
     stress_scenarios = None
     if cfg.stress.enabled:
         ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
@@ -132,14 +133,16 @@ def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
     factors = _read_factor_inputs(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
                        pnl_history, position_history, stress_scenarios=stress_scenarios,
-                       **factors)
+                       vol_surface=vol_surface, **factors)
 
 
 def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
     """The optional vol and rate factor inputs the config asks for (none when both are off).
 
     ``vol_history`` / ``rate_history`` (source history, up to ``as_of_date`` and over the
-    history window) or ``factor_vols`` (source factor_model).
+    history window) or ``factor_vols`` (source factor_model). With the backtest's
+    hypothetical series on, the histories also cover the backtest window (whatever the
+    source): the risk-theoretical P&L moves the factors by the day's realized moves.
     """
     from pyspark.sql import functions as F
 
@@ -147,14 +150,21 @@ def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFr
     out: dict[str, pd.DataFrame | None] = {}
     if not (sm.vol_factors.enabled or sm.rate_factor.enabled):
         return out
-    if sm.source == "factor_model":
-        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
-        out["factor_vols"] = to_pandas(fv) if fv is not None else None
-        return out
+    rtpl = cfg.backtest.enabled and cfg.backtest.hypothetical
     days = sm.history_window_days
     if sm.source == "historical":  # the historical window's vol and rate levels
         days = max(days, cfg.historical.window_days + 1)
     start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
+    if sm.source == "factor_model":
+        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
+        out["factor_vols"] = to_pandas(fv) if fv is not None else None
+        if not rtpl:
+            return out
+        start = as_of
+    if rtpl:
+        from risk_engine.backtest.series import previous_business_day, window_dates
+
+        start = min(start, previous_business_day(window_dates(as_of, cfg.backtest.window)[0]))
     for name, table, on in (("vol_history", schemas.VOL_HISTORY, sm.vol_factors.enabled),
                             ("rate_history", schemas.RATE_HISTORY, sm.rate_factor.enabled)):
         df = read_table(spark, root, table, required=False) if on else None
@@ -253,12 +263,14 @@ def read_window_snapshots(spark: SparkSession, cfg: Config,
     return out
 
 
-def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table
-                      ) -> DataFrame | None:
+def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table,
+                      merge_schema: bool = False) -> DataFrame | None:
     """Rows of ``<output.root>/<table>`` that completed runs published for earlier dates.
 
     The dates are the backtest window's before ``as_of_date`` (and the business day before
     its first day); ``as_of_date`` is a date column. None if nothing is published.
+    ``merge_schema``: read the union of the files' columns (a column added later is null
+    in older dates' files).
     """
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
@@ -273,7 +285,8 @@ def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table
                                      for t in (table.name, schemas.RUN_MANIFEST.name)):
         return None
     try:
-        rows = spark.read.parquet(f"{root}/{table.name}")
+        reader = spark.read.option("mergeSchema", "true") if merge_schema else spark.read
+        rows = reader.parquet(f"{root}/{table.name}")
         manifest = spark.read.parquet(f"{root}/{schemas.RUN_MANIFEST.name}")
     except AnalysisException:  # a remote root without published results
         return None
@@ -305,21 +318,24 @@ def read_published_hypothetical(spark: SparkSession, cfg: Config) -> pd.DataFram
 
     From ``backtest_series`` (completed runs, series ``hypothetical``, desk rows with a
     P&L), one row per (date, desk): the latest run's. Columns ``date``, ``desk``, ``pnl``,
-    ``rtpl``. None if nothing was published.
+    ``rtpl``, ``rtpl_factors`` (the factors that RTPL moved; null in files published before
+    the column existed, i.e. ``spot``). None if nothing was published.
     """
     from pyspark.sql import functions as F
 
-    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES)
+    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES, merge_schema=True)
     if rows is None:
         return None
+    factors = (F.col("rtpl_factors") if "rtpl_factors" in rows.columns
+               else F.lit(None).cast("string")).alias("rtpl_factors")
     rows = (rows.where((F.col("series") == "hypothetical") & F.col("desk").isNotNull()
                        & F.col("pnl").isNotNull() & ~F.isnan("pnl"))
-            .select("as_of_date", "date", "desk", "pnl", "rtpl").distinct())
+            .select("as_of_date", "date", "desk", "pnl", "rtpl", factors).distinct())
     frame = to_pandas(rows)
     if len(frame) == 0:
         return None
     frame = frame.sort_values("as_of_date").drop_duplicates(["date", "desk"], keep="last")
-    return frame[["date", "desk", "pnl", "rtpl"]].reset_index(drop=True)
+    return frame[["date", "desk", "pnl", "rtpl", "rtpl_factors"]].reset_index(drop=True)
 
 
 class Run:

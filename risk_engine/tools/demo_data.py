@@ -7,6 +7,8 @@ one-year expiries, some expiring inside a 10-day horizon). It also writes a fact
 (drifts, volatilities, correlations) so ``scenario_model.source: factor_model`` works too,
 and ATM vol and zero-curve histories (``vol_history``, ``rate_history``) on the spot
 history's dates for the vol and rate factors.
+With ``vol_surface=True`` it adds a ``vol_surface`` table of implied-vol quotes for every
+other underlying (:func:`demo_vol_surface`); without it the snapshot is unchanged.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk_engine.schemas import INPUT_TABLES
-from risk_engine.timeaxis import horizon_date
+from risk_engine.timeaxis import ZeroCurve, horizon_date, year_fraction
 
 DEFAULT_AS_OF = dt.date(2026, 11, 20)
 SECTORS = ("technology", "financials", "healthcare", "energy", "industrials",
@@ -50,12 +52,15 @@ def generate(
     history_days: int = 504,
     seed: int = 7,
     years: int | None = None,
+    vol_surface: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
 
     ``years`` (e.g. 10) replaces the history by ``252 x years`` trading days with a crash and
     two volatility spikes (:func:`stressed_history`), for stressed VaR; every other table is
-    the same as without it.
+    the same as without it. ``vol_surface`` adds the ``vol_surface`` table
+    (:func:`demo_vol_surface`, drawn from its own generator: the other tables are the same
+    with or without it).
     """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
@@ -81,9 +86,56 @@ def generate(
         "correlation": uni.corr[iu],
     })
     vol_history, rate_history = _factor_histories(seed, uni, history, rates)
-    return {"positions": positions, "market": market, "rates": rates, "history": history,
-            "factor_model": factor_model, "correlations": correlations,
-            "vol_history": vol_history, "rate_history": rate_history}
+    tables = {"positions": positions, "market": market, "rates": rates, "history": history,
+              "factor_model": factor_model, "correlations": correlations,
+              "vol_history": vol_history, "rate_history": rate_history}
+    if vol_surface:
+        tables["vol_surface"] = demo_vol_surface(market, rates, as_of, seed=seed)
+    return tables
+
+
+#: Quoted expiries of the demo surfaces, in trading days after the as-of date (2W to 2Y).
+SURFACE_EXPIRY_DAYS = (10, 21, 42, 63, 126, 252, 504)
+#: Quoted log-forward-moneyness points ln(K / F) (strikes are rounded to the cent).
+SURFACE_MONEYNESS = (-0.4, -0.3, -0.2, -0.15, -0.1, -0.05, 0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
+_SSVI_ETA = 0.6  # SSVI curvature; eta (1 + |rho|) <= 2 keeps the smiles butterfly-free
+
+
+def demo_vol_surface(market: pd.DataFrame, rates: pd.DataFrame, as_of: dt.date, *,
+                     seed: int = 7) -> pd.DataFrame:
+    """Arbitrage-free implied-vol quotes for every other underlying of ``market``.
+
+    Each surface is an SSVI (Gatheral & Jacquier, "Arbitrage-free SVI volatility surfaces",
+    2014): total variance ``w(k, T) = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 -
+    rho^2))`` with ``phi = eta / sqrt(theta (1 + theta))``, ``eta = 0.6`` and ``rho`` in
+    [-0.7, -0.3] (a put skew), so ``eta (1 + |rho|) <= 2`` (no butterfly arbitrage); the ATM
+    vol is the market's ``volatility`` times ``1 + s (min(T, 2) - 0.25)`` with a term slope
+    ``s`` in [-0.15, 0.15], so ``theta = atm^2 T`` increases in ``T`` (no calendar
+    arbitrage). Quotes at ``SURFACE_EXPIRY_DAYS`` x ``SURFACE_MONEYNESS``, strikes
+    ``F(T) e^k`` (trading-252 year fractions, the curve of ``rates``) rounded to the cent.
+    """
+    rng = np.random.default_rng([seed, 17])  # its own stream: other tables unchanged
+    rows = market.iloc[::2]
+    curve = ZeroCurve.from_points(rates["tenor_years"], rates["zero_rate"])
+    expiries = [horizon_date(as_of, d) for d in SURFACE_EXPIRY_DAYS]
+    t = year_fraction(as_of, np.array(expiries, dtype="datetime64[D]"))
+    k = np.asarray(SURFACE_MONEYNESS)
+    parts = []
+    for name, spot, vol, div in zip(rows["underlying"], rows["spot"], rows["volatility"],
+                                    rows["dividend_yield"], strict=True):
+        rho = rng.uniform(-0.7, -0.3)
+        slope = rng.uniform(-0.15, 0.15)
+        for expiry, ti in zip(expiries, t, strict=True):
+            atm = vol * (1.0 + slope * (min(ti, 2.0) - 0.25))
+            theta = atm**2 * ti
+            phi = _SSVI_ETA / np.sqrt(theta * (1.0 + theta))
+            w = 0.5 * theta * (1.0 + rho * phi * k
+                               + np.sqrt((phi * k + rho) ** 2 + 1.0 - rho**2))
+            fwd = spot * np.exp((float(curve.zero_rate(ti)) - div) * ti)
+            parts.append(pd.DataFrame({
+                "as_of_date": as_of, "underlying": name, "expiry": expiry,
+                "strike": np.round(fwd * np.exp(k), 2), "implied_vol": np.sqrt(w / ti)}))
+    return pd.concat(parts, ignore_index=True)
 
 
 VOL_TENORS_DAYS = (21, 63, 126, 252)

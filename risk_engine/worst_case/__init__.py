@@ -16,6 +16,9 @@ Minimization
     :func:`minimize_wcvar`, :func:`minimize_wcpvar`, :func:`minimize_wcqvar`.
 Per desk
     :func:`evaluate_desk`, :func:`reports_to_frames`.
+Desks above ``worst_case.max_instruments``
+    :class:`InstrumentBuckets`, :class:`ReducedMoments`, :func:`bucket_instruments`,
+    :func:`pnl_wcvar`.
 """
 
 from risk_engine.solvers import STATUSES
@@ -47,6 +50,7 @@ from .moments import (
     tail_probability,
 )
 from .optimize import AllocationProblem, minimize_wcpvar, minimize_wcqvar, minimize_wcvar
+from .reduced import InstrumentBuckets, ReducedMoments, bucket_instruments, pnl_wcvar
 from .structures import (
     LinearStructure,
     NotApplicableError,
@@ -71,16 +75,19 @@ __all__ = [
     "AllocationResult",
     "DeskInstruments",
     "DeskReport",
+    "InstrumentBuckets",
     "LinearStructure",
     "MomentSums",
     "NotApplicableError",
     "OptimizationOutcome",
     "PolyhedralStructure",
+    "ReducedMoments",
     "QuadraticStructure",
     "ReturnMoments",
     "SolveOutcome",
     "WorstCaseResult",
     "WorstCaseSettings",
+    "bucket_instruments",
     "delta_gamma_pnl",
     "evaluate_desk",
     "gbm_simple_return_moments",
@@ -90,6 +97,7 @@ __all__ = [
     "minimize_wcpvar",
     "minimize_wcqvar",
     "minimize_wcvar",
+    "pnl_wcvar",
     "polyhedral_structure",
     "quadratic_structure",
     "reports_to_frames",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -30,6 +30,14 @@ from .containers import (
 )
 from .models import wcpvar, wcqvar, wcqvar_sdp, wcvar, wcvar_robust
 from .optimize import AllocationProblem, minimize_wcpvar, minimize_wcqvar, minimize_wcvar
+from .reduced import (
+    ReducedMoments,
+    instrument_weights,
+    pnl_wcvar,
+    reduced_linear_structure,
+    reduced_quadratic_structure,
+    wcpvar_aggregated,
+)
 from .structures import (
     LinearStructure,
     NotApplicableError,
@@ -102,8 +110,12 @@ def _resolve(
     underlying_moments: ReturnMoments,
     instrument_moments: ReturnMoments | None,
     horizon_years: float,
+    reduced: ReducedMoments | None = None,
 ) -> Structure:
     if model == "WCVaR":
+        if reduced is not None:
+            check_desk_values(desk)
+            return reduced_linear_structure(reduced)
         if instrument_moments is None:
             raise NotApplicableError("instrument return moments not supplied")
         check_desk_values(desk)
@@ -142,12 +154,36 @@ def _join(*parts: str) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def _reduced_space(
+    model: str, structure: Structure, reduced: ReducedMoments, large: str
+) -> tuple[Structure | None, str]:
+    """The structure a large desk's minimization runs on (None: not applicable) and why.
+
+    ``structure`` is the model's structure of the current book (WCVaR: already over the
+    buckets, see :func:`_resolve`).
+    """
+    buckets = reduced.buckets
+    if isinstance(structure, PolyhedralStructure):
+        return None, (f"{large}: WCPVaR has no reduced form here "
+                      "(its hedge variables are per option)")
+    if reduced.bucket_moments is None or buckets.n_buckets > reduced.max_instruments:
+        return None, (f"{large}, and the {buckets.n_buckets} buckets "
+                      f"({buckets.description}) also exceed it")
+    note = (f"solved over {buckets.n_buckets} buckets ({buckets.description}, each bucket's "
+            f"mix held; an upper bound on the minimum over instruments): {large}")
+    if isinstance(structure, QuadraticStructure):
+        return reduced_quadratic_structure(structure, buckets), note
+    return structure, note
+
+
 def evaluate_desk(
     desk: DeskInstruments,
     underlying_moments: ReturnMoments,
     instrument_moments: ReturnMoments | None,
     horizon_years: float,
     settings: WorstCaseSettings,
+    *,
+    reduced: ReducedMoments | None = None,
 ) -> DeskReport:
     """Worst-case VaR of a desk's current holdings and of its optimal allocations.
 
@@ -168,6 +204,13 @@ def evaluate_desk(
         Horizon h in years (theta accrues over h in WCQVaR).
     settings : WorstCaseSettings
         Levels, models, solvers, bounds.
+    reduced : ReducedMoments or None
+        For a desk above ``worst_case.max_instruments`` (then ``instrument_moments`` must
+        be None): WCVaR of the current book comes from the desk P&L's mean and variance,
+        and the minimizations run over the instrument buckets of
+        :mod:`risk_engine.worst_case.reduced` (WCPVaR's optimized rows are
+        ``not_applicable``), each row's message says so. Allocation rows stay per
+        instrument (a bucket's weight spread over its instruments by their shares).
 
     Returns
     -------
@@ -232,7 +275,16 @@ def evaluate_desk(
         common = "desk has zero gross value"
     floor_note = ""
     expected = None
-    if instrument_moments is not None:
+    if reduced is not None and instrument_moments is not None:
+        raise ValueError(f"desk {desk.desk!r}: give instrument moments or reduced moments, "
+                         "not both")
+    large = ""
+    if reduced is not None:
+        large = (f"{desk.n_instruments} instruments > "
+                 f"worst_case.max_instruments={reduced.max_instruments}")
+        if settings.return_floor and reduced.bucket_moments is not None:
+            expected = reduced.bucket_moments.mean
+    elif instrument_moments is not None:
         if instrument_moments.dim != desk.n_instruments:
             raise ValueError(
                 f"desk {desk.desk!r}: instrument moments have {instrument_moments.dim} assets, "
@@ -250,12 +302,15 @@ def evaluate_desk(
         if not reason:
             try:
                 structure = _resolve(
-                    model, desk, underlying_moments, instrument_moments, horizon_years
+                    model, desk, underlying_moments, instrument_moments, horizon_years, reduced
                 )
             except NotApplicableError as exc:
                 reason = str(exc)
         if isinstance(structure, QuadraticStructure):
             notes = structure.notes
+        space, reduced_note = structure, ""
+        if reduced is not None and structure is not None:
+            space, reduced_note = _reduced_space(model, structure, reduced, large)
         for level in settings.confidence_levels:
             if structure is None:
                 not_applicable(model, level, "current", reason)
@@ -263,7 +318,14 @@ def evaluate_desk(
                     not_applicable(model, level, "optimized", reason)
                 continue
             try:
-                current = _current(model, structure, x, level, settings)
+                if reduced is not None and model == "WCVaR":
+                    current = pnl_wcvar(reduced, level)
+                    current = replace(current, message=(
+                        f"from the mean and variance of the desk's P&L ({large})"))
+                elif reduced is not None and isinstance(structure, PolyhedralStructure):
+                    current = wcpvar_aggregated(x, structure, level, solvers=settings.solvers)
+                else:
+                    current = _current(model, structure, x, level, settings)
             except (np.linalg.LinAlgError, ArithmeticError) as exc:
                 current = SolveOutcome(math.nan, "solver_error", "", f"{type(exc).__name__}: {exc}")
             row(model, "current", level, current, gross, _join(*notes, current.message))
@@ -274,9 +336,15 @@ def evaluate_desk(
                     model, level, "optimized", f"net capital {net:.6g} <= 0: weights undefined"
                 )
                 continue
-            problem = AllocationProblem(net, x / net, expected)
+            if space is None:
+                not_applicable(model, level, "optimized", reduced_note)
+                continue
+            if reduced is None:
+                problem = AllocationProblem(net, x / net, expected)
+            else:
+                problem = AllocationProblem(net, reduced.buckets.exposure / net, expected)
             try:
-                best = _minimize(structure, problem, level, settings)
+                best = _minimize(space, problem, level, settings)
             except (np.linalg.LinAlgError, ArithmeticError) as exc:
                 best = OptimizationOutcome(
                     model,
@@ -288,8 +356,13 @@ def evaluate_desk(
                     "",
                     f"{type(exc).__name__}: {exc}",
                 )
+            weights, current_weights = best.weights, problem.current_weights
+            if reduced is not None:
+                current_weights = x / net
+                if weights is not None:
+                    weights = instrument_weights(reduced.buckets, weights)
             optimized_gross = (
-                net * float(np.sum(np.abs(best.weights))) if best.weights is not None else 0.0
+                net * float(np.sum(np.abs(weights))) if weights is not None else 0.0
             )
             row(
                 model,
@@ -297,9 +370,9 @@ def evaluate_desk(
                 level,
                 best,
                 optimized_gross,
-                _join(*notes, floor_note, best.message),
+                _join(*notes, floor_note, reduced_note, best.message),
             )
-            if best.weights is not None and best.status in USABLE_STATUSES:
+            if weights is not None and best.status in USABLE_STATUSES:
                 for j, instrument in enumerate(desk.instrument_ids):
                     allocations.append(
                         AllocationResult(
@@ -307,8 +380,8 @@ def evaluate_desk(
                             model,
                             level,
                             instrument,
-                            float(problem.current_weights[j]),
-                            float(best.weights[j]),
+                            float(current_weights[j]),
+                            float(weights[j]),
                         )
                     )
     return DeskReport(tuple(rows), tuple(allocations))

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -36,13 +37,20 @@ def _manifest(root: Path, as_of: dt.date, run_id: str, status: str, *, message=N
     pq.write_table(pa.Table.from_pylist([row]), part / f"{run_id}.parquet")
 
 
-def publish_date(root: Path, as_of: dt.date, seed: int) -> None:
-    """Run the in-process engine on the demo snapshot of ``as_of`` and publish its tables."""
-    snap = generate(as_of, n_positions=60, seed=seed)
+def publish_date(root: Path, as_of: dt.date, seed: int, *, years: int | None = None,
+                 extra: dict | None = None, stress_scenarios=None) -> dict:
+    """Run the in-process engine on the demo snapshot of ``as_of`` and publish its tables.
+
+    ``years``, ``extra`` (config sections) and ``stress_scenarios`` (an input frame) turn
+    on the stress stages; returns the published tables (without run_id).
+    """
+    snap = generate(as_of, n_positions=60, seed=seed, years=years)
+    if stress_scenarios is not None:
+        snap["stress_scenarios"] = stress_scenarios(snap)
     cfg = config_from_dict({"as_of_date": as_of.isoformat(),
                             "monte_carlo": {"n_scenarios": 4000, "block_size": 1000},
                             "output": {"write_scenario_pnl": True},
-                            "hedging": {"enabled": True}})
+                            "hedging": {"enabled": True}, **(extra or {})})
     inputs = InputTables(**{k: v for k, v in snap.items()
                             if k in InputTables.__dataclass_fields__})
     rl = RunLog()
@@ -57,6 +65,7 @@ def publish_date(root: Path, as_of: dt.date, seed: int) -> None:
     _manifest(root, as_of, run_id, status, warnings=rl.warnings,
               timings=dict(rl.timings),
               counts=result.prepared.row_counts)
+    return dict(result.tables)
 
 
 @pytest.fixture(scope="session")
@@ -66,6 +75,61 @@ def published_root(tmp_path_factory) -> Path:
     publish_date(root, D2, seed=7)
     _manifest(root, D3, f"{D3.isoformat()}-run", "failed",
               message="DataError: market: no row for underlying TECH01 on 2026-11-23")
+    return root
+
+
+def _stress_scenarios(snap):
+    """Named shocks, a sector shock, a rates shock and a replay of the history's crash."""
+    import pandas as pd
+
+    hist = snap["history"]
+    wide = hist.pivot(index="date", columns="underlying", values="close").sort_index()
+    crash = int(np.log(wide).diff().mean(axis=1).to_numpy()[1:].argmin()) + 1
+    days = list(wide.index)
+    return pd.DataFrame({
+        "scenario_id": ["crash", "tech_selloff", "vol_spike", "rates_up", "replay"],
+        "description": ["-20% and +10 vol", "technology -15%", "+15 vol points",
+                        "+100 bp", "the history's crash week"],
+        "scope": ["all", "sector", "all", "all", "historical"],
+        "target": [None, "technology", None, None, None],
+        "spot_shock": [-0.2, -0.15, None, None, None],
+        "vol_shock": [10.0, None, 15.0, None, None],
+        "rate_shock": [None, None, None, 100.0, None],
+        "start_date": [None, None, None, None, days[max(crash - 3, 0)]],
+        "end_date": [None, None, None, None, days[min(crash + 2, len(days) - 1)]]})
+
+
+def write_risk_factor_var(root: Path, as_of: dt.date, risk_measures) -> None:
+    """A ``risk_factor_var`` partition written by hand to its declared layout (run_id, scope,
+    desk, measure, confidence_level, factor_class, horizon_days, value, std_error,
+    n_scenarios; as_of_date is the partition): the ``all`` rows are ``risk_measures``, the
+    single classes fixed fractions of them."""
+    share = {"spot": 0.8, "vol": 0.35, "rate": 0.02, "all": 1.0}
+    rows = [{"run_id": f"{as_of.isoformat()}-run", "scope": r.scope,
+             "desk": None if r.scope == "firm" else r.desk, "measure": r.measure,
+             "confidence_level": float(r.confidence_level), "factor_class": fc,
+             "horizon_days": int(r.horizon_days), "value": float(r.value) * k,
+             "std_error": float(r.std_error) * k, "n_scenarios": int(r.n_scenarios)}
+            for r in risk_measures.itertuples(index=False) for fc, k in share.items()]
+    schema = pa.schema([("run_id", pa.string()), ("scope", pa.string()),
+                        ("desk", pa.string()), ("measure", pa.string()),
+                        ("confidence_level", pa.float64()), ("factor_class", pa.string()),
+                        ("horizon_days", pa.int32()), ("value", pa.float64()),
+                        ("std_error", pa.float64()), ("n_scenarios", pa.int64())])
+    part = root / "risk_factor_var" / f"as_of_date={as_of.isoformat()}"
+    part.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), part / "part-00000.parquet")
+
+
+@pytest.fixture(scope="session")
+def stress_root(tmp_path_factory) -> Path:
+    """``D2`` published with stress results, the spot-vol grid and stressed VaR (three years
+    of demo history with its crash), plus a hand-written ``risk_factor_var`` partition."""
+    root = tmp_path_factory.mktemp("published_stress")
+    tables = publish_date(root, D2, seed=7, years=3, stress_scenarios=_stress_scenarios,
+                          extra={"stress": {"enabled": True},
+                                 "stressed_var": {"enabled": True, "window_days": 250}})
+    write_risk_factor_var(root, D2, tables["risk_measures"])
     return root
 
 

@@ -54,7 +54,9 @@ def test_failed_date_says_so_and_shows_the_last_good_date(published_root):
     assert text.count("<svg") >= 5
 
 
-def test_same_published_tables_give_the_same_bytes(published_root):
+@pytest.mark.parametrize("root_fixture", ["published_root", "stress_root"])
+def test_same_published_tables_give_the_same_bytes(request, root_fixture):
+    published_root = request.getfixturevalue(root_fixture)
     first = write_report(str(published_root), D2).read_bytes()
     second = write_report(str(published_root), D2).read_bytes()
     assert first == second
@@ -194,3 +196,124 @@ def test_frontier_marker_needs_no_performance_and_old_tables_say_why(published_r
     text = build(date, before, prev)
     assert 'id="current-book-' not in text
     assert "the frontier table has no current_* columns" in text
+
+
+# -- stress, stressed VaR and risk by factor class (tests/report/conftest.py stress_root) ----
+def _cells(row):
+    return [c for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(f"<h2>{heading}</h2>")
+    end = text.find("<h2>", start + 4)
+    return text[start:end if end >= 0 else len(text)]
+
+
+def test_stress_sections_follow_the_published_tables(stress_root):
+    import pyarrow.parquet as pq
+
+    text = write_report(str(stress_root), D2).read_text()
+    heads = re.findall(r"<h2>([^<]*)</h2>", text)
+    new = ["Risk by factor class", "Stress results", "Spot-vol risk matrix", "Stressed VaR"]
+    assert heads[heads.index("Efficient frontier per desk") + 1:][:4] == new
+    part = stress_root / "{}" / f"as_of_date={D2}"
+    sr = pq.read_table(str(part).format("stress_results")).to_pandas()
+    firm = sr[sr["scope"] == "firm"].sort_values("pnl")
+
+    # Stress results: one row per scenario, worst firm P&L first, each desk's P&L.
+    sec = _section(text, "Stress results")
+    rows = re.findall(r"<tr>(<td.*?)</tr>", sec)
+    desks = sorted(sr["desk"].dropna().unique())
+    scen_rows = [_cells(r) for r in rows[:len(firm)]]
+    assert [r[0] for r in scen_rows] == list(firm["scenario_id"])
+    for cells, (sid, fpnl) in zip(scen_rows, firm[["scenario_id", "pnl"]].itertuples(
+            index=False), strict=True):
+        assert cells[2] == f"{fpnl:,.0f}"
+        for desk, cell in zip(desks, cells[4:], strict=True):
+            v = sr[(sr["scenario_id"] == sid) & (sr["desk"] == desk)]["pnl"].iloc[0]
+            assert cell == f"{v:,.0f}"
+    # ... and per desk its worst scenario's losing positions, worst first.
+    worst = [_cells(r) for r in rows[len(firm):]]
+    assert len(worst) >= 3
+    for desk in desks:
+        d = sr[sr["desk"] == desk].sort_values(["pnl", "scenario_id"]).iloc[0]
+        losers = [(p, v) for p, v in zip(d["worst_positions"].split(","), d["worst_pnl"],
+                                         strict=True) if v < 0]
+        at = next(i for i, r in enumerate(worst) if r[0] == desk)
+        if not losers:
+            continue
+        got = [(r[3], r[4]) for r in worst[at:at + len(losers)]]
+        assert got == [(p, f"{v:,.0f}") for p, v in losers]
+        assert worst[at][1] == d["scenario_id"] and worst[at][2] == f"{d['pnl']:,.0f}"
+
+    # Stressed VaR: the worst window and value next to today's VaR, per desk and firm.
+    sv = pq.read_table(str(part).format("stressed_var")).to_pandas()
+    rm = pq.read_table(str(part).format("risk_measures")).to_pandas()
+    sec = _section(text, "Stressed VaR")
+    level = sv["confidence_level"].max()
+    f_var = sv[(sv["scope"] == "firm") & (sv["measure"] == "VaR")
+               & (sv["confidence_level"] == level)].iloc[0]
+    today = rm[(rm["scope"] == "firm") & (rm["measure"] == "VaR")
+               & (rm["confidence_level"] == level)]["value"].iloc[0]
+    assert (f"<td>{f_var['window_start']} to {f_var['window_end']}</td>"
+            f"<td>{f_var['value']:,.0f}</td><td>{today:,.0f}</td>") in sec
+    assert len(re.findall(r"<tr><td", sec)) == len(sv) // 2  # VaR and ES on one row
+
+    # Risk by factor class: the hand-written partition, read by name, VaR per class.
+    fv = pq.read_table(str(part).format("risk_factor_var")).to_pandas()
+    sec = _section(text, "Risk by factor class")
+    row = next(_cells(r) for r in re.findall(r"<tr>(<td.*?)</tr>", sec)
+               if _cells(r)[:2] == ["firm", f"{level:.3f}"])
+    firm_fv = fv[(fv["scope"] == "firm") & (fv["confidence_level"] == level)]
+    value = firm_fv.set_index(["measure", "factor_class"])["value"]
+    expect = [f"{value[(m, c)]:,.0f}" for m in ("VaR", "ES")
+              for c in ("spot", "vol", "rate", "all")]
+    assert row[2:] == expect
+    assert sec.count("<svg") == 1
+
+
+def test_spot_vol_heat_maps_annotate_every_cell_of_the_grid(stress_root):
+    import pyarrow.parquet as pq
+
+    from risk_engine.report.build import _compact
+
+    text = write_report(str(stress_root), D2).read_text()
+    sg = pq.read_table(str(stress_root / "stress_grid" / f"as_of_date={D2}")).to_pandas()
+    sec = _section(text, "Spot-vol risk matrix")
+    svgs = re.findall(r"<svg.*?</svg>", sec, flags=re.S)
+    per_desk = {d: min(2, g["underlying"].nunique()) + 1 for d, g in sg.groupby("desk")}
+    assert len(svgs) == sum(per_desk.values())
+    for desk, grp in sg.groupby("desk"):
+        whole = grp[grp["underlying"].isna()]
+        svg = next(ET.fromstring(s) for s in svgs if f'id="stress-grid-{desk}"' in s)
+        texts = [t.text for t in svg.iter(f"{_SVG}text") if t.text]
+        # every cell's P&L written in it (13 spot x 5 vol moves)
+        assert len(whole) == 65
+        labels = [_compact(v) for v in whole["pnl"]]
+        for lab in set(labels):
+            assert texts.count(lab) >= labels.count(lab), (desk, lab)
+        # Colours diverge at 0: red for a loss, blue for a gain, the neutral middle colour
+        # within one colour step (2 max|P&L| / 21) of 0. Cells are drawn row by row from
+        # the lowest vol move, spot moves ascending.
+        group = next(g for g in svg.iter(f"{_SVG}g") if g.get("id") == f"stress-grid-{desk}")
+        fills = [re.search(r"fill: #(\w{6})", p.get("style")).group(1)
+                 for p in group.iter(f"{_SVG}path")]
+        z = whole.sort_values(["vol_shock", "spot_shock"])["pnl"].to_numpy()
+        assert len(fills) == len(z)
+        lim = np.abs(z).max()
+        for v, fill in zip(z, fills, strict=True):
+            r, b = int(fill[:2], 16), int(fill[4:], 16)
+            if abs(v) < 0.9 * lim / 21:
+                assert r == b, (desk, v, fill)
+            elif abs(v) > 1.1 * lim / 21:
+                assert (r > b) == (v < 0) and r != b, (desk, v, fill)
+
+
+def test_stress_sections_in_headless_chromium(stress_root, tmp_path):
+    path = write_report(str(stress_root), D2)
+    shot = tmp_path / f"report-stress-{D2}.png"
+    seen = visit(path.as_uri(), tmp_path / "profile", shot, _FACTS)
+    assert seen.console_errors == [] and seen.requests == [path.as_uri()]
+    assert seen.facts["svgs"] >= 20 and seen.facts["empty"] == 0
+    assert shot.stat().st_size > 10_000
+    print(f"screenshot: {shot}")

@@ -170,6 +170,20 @@ def test_read_inputs_reads_the_factor_histories_only_when_factors_are_on(spark, 
     assert lay.n_vol_buckets == 2 and lay.rate_factor
     assert lay.width == 3 * len(prepared.book.underlyings) + 1
     assert prepared.spec.source.block(0).shape == (1_500, lay.width)
+    # the backtest's risk-theoretical P&L needs the factor moves of its whole window
+    import datetime as dt
+
+    from risk_engine.backtest.series import previous_business_day, window_dates
+
+    bt = config_from_dict({**on.to_dict(), "backtest": {"enabled": True, "window": 100},
+                           "scenario_model": {**on.to_dict()["scenario_model"],
+                                              "history_window_days": 20,
+                                              "min_history_days": 2}})
+    start = previous_business_day(window_dates(bt.as_of_date, 100)[0])
+    got = read_inputs(spark, bt)
+    for frame in (got.vol_history, got.rate_history):
+        first = pd.to_datetime(frame["date"]).min().date()
+        assert start <= first <= start + dt.timedelta(days=3)
 
 
 def test_results_identical_for_1_3_and_8_partitions(spark, run):

@@ -176,3 +176,40 @@ def test_infeasible_minimization_is_a_row_and_the_run_completes_with_warnings(sp
         assert wc.loc[(model, "current"), "status"] == "optimal"
     man = pd.read_parquet(tmp_path / "out" / "run_manifest").iloc[0]
     assert man["status"] == "completed_with_warnings" and "infeasible" in man["warnings"]
+
+
+def test_a_desk_above_max_instruments_gives_the_in_process_bits_and_the_dense_wcvar(spark,
+                                                                                    tmp_path):
+    # 4 instruments > max_instruments = 2: desk P&L and bucket moments folded over the
+    # executors' blocks; the figures are the in-process run's to the bit, and WCVaR of the
+    # current book is the instrument-space (dense) figure to 1e-9.
+    from risk_engine.pipeline import InputTables, run_in_process
+
+    _write_inputs(tmp_path / "in")
+    data = {
+        "as_of_date": D2.isoformat(), "input": {"root": str(tmp_path / "in")},
+        "output": {"root": str(tmp_path / "out")},
+        "monte_carlo": {"n_scenarios": 40_000, "block_size": 10_000, "horizon_days": 21},
+        "risk": {"confidence_levels": [0.95, 0.99]},
+        "scenario_model": {"source": "factor_model"},
+        "worst_case": {"max_instruments": 2},
+        "governance": {"enabled": False},
+    }
+    summary = main(spark, config_from_dict(data))
+    frames = {n: pd.read_parquet(tmp_path / "in" / f"{n}.parquet")
+              for n in ("positions", "market", "rates", "factor_model", "correlations")}
+    inputs = InputTables(frames["positions"], frames["market"], frames["rates"],
+                         factor_model=frames["factor_model"],
+                         correlations=frames["correlations"])
+    local, _ = run_in_process(config_from_dict(data), inputs)
+    dense, _ = run_in_process(config_from_dict(
+        {**data, "worst_case": {"max_instruments": 500}}), inputs)
+    keys = ["model", "portfolio", "confidence_level"]
+    got = summary.tables["worst_case_var"].sort_values(keys).reset_index(drop=True)
+    want = local.tables["worst_case_var"].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[want.columns], want, check_exact=True)
+    assert got["instrument_moments"].str.endswith("desk P&L and instrument buckets").all()
+    ref = dense.tables["worst_case_var"].sort_values(keys).reset_index(drop=True)
+    current = (got["portfolio"] == "current").to_numpy()
+    np.testing.assert_allclose(got.loc[current, "value"], ref.loc[current, "value"],
+                               rtol=1e-9)

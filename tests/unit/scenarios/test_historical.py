@@ -343,3 +343,55 @@ def test_every_stage_runs_on_historical_scenarios():
                  & (rm["confidence_level"] == 0.99)]["value"].iloc[0]
         got = pr[(pr["desk"] == desk) & (pr["confidence_level"] == 0.99)]["var_contribution"]
         assert got.sum() == pytest.approx(var, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("smile", ["sticky_strike", "sticky_moneyness"])
+def test_historical_vol_and_rate_scenarios_equal_numpy_from_the_histories(demo, smile):
+    """Spot, ATM-vol and rate windows straight from the three history tables, revalued
+    position by position, give the run's VaR; its factor classes add up to ``all``."""
+    from risk_engine.tools.demo_data import demo_vol_surface
+
+    horizon, tenors = 5, [21, 252]  # tenors quoted in the demo's vol_history: no interpolation
+    surface = demo_vol_surface(demo["market"], demo["rates"], h.AS_OF, seed=3)
+    inputs = InputTables(demo["positions"], demo["market"], demo["rates"],
+                         history=demo["history"], vol_history=demo["vol_history"],
+                         rate_history=demo["rate_history"], vol_surface=surface)
+    cfg = h.config(scenario_model={"source": "historical", "smile_dynamics": smile,
+                                   "vol_factors": {"enabled": True, "tenors_days": tenors},
+                                   "rate_factor": {"enabled": True}},
+                   historical={"window_days": 300, "block_size": 100},
+                   monte_carlo={"horizon_days": horizon},
+                   risk={"confidence_levels": list(LEVELS)}, **h.MC_ONLY)
+    prep, tables, pnl = h.run(cfg, inputs)
+    book, layout = prep.book, prep.spec.plan.layout
+    assert layout.width == len(book.underlyings) * 3 + 1 and book.surfaces
+
+    def windows(levels):
+        return levels[horizon:] - levels[:-horizon]
+
+    spot = _numpy_scenarios(demo["history"], book.underlyings, 300, horizon)
+    vh = demo["vol_history"].pivot_table(index="date", columns=["underlying", "tenor_days"],
+                                         values="atm_vol").sort_index()
+    vols = np.log(np.concatenate([vh[u][tenors].to_numpy(float)[-301:]
+                                  for u in book.underlyings], axis=1))
+    rate = demo["rate_history"].groupby("date")["zero_rate"].mean().sort_index()
+    x = np.concatenate([spot, windows(vols), windows(rate.to_numpy(float)[-301:])[:, None]],
+                       axis=1)
+    got = np.concatenate([prep.spec.source.block(b) for b in range(prep.spec.source.n_blocks)])
+    assert got.shape == x.shape == (300 - horizon + 1, layout.width)
+    np.testing.assert_allclose(got, x, rtol=1e-12, atol=1e-15)
+    pos = position_values(book, x, layout=layout, smile=smile, surfaces=book.surfaces)
+    ref = np.stack([(pos - book.value)[:, book.desk_index == d].sum(axis=1)
+                    for d in range(len(book.desks))], axis=1)
+    np.testing.assert_allclose(pnl, ref, rtol=1e-9, atol=1e-4)
+    rm = tables["risk_measures"]
+    for alpha in LEVELS:
+        var, _ = _exact_var_es(-ref.sum(axis=1), alpha)
+        sel = rm[(rm["scope"] == "firm") & (rm["confidence_level"] == alpha)
+                 & (rm["measure"] == "VaR")]
+        assert float(sel["value"].iloc[0]) == pytest.approx(var, rel=1e-9)
+    rfv = tables["risk_factor_var"]
+    keys = ["scope", "desk", "measure", "confidence_level"]
+    pd.testing.assert_series_equal(
+        rfv[rfv["factor_class"] == "all"].set_index(keys).sort_index()["value"],
+        rm.set_index(keys).sort_index()["value"], check_exact=True)
