@@ -12,7 +12,9 @@ on the requested scenarios only, and returns weighted sums (:func:`block_contrib
 The sums are added in a fixed order that does not depend on where blocks ran: blocks in
 order within groups of :data:`SUM_GROUP` consecutive blocks (on executors), then the groups
 in order (on the driver, which receives one row per group). No scenario-by-position matrix
-is kept beyond one block's requested rows.
+is kept beyond one tile (:class:`Tiling`): a desk's positions are revalued a chunk at a
+time, on a slice of the block's requested rows at a time, each contract of a chunk priced
+once, and every sum runs in an order that does not depend on the tile sizes.
 
 Incremental VaR (desk VaR minus the desk's VaR without the position) and the correlation of
 each position's P&L with its desk's are computed exactly on the scenarios of block 0 (the
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,11 +35,34 @@ from risk_engine.measures import tail_rank
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import TailSummary
 from risk_engine.types import FloatArray, IntArray
-from risk_engine.valuation import position_values
+from risk_engine.valuation import contract_ids, position_pnl, summed_position_values
 
 #: Consecutive blocks whose contributions are added up together before the groups are
 #: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.
 SUM_GROUP = 16
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """How many positions and scenarios are revalued at once (memory, never results).
+
+    A tile holds ``scenarios x positions`` position values (at most ``positions + 1``
+    columns, see :func:`position_chunks`); :func:`sample_statistics` holds the whole
+    block-0 sample by ``positions`` columns, as its order statistics need every scenario.
+    """
+
+    positions: int = 256
+    scenarios: int = 1024
+
+    @property
+    def values(self) -> int:
+        """Position values of one tile, ``scenarios x positions``."""
+        return self.scenarios * self.positions
+
+    def __post_init__(self) -> None:
+        if self.positions < 1 or self.scenarios < 1:
+            raise ValueError(f"tile sizes must be >= 1, got {self.positions} positions x "
+                             f"{self.scenarios} scenarios")
 
 
 @dataclass(frozen=True)
@@ -101,70 +127,169 @@ def attribution_requests(summary: TailSummary) -> list[Request]:
     return out
 
 
+def position_chunks(n: int, size: int) -> list[slice]:
+    """Consecutive slices of ``0 .. n - 1`` of ``size`` positions each (the tiles' columns).
+
+    The last slice takes a lone remaining position with it (it may hold ``size + 1``), so
+    no slice has one position unless ``n == 1``: numpy sums a one-column array down its
+    rows pairwise but a wider one row after row, and every column sum here must have the
+    same bits whatever the chunk size.
+    """
+    if size < 1:
+        raise ValueError(f"chunk size must be >= 1, got {size}")
+    size = max(size, 2)
+    cuts = list(range(0, n, size))
+    if not cuts:
+        return []
+    if len(cuts) > 1 and n - cuts[-1] == 1:
+        cuts.pop()
+    return [slice(a, b) for a, b in zip(cuts, [*cuts[1:], n], strict=True)]
+
+
+def _column_sums(tile: FloatArray, before: FloatArray | None) -> FloatArray:
+    """Sums down the rows of ``tile`` (n, c), continuing the row-by-row sums ``before``.
+
+    With ``c >= 2`` numpy adds the rows one after the other, so summing a column's rows in
+    consecutive tiles this way gives the bits of one sum over all of them.
+    """
+    if before is None:
+        return np.asarray(tile.sum(axis=0), dtype=np.float64)
+    return np.asarray(np.concatenate([before[None, :], tile]).sum(axis=0), dtype=np.float64)
+
+
+def scenario_terms(book: ResolvedBook, source: ScenarioSource, smile: str) -> dict[str, Any]:
+    """How positions are revalued on ``source``'s blocks, as the Monte Carlo kernel does.
+
+    The blocks' factor columns (``source.model.layout``: spot, vol and rate moves), the smile
+    dynamics and the book's surfaces, as keyword arguments of
+    :func:`risk_engine.valuation.position_pnl`.
+    """
+    return {"layout": source.model.layout, "smile": smile, "surfaces": book.surfaces}
+
+
 def block_contributions(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request], block_id: int,
-    pnl: FloatArray,
+    pnl: FloatArray, tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> FloatArray:
     """Weighted position losses on one block's requested scenarios, shape (R, P).
 
     ``pnl`` is the block's desk P&L (n_b, D), from which threshold requests find their
     scenarios. Row ``r`` is non-zero only on the positions of request ``r``'s desk.
-    Positions are revalued desk by desk, on the requested rows only.
+    Positions are revalued desk by desk, on the requested rows only, in tiles of at most
+    ``tiling.scenarios`` rows by ``tiling.positions`` positions (+1, see
+    :func:`position_chunks`; a desk's positions are taken contract by contract, so that a
+    tile revalues each contract once); each position's weighted losses are added in
+    scenario order, so the result does not depend on the tiling.
     """
+    tiling = tiling or Tiling()
     first = block_id * source.block_size
     out = np.zeros((len(requests), book.n_positions))
     wanted = [r.block_weights(-pnl[:, r.desk_index], first) for r in requests]
     if not any(w[0].size for w in wanted):
         return out
     x = source.block(block_id)
+    contract = contract_ids(book)
+    terms = scenario_terms(book, source, smile)
     for d in range(len(book.desks)):
         mine = [i for i, r in enumerate(requests) if r.desk_index == d and wanted[i][0].size]
         if not mine:
             continue
         rows = np.unique(np.concatenate([wanted[i][0] for i in mine]))
-        cols = np.flatnonzero(book.desk_index == d)
-        sub = select_positions(book, cols)
-        losses = -(position_values(sub, x[rows - first]) - sub.value)  # (rows, Pd)
-        for i in mine:
-            sel, w = wanted[i]
-            local = np.searchsorted(rows, sel)
-            out[i, cols] = (losses[local] * w[:, None]).sum(axis=0)
+        local = {i: np.searchsorted(rows, wanted[i][0]) for i in mine}
+        desk_cols = np.flatnonzero(book.desk_index == d)
+        desk_cols = desk_cols[np.argsort(contract[desk_cols], kind="stable")]
+        for part in position_chunks(desk_cols.size, tiling.positions):
+            cols = desk_cols[part]
+            sub = select_positions(book, cols)
+            # One column alone is summed pairwise by numpy: never split its rows.
+            step = rows.size if cols.size == 1 else tiling.scenarios
+            sums: dict[int, FloatArray | None] = dict.fromkeys(mine)
+            for cut in position_chunks(rows.size, step):
+                r0, r1 = cut.start, cut.stop
+                losses = -position_pnl(sub, x[rows[r0:r1] - first], contract[cols],
+                                       max_values=tiling.values, **terms)
+                for i in mine:
+                    at = (local[i] >= r0) & (local[i] < r1)
+                    if at.any():
+                        w = wanted[i][1][at]
+                        tile = np.ascontiguousarray(losses[local[i][at] - r0] * w[:, None])
+                        sums[i] = _column_sums(tile, sums[i])
+            for i in mine:
+                s = sums[i]
+                if s is not None:
+                    out[i, cols] = s
     return out
 
 
 def sample_statistics(
-    book: ResolvedBook, source: ScenarioSource, levels: Sequence[float]
+    book: ResolvedBook, source: ScenarioSource, levels: Sequence[float],
+    tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> pd.DataFrame:
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
+
+    Each desk's P&L is computed first
+    (:func:`risk_engine.valuation.summed_position_values`), then its positions
+    ``tiling.positions`` at a time (:func:`position_chunks`, contract by contract) over the
+    whole block: every statistic is per position, so the result does not depend on the
+    tiling.
 
     Returns
     -------
     DataFrame with position_id, confidence_level, incremental_var, correlation,
-    sample_scenarios (one row per position and level).
+    sample_scenarios (one row per position and level; desk by desk, then level, then the
+    desk's positions in book order).
     """
+    tiling = tiling or Tiling()
     x = source.block(0)
     n = x.shape[0]
-    rows = []
+    frames = []
+    ids = np.asarray(book.position_id, dtype=object)
+    contract = contract_ids(book)
+    terms = scenario_terms(book, source, smile)
     for d in range(len(book.desks)):
-        cols = np.flatnonzero(book.desk_index == d)
-        sub = select_positions(book, cols)
-        pos_pnl = position_values(sub, x) - sub.value  # (n, Pd)
-        desk = pos_pnl.sum(axis=1)
-        without = (-desk)[:, None] + pos_pnl  # desk loss without each position
-        pc = pos_pnl - pos_pnl.mean(axis=0)
+        desk_cols = np.flatnonzero(book.desk_index == d)
+        if desk_cols.size == 0:
+            continue
+        desk = summed_position_values(select_positions(book, desk_cols), x,
+                                      contract[desk_cols], minus_value=True,
+                                      max_values=tiling.values, **terms)
         dc = desk - desk.mean()
-        denom = np.sqrt((pc * pc).sum(axis=0) * (dc * dc).sum())
-        with np.errstate(invalid="ignore", divide="ignore"):
-            corr = np.where(denom > 0, (pc * dc[:, None]).sum(axis=0) / denom, np.nan)
-        for alpha in levels:
-            k = tail_rank(n, alpha)
-            var_desk = float(np.partition(-desk, k - 1)[k - 1])
-            inc = var_desk - np.partition(without, k - 1, axis=0)[k - 1]
-            for j, p in enumerate(cols):
-                rows.append({"position_id": book.position_id[p], "confidence_level": alpha,
-                             "incremental_var": float(inc[j]), "correlation": float(corr[j]),
-                             "sample_scenarios": n})
-    return pd.DataFrame(rows)
+        dd = (dc * dc).sum()
+        ks = [tail_rank(n, alpha) for alpha in levels]
+        var_desk = [float(np.partition(-desk, k - 1)[k - 1]) for k in ks]
+        order = np.argsort(contract[desk_cols], kind="stable")  # contracts side by side
+        corr = np.empty(desk_cols.size)
+        inc = np.empty((len(levels), desk_cols.size))
+        for part in position_chunks(desk_cols.size, tiling.positions):
+            at = order[part]
+            cols = desk_cols[at]
+            sub = select_positions(book, cols)
+            # Row-major, at least two positions: numpy adds each position's values over the
+            # scenarios one after the other, whatever the chunk's width.
+            pos_pnl = position_pnl(sub, x, contract[cols],
+                                   max_values=max(n, tiling.values), **terms)  # (n, c)
+            pc = np.ascontiguousarray(pos_pnl - pos_pnl.mean(axis=0))
+            denom = np.sqrt(np.ascontiguousarray(pc * pc).sum(axis=0) * dd)
+            cov = np.ascontiguousarray(pc * dc[:, None]).sum(axis=0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr[at] = np.where(denom > 0, cov / denom, np.nan)
+            del pc
+            # Desk loss without each position, a position per row: its order statistics.
+            without = np.ascontiguousarray(((-desk)[:, None] + pos_pnl).T)
+            del pos_pnl
+            kth = sorted({k - 1 for k in ks})
+            without.partition(kth, axis=1)
+            for j, k in enumerate(ks):
+                inc[j, at] = var_desk[j] - without[:, k - 1]
+        for j, alpha in enumerate(levels):
+            frames.append(pd.DataFrame({
+                "position_id": ids[desk_cols], "confidence_level": float(alpha),
+                "incremental_var": inc[j], "correlation": corr,
+                "sample_scenarios": np.int64(n)}))
+    if not frames:
+        return pd.DataFrame(columns=["position_id", "confidence_level", "incremental_var",
+                                     "correlation", "sample_scenarios"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def position_tables(
@@ -185,49 +310,62 @@ def position_tables(
         From :func:`sample_statistics`.
     """
     desks = np.asarray(book.desks, dtype=object)
-    contrib_rows = []
-    per_pos: dict[tuple[str, float], dict[str, float]] = {}
+    ids = np.asarray(book.position_id, dtype=object)
+    columns = ["desk", "position_id", "measure", "confidence_level", "contribution", "share",
+               "total"]
+    frames = []
+    per_pos = []
     for r_i, req in enumerate(requests):
         cols = np.flatnonzero(book.desk_index == req.desk_index)
-        for p in cols:
-            c = float(contributions[r_i, p])
-            contrib_rows.append({
-                "desk": desks[req.desk_index], "position_id": book.position_id[p],
-                "measure": req.measure, "confidence_level": req.confidence_level,
-                "contribution": c, "share": c / req.total if req.total != 0 else np.nan,
-                "total": req.total,
-            })
-            key = (book.position_id[p], req.confidence_level)
-            per_pos.setdefault(key, {})[req.measure] = c
+        c = np.asarray(contributions[r_i, cols], dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = c / req.total if req.total != 0 else np.full(cols.size, np.nan)
+        frames.append(pd.DataFrame({
+            "desk": desks[req.desk_index], "position_id": ids[cols], "measure": req.measure,
+            "confidence_level": float(req.confidence_level), "contribution": c,
+            "share": share, "total": float(req.total)}, columns=columns))
+        per_pos.append(pd.DataFrame({"position_id": ids[cols],
+                                     "confidence_level": float(req.confidence_level),
+                                     "measure": req.measure, "contribution": c}))
+    rows = (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=columns))
     value = dict(zip(book.position_id, book.value, strict=True))
     desk_of = dict(zip(book.position_id, desks[book.desk_index], strict=True))
     risk = sample.copy()
     risk["desk"] = risk["position_id"].map(desk_of)
     risk["market_value"] = risk["position_id"].map(value)
-    keys = list(zip(risk["position_id"], risk["confidence_level"], strict=True))
-    risk["var_contribution"] = [per_pos.get(k, {}).get("VaR", np.nan) for k in keys]
-    risk["es_contribution"] = [per_pos.get(k, {}).get("ES", np.nan) for k in keys]
+    keys = pd.MultiIndex.from_arrays([risk["position_id"], risk["confidence_level"]])
+    for measure, column in (("VaR", "var_contribution"), ("ES", "es_contribution")):
+        found = [f[f["measure"] == measure] for f in per_pos]
+        got = (pd.concat(found, ignore_index=True) if found
+               else pd.DataFrame(columns=["position_id", "confidence_level", "contribution"]))
+        by_key = pd.Series(got["contribution"].to_numpy(np.float64), index=pd.MultiIndex
+                           .from_arrays([got["position_id"], got["confidence_level"]]))
+        risk[column] = by_key.reindex(keys).to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         risk["marginal_var"] = np.where(risk["market_value"] != 0,
                                         risk["var_contribution"] / risk["market_value"], np.nan)
     risk["sample_scenarios"] = risk["sample_scenarios"].astype(np.int64)
-    return pd.DataFrame(contrib_rows), risk
+    return rows, risk
 
 
 def attribute_in_process(
     book: ResolvedBook, source: ScenarioSource, requests: Sequence[Request],
     levels: Sequence[float], pnl: FloatArray, group: int = SUM_GROUP,
+    tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> tuple[FloatArray, pd.DataFrame]:
     """Contributions (R, P) and block-0 statistics in this process (reference for Spark).
 
     ``pnl`` is the whole (N, D) desk P&L matrix; blocks are added in order within groups of
-    ``group`` consecutive blocks, then the groups in order.
+    ``group`` consecutive blocks, then the groups in order. ``tiling`` bounds the memory of
+    each block's revaluation (:class:`Tiling`); it does not change the result.
     """
     total = np.zeros((len(requests), book.n_positions))
     size = source.block_size
     for start in range(0, source.n_blocks, group):
         part = np.zeros_like(total)
         for b in range(start, min(start + group, source.n_blocks)):
-            part += block_contributions(book, source, requests, b, pnl[b * size:(b + 1) * size])
+            part += block_contributions(book, source, requests, b,
+                                        pnl[b * size:(b + 1) * size], tiling, smile)
         total += part
-    return total, sample_statistics(book, source, levels)
+    return total, sample_statistics(book, source, levels, tiling, smile)

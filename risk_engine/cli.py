@@ -90,7 +90,8 @@ def _cmd_demo_data(args: argparse.Namespace) -> int:
     else:
         tables = generate(as_of, n_positions=args.positions, seed=args.seed,
                           years=getattr(args, "years", None),
-                          vol_surface=getattr(args, "vol_surface", False))
+                          vol_surface=getattr(args, "vol_surface", False),
+                          one_desk=getattr(args, "one_desk", None))
     paths = write_tables(tables, args.out)
     if days > 1:
         print(f"wrote {len(paths)} Parquet file(s) for {days} as-of dates ending {as_of} under "
@@ -233,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo_data = sub.add_parser("demo-data", help="write the synthetic demo snapshot")
     demo_data.add_argument("--out", default="data/demo", help="output folder (data/demo)")
     demo_data.add_argument("--as-of", help="as-of date (default 2026-11-20)")
-    demo_data.add_argument("--positions", type=int, default=2000)
+    demo_data.add_argument("--positions", type=int, default=2000,
+                           help="positions (default 2000); a larger book keeps the first "
+                                "2000 and the universe")
     demo_data.add_argument("--seed", type=int, default=7)
+    demo_data.add_argument("--one-desk", metavar="DESK",
+                           help="book every position on this one desk")
     demo_data.add_argument("--days", type=int, default=1,
                            help="business days of snapshots ending at --as-of, on one market "
                                 "path, with pnl_history (default 1: one snapshot)")

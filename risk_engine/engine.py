@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from risk_engine.attribution import SUM_GROUP, Request, attribute_in_process
+from risk_engine.attribution import SUM_GROUP, Request, Tiling, attribute_in_process
 from risk_engine.book import ResolvedBook
-from risk_engine.simulation import SimulationSpec, simulate_block
+from risk_engine.simulation import SimulationSpec, simulate_block, smile_of
 from risk_engine.tails import TailSummary, summarize_matrix
 
 T = TypeVar("T")
@@ -51,10 +51,12 @@ class ScenarioBlocks(Protocol):
         ...
 
     def attribution(self, book: ResolvedBook, requests: Sequence[Request],
-                    levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
+                    levels: Sequence[float], tiling: Tiling | None = None,
+                    ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """Position contributions (R, P) and the block-0 sample statistics.
 
-        See :func:`risk_engine.attribution.attribute_in_process` for the definition.
+        See :func:`risk_engine.attribution.attribute_in_process` for the definition;
+        ``tiling`` bounds the memory of the revaluation, never the result.
         """
         ...
 
@@ -105,9 +107,11 @@ class InMemoryBlocks:
         return summarize_matrix(self.pnl, self.spec.source.block_size, levels)
 
     def attribution(self, book: ResolvedBook, requests: Sequence[Request],
-                    levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
+                    levels: Sequence[float], tiling: Tiling | None = None,
+                    ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`ScenarioBlocks`."""
-        return attribute_in_process(book, self.spec.source, requests, levels, self.pnl)
+        return attribute_in_process(book, self.spec.source, requests, levels, self.pnl,
+                                    tiling=tiling, smile=smile_of(self.spec.plan))
 
     def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
              n_blocks: int) -> T:

@@ -20,7 +20,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from risk_engine import schemas
-from risk_engine.attribution import attribution_requests, position_tables
+from risk_engine.attribution import Tiling, attribution_requests, position_tables
 from risk_engine.backtest.hypothetical import RtplFactors
 from risk_engine.backtest.stage import backtest_tables
 from risk_engine.book import (
@@ -80,6 +80,7 @@ from risk_engine.simulation import SimulationSpec, factor_classes_of
 from risk_engine.stress.stage import stress_tables, stressed_var_tables
 from risk_engine.tails import TailSummary
 from risk_engine.timeaxis import ZeroCurve
+from risk_engine.types import EQUITY
 from risk_engine.vol_surface import VolSurface, surfaces_from_quotes
 from risk_engine.worst_case.stage import desk_sets, sample_moment_sums, worst_case_tables
 
@@ -244,6 +245,10 @@ def prepare(cfg: Config, inputs: InputTables) -> Prepared:
                                    horizon_years=book.horizon_years,
                                    layout=None if model.layout.spot_only else model.layout)
     check_block_memory(source.block_size, model.layout.width, len(book.desks))
+    if cfg.governance.enabled and cfg.governance.attribution:
+        check_attribution_memory(source.block_size, cfg.governance.attribution_chunk)
+    if cfg.worst_case.enabled:
+        check_worst_case_size(book, getattr(cfg.worst_case, "max_instruments", _ABSENT))
     plan = build_plan(book, mc.revaluation, model=model, resolution=mc.grid_resolution,
                       range_sd=mc.grid_range_sd, layout=model.layout,
                       smile=cfg.scenario_model.smile_dynamics, surfaces=book.surfaces)
@@ -292,32 +297,30 @@ def _history_factors(
 
 
 def check_factor_revaluation(cfg: Config) -> None:
-    """Refuse vol or rate factors with the stages that do not yet price their columns.
+    """Refuse vol or rate factors with the worst-case stage, which does not price them.
 
-    The Monte Carlo revaluation, the risk tables and ``risk_factor_var`` price every
-    option under the scenario's spot, vol and rate (:mod:`risk_engine.revaluation`). The
-    worst-case stage and the position attribution revalue positions on the blocks'
-    spot columns only, so a run with vol or rate factors and one of them on would silently
-    ignore the factors there: refused.
+    The Monte Carlo revaluation, the risk tables, ``risk_factor_var`` and the position
+    attribution price every option under the scenario's spot, vol and rate
+    (:mod:`risk_engine.revaluation`, :func:`risk_engine.attribution.scenario_terms`). The
+    worst-case models are stated in the underlyings' returns and the instruments' spot
+    revaluation, so a run with vol or rate factors and the stage on would silently ignore
+    the factors there: refused.
 
     Raises
     ------
     ConfigError
         Naming ``scenario_model.vol_factors.enabled`` or ``scenario_model.rate_factor.enabled``
-        and the stage's key.
+        and ``worst_case.enabled``.
     """
-    sm, gov = cfg.scenario_model, cfg.governance
-    stages = [key for key, on in (("worst_case.enabled", cfg.worst_case.enabled),
-                                  ("governance.attribution", gov.enabled and gov.attribution))
-              if on]
+    sm = cfg.scenario_model
     for key, on in (("vol_factors", sm.vol_factors.enabled),
                     ("rate_factor", sm.rate_factor.enabled)):
-        if on and stages:
+        if on and cfg.worst_case.enabled:
             raise ConfigError(
                 f"config key 'scenario_model.{key}.enabled' = True is out of range with "
-                f"{' and '.join(stages)} on: those stages revalue positions on spot moves "
-                "only and would ignore the vol and rate factors; switch them off (false) "
-                "or the factors off")
+                "worst_case.enabled on: the worst-case models revalue positions on spot "
+                "moves only and would ignore the vol and rate factors; switch one of them "
+                "off (false)")
 
 
 def historical_window(cfg: Config, history: pd.DataFrame, snap: Snapshot,
@@ -377,6 +380,88 @@ def check_block_memory(block_size: int, n_underlyings: int, n_desks: int) -> Non
             f"of this book ({n_underlyings} underlyings, {n_desks} desks) needs "
             f"{block_size * per_scenario / 1024**3:.1f} GiB in one task, above "
             f"{MAX_BLOCK_BYTES / 1024**3:.0f} GiB; use at most {fits}")
+
+
+#: Arrays of one attribution tile alive at once (position values, the Black-Scholes
+#: temporaries, the desk-less losses and the centred P&L), each block_size x (chunk + 1).
+ATTRIBUTION_TILE_ARRAYS = 12
+
+
+def check_attribution_memory(block_size: int, chunk: int,
+                             max_bytes: int = MAX_BLOCK_BYTES) -> None:
+    """Refuse an attribution chunk whose tile would not fit a task's memory.
+
+    The block-0 sample statistics hold ``block_size`` scenarios by ``chunk + 1`` positions
+    (see :func:`risk_engine.attribution.position_chunks`), in about
+    :data:`ATTRIBUTION_TILE_ARRAYS` float64 arrays at once.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``governance.attribution_chunk``, the estimate and the largest chunk that fits.
+    """
+    per_position = 8 * ATTRIBUTION_TILE_ARRAYS * block_size
+    need = per_position * (chunk + 1)
+    if need > max_bytes:
+        fits = max(1, max_bytes // per_position - 1)
+        raise ConfigError(
+            f"config key 'governance.attribution_chunk' = {chunk} is out of range: an "
+            f"attribution tile of {block_size} scenarios (monte_carlo.block_size) x "
+            f"{chunk + 1} positions needs {need / 1024**3:.1f} GiB in one task, above "
+            f"{max_bytes / 1024**3:.1f} GiB; use at most {fits}")
+
+
+#: The most memory the worst-case problem of one desk may take on the driver.
+MAX_WORST_CASE_BYTES = 2 * 1024**3
+#: Dense instruments x instruments float64 matrices of one worst-case problem alive at once
+#: (covariance, second-moment matrix, the SDP's matrix variable and the solver's copies).
+WORST_CASE_MATRICES = 16
+_ABSENT = object()
+
+
+def desk_instrument_counts(book: ResolvedBook) -> dict[str, int]:
+    """Distinct instruments per desk (desks without positions left out).
+
+    Stocks by underlying, options by (underlying, type, strike, expiry): an upper bound of
+    the worst-case stage's count, which also leaves out worthless options.
+    """
+    frame = pd.DataFrame({"desk": book.desk_index, "u": book.underlying_index,
+                          "kind": book.kind,
+                          "strike": np.where(book.kind == EQUITY, 0.0, book.strike),
+                          "expiry": np.where(book.kind == EQUITY, 0.0, book.expiry_years)})
+    counts = frame.drop_duplicates().groupby("desk").size()
+    return {book.desks[int(d)]: int(n) for d, n in counts.items()}
+
+
+def check_worst_case_size(book: ResolvedBook, max_instruments: object,
+                          max_bytes: int = MAX_WORST_CASE_BYTES) -> None:
+    """Refuse a worst-case problem whose dense matrices would not fit the driver's memory.
+
+    A desk's problem has ``min(instruments, worst_case.max_instruments)`` instruments (larger
+    desks are reduced or not applicable); ``max_instruments`` None means no cap. Skipped when
+    the config has no ``worst_case.max_instruments`` key (``_ABSENT``).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``worst_case.max_instruments``, the largest desk, the estimate and the
+        largest cap that fits.
+    """
+    if max_instruments is _ABSENT:
+        return
+    counts = desk_instrument_counts(book)
+    if not counts:
+        return
+    desk, largest = max(counts.items(), key=lambda kv: kv[1])
+    cap = min(largest, max_instruments) if isinstance(max_instruments, int) else largest
+    need = 8 * WORST_CASE_MATRICES * (cap + 1) ** 2
+    if need > max_bytes:
+        fits = max(1, int((max_bytes / (8 * WORST_CASE_MATRICES)) ** 0.5) - 1)
+        raise ConfigError(
+            f"config key 'worst_case.max_instruments' = {max_instruments} is out of range: "
+            f"desk {desk} has {largest} instruments; a worst-case problem of {cap} "
+            f"instruments needs {need / 1024**3:.1f} GiB on the driver, above "
+            f"{max_bytes / 1024**3:.1f} GiB; use at most {fits}")
 
 
 def rejected_notional_share(inputs: InputTables, rejected: pd.DataFrame,
@@ -654,7 +739,9 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
     if gov.enabled and gov.attribution:
         with rl.stage("attribution"):
             requests = attribution_requests(tails)
-            contrib, sample = blocks.attribution(book, requests, levels)
+            tiling = Tiling(positions=gov.attribution_chunk,
+                            scenarios=cfg.monte_carlo.chunk_size)
+            contrib, sample = blocks.attribution(book, requests, levels, tiling)
             rows, tables["position_risk"] = position_tables(book, requests, contrib, sample)
         tables["contributions"] = pd.concat([tables["contributions"], rows], ignore_index=True)
     if gov.enabled:

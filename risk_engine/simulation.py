@@ -46,6 +46,12 @@ def factor_classes_of(plan: RevaluationPlan | GridPlan) -> tuple[str, ...]:
         + (("rate",) if layout.rate_factor else ())
 
 
+def smile_of(plan: RevaluationPlan | GridPlan) -> str:
+    """The smile dynamics a plan revalues with (``sticky_strike`` when no factor path)."""
+    factors = plan.factors if isinstance(plan, RevaluationPlan) else None
+    return factors.smile if factors is not None else "sticky_strike"
+
+
 def simulate_block_by_class(spec: SimulationSpec, block_id: int, classes: tuple[str, ...]
                             ) -> list[NDArray[np.float64]]:
     """Block ``block_id``'s P&L with only each of ``classes`` moving, one (n_b, D) per class.

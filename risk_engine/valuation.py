@@ -6,15 +6,21 @@ scenarios, hypothetical P&L over history, moment estimation for worst-case model
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import numpy as np
 
-from risk_engine.book import ResolvedBook
+from risk_engine.book import ResolvedBook, select_positions
 from risk_engine.pricing import black_scholes_price
 from risk_engine.scenarios.factors import FactorLayout
-from risk_engine.types import CALL, EQUITY, FloatArray
+from risk_engine.types import CALL, EQUITY, FloatArray, IntArray
 from risk_engine.vol_surface import VolSurface
+
+#: Positions whose values are added pairwise as one group by
+#: :func:`summed_position_values`; the groups' sums are then added one after the other. A
+#: fixed constant, not a tile size, so the bits never depend on how positions are tiled.
+SUM_GROUP_POSITIONS = 4096
 
 
 def position_values(
@@ -96,3 +102,90 @@ def position_values(
         sign = np.where(book.kind[dead] == CALL, 1.0, -1.0)
         unit[:, dead] = np.maximum(sign * (sg[:, dead] - book.strike[dead]), 0.0)
     return unit * book.quantity
+
+
+def contract_ids(book: ResolvedBook) -> IntArray:
+    """Contract of each position: positions with the same terms share one id.
+
+    Two positions share a contract when every term :func:`position_values` reads (the
+    underlying, type, strike, times to expiry, volatility, rates, dividend yield) has the
+    same bits, so their unit values are equal on every scenario.
+    """
+    terms = np.column_stack([
+        book.underlying_index.astype(np.float64), book.kind.astype(np.float64), book.strike,
+        book.tau_h, book.expiry_years, book.volatility, book.dividend_yield, book.rate,
+        book.rate_h,
+    ]).view(np.int64)
+    if terms.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64)
+    _, inverse = np.unique(terms, axis=0, return_inverse=True)
+    return np.asarray(inverse, dtype=np.int64).reshape(-1)
+
+
+def position_pnl(book: ResolvedBook, log_returns: FloatArray, contract: IntArray, *,
+                 at_horizon: bool = True, minus_value: bool = True,
+                 max_values: int = 1 << 18, layout: FactorLayout | None = None,
+                 smile: str = "sticky_strike",
+                 surfaces: Mapping[str, VolSurface] | None = None) -> FloatArray:
+    """Row-major ``position_values(book, log_returns, ...) - book.value``, bit for bit.
+
+    The unit value of each distinct ``contract`` (from :func:`contract_ids`) is computed
+    once, times a quantity of 1 (exact), and scaled by each position's quantity; the pricer
+    sees about ``max_values`` values at once (the scenarios by a slice of the contracts).
+    ``minus_value=False`` returns the values themselves; ``at_horizon``, ``layout``,
+    ``smile`` and ``surfaces`` are :func:`position_values`'.
+
+    Returns
+    -------
+    ndarray, shape (n, P), C order.
+    """
+    ids, first, local = np.unique(contract, return_index=True, return_inverse=True)
+    units = select_positions(book, first)
+    units = dataclasses.replace(units, quantity=np.ones(first.size))
+    n = log_returns.shape[0]
+    unit = np.empty((n, ids.size))
+    step = max(1, max_values // max(n, 1))
+    for c0 in range(0, ids.size, step):
+        part = select_positions(units, np.arange(c0, min(c0 + step, ids.size)))
+        unit[:, c0:c0 + step] = position_values(part, log_returns, at_horizon=at_horizon,
+                                                layout=layout, smile=smile, surfaces=surfaces)
+    values = unit[:, local.reshape(-1)] * book.quantity
+    if minus_value:
+        values = values - book.value
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def summed_position_values(book: ResolvedBook, log_returns: FloatArray,
+                           contract: IntArray | None = None, *, at_horizon: bool = True,
+                           minus_value: bool = False,
+                           max_values: int = 1 << 18, layout: FactorLayout | None = None,
+                           smile: str = "sticky_strike",
+                           surfaces: Mapping[str, VolSurface] | None = None) -> FloatArray:
+    """Sum over the positions of :func:`position_pnl` per scenario, shape (n,), in tiles.
+
+    Each scenario's positions are added pairwise (numpy's sum of one contiguous row)
+    within consecutive groups of :data:`SUM_GROUP_POSITIONS` in book order, and the groups'
+    sums one after the other: up to that many positions, the bits of
+    ``position_values(book, log_returns).sum(axis=1)``. Never more than one tile of about
+    ``max_values`` (scenarios x a group) values is held.
+    """
+    if contract is None:
+        contract = contract_ids(book)
+    n, p = log_returns.shape[0], book.n_positions
+    total = np.zeros(n)
+    groups = [np.arange(g0, min(g0 + SUM_GROUP_POSITIONS, p))
+              for g0 in range(0, p, SUM_GROUP_POSITIONS)]
+    books = [select_positions(book, g) for g in groups]
+    step = max(1, max_values // SUM_GROUP_POSITIONS)
+    for r0 in range(0, n, step):
+        r1 = min(r0 + step, n)
+        acc: FloatArray | None = None
+        for g, part in zip(groups, books, strict=True):
+            tile = position_pnl(part, log_returns[r0:r1], contract[g], at_horizon=at_horizon,
+                                minus_value=minus_value, max_values=max_values,
+                                layout=layout, smile=smile, surfaces=surfaces)
+            s = np.asarray(tile.sum(axis=1), dtype=np.float64)
+            acc = s if acc is None else acc + s
+        if acc is not None:
+            total[r0:r1] = acc
+    return total

@@ -4,6 +4,7 @@
 governance:
   enabled: true
   attribution: true            # position-level contributions (second pass over blocks)
+  attribution_chunk: 256       # positions revalued at once by attribution (memory only)
   limits:
     default: {max_position_share: 0.20, max_sector_share: 0.30, max_leverage: 2.0,
               var_limits: {0.99: 5000000}, es_limits: {0.975: 6000000}}
@@ -28,6 +29,7 @@ from risk_engine.governance.alerts import AlertSettings
 from risk_engine.governance.limits import GovernanceLimits
 from risk_engine.governance.performance import PerformanceSettings
 from risk_engine.portfolio.settings import PortfolioSettings
+from risk_engine.settings import require
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,13 @@ class GovernanceSettings:
 
     enabled: bool = True
     attribution: bool = True
+    attribution_chunk: int = 256
+    """Positions revalued at once by attribution (memory only; results do not depend on it)."""
     limits: GovernanceLimits = field(default_factory=GovernanceLimits)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     performance: PerformanceSettings = field(default_factory=PerformanceSettings)
     portfolio: PortfolioSettings = field(default_factory=PortfolioSettings)
+
+    def __post_init__(self) -> None:
+        require(self.attribution_chunk >= 1, "attribution_chunk", self.attribution_chunk,
+                "positions revalued at once, >= 1")

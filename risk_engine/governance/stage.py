@@ -24,7 +24,7 @@ from risk_engine.governance.performance import performance_table
 from risk_engine.governance.settings import GovernanceSettings
 from risk_engine.portfolio.tables import desk_portfolio_tables
 from risk_engine.scenarios import ScenarioModel
-from risk_engine.valuation import position_values
+from risk_engine.valuation import summed_position_values
 
 
 def hypothetical_values(
@@ -64,7 +64,8 @@ def hypothetical_values(
     for name in names:
         u = book.underlyings.index(name)
         log_ret[:, u] = np.log(closes[name].to_numpy(float) / book.spot[u])
-    values = position_values(sub, log_ret, at_horizon=False).sum(axis=1)
+    # In tiles, never a dates x positions matrix; the bits of a row sum over the positions.
+    values = summed_position_values(sub, log_ret, at_horizon=False)
     return pd.Series(values, index=pd.Index(closes.index, name="date"))
 
 

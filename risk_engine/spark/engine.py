@@ -21,11 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from risk_engine import schemas
-from risk_engine.attribution import Request
+from risk_engine.attribution import Request, Tiling
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.engine import fold_group, group_blocks
-from risk_engine.simulation import SimulationSpec
+from risk_engine.simulation import SimulationSpec, smile_of
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
 
@@ -56,9 +56,11 @@ class SparkBlocks:
         return tails
 
     def attribution(self, book: ResolvedBook, requests: Sequence[Request],
-                    levels: Sequence[float]) -> tuple[NDArray[np.float64], pd.DataFrame]:
+                    levels: Sequence[float], tiling: Tiling | None = None,
+                    ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         """See :class:`risk_engine.engine.ScenarioBlocks`."""
-        return stages.attribution(self.spark, self.blocks, book, requests, levels)
+        return stages.attribution(self.spark, self.blocks, book, requests, levels,
+                                  tiling=tiling, smile=smile_of(self.blocks.spec.plan))
 
     def fold(self, per_block: Callable[[int], T], merge: Callable[[T, T], T],
              n_blocks: int) -> T:

@@ -19,7 +19,13 @@ from pyspark import Accumulator, StorageLevel, TaskContext
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from risk_engine.attribution import SUM_GROUP, Request, block_contributions, sample_statistics
+from risk_engine.attribution import (
+    SUM_GROUP,
+    Request,
+    Tiling,
+    block_contributions,
+    sample_statistics,
+)
 from risk_engine.book import ResolvedBook
 from risk_engine.config import TestingConfig
 from risk_engine.simulation import SimulationSpec, simulate_block
@@ -384,7 +390,8 @@ def collect_pnl(blocks: Blocks) -> NDArray[np.float64]:
 
 def attribution(
     spark: SparkSession, blocks: Blocks, book: ResolvedBook, requests: Sequence[Request],
-    levels: Sequence[float], group: int = SUM_GROUP,
+    levels: Sequence[float], group: int = SUM_GROUP, tiling: Tiling | None = None,
+    smile: str = "sticky_strike",
 ) -> tuple[NDArray[np.float64], pd.DataFrame]:
     """Position contributions (R, P) and block-0 sample statistics, computed on executors.
 
@@ -402,7 +409,7 @@ def attribution(
 
     def run(task: BlockIter) -> Iterator[pd.DataFrame]:
         for b, _, pnl in task:
-            c = block_contributions(book, source, requests, b, pnl)
+            c = block_contributions(book, source, requests, b, pnl, tiling, smile)
             yield pd.DataFrame({"group": [b // group], "block_id": [b],
                                 "values": [c[mask].tobytes()]})
 
@@ -435,7 +442,7 @@ def attribution(
 
     def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:
-            yield sample_statistics(book, source, levels)
+            yield sample_statistics(book, source, levels, tiling, smile)
 
     sample_schema = T.StructType([
         T.StructField("position_id", T.StringType(), False),

@@ -53,6 +53,7 @@ def generate(
     seed: int = 7,
     years: int | None = None,
     vol_surface: bool = False,
+    one_desk: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Generate the demo tables in memory (see :mod:`risk_engine.schemas` for columns).
 
@@ -60,7 +61,10 @@ def generate(
     two volatility spikes (:func:`stressed_history`), for stressed VaR; every other table is
     the same as without it. ``vol_surface`` adds the ``vol_surface`` table
     (:func:`demo_vol_surface`, drawn from its own generator: the other tables are the same
-    with or without it).
+    with or without it). ``n_positions`` grows the book on the same universe: the first
+    2,000 positions are those of the default book, whatever ``n_positions``. ``one_desk``
+    books every position on that desk (same instruments, desk and book columns renamed),
+    e.g. to try the largest desk a run can take.
     """
     if n_underlyings % len(SECTORS):
         raise ValueError(f"n_underlyings must be a multiple of {len(SECTORS)}")
@@ -77,6 +81,9 @@ def generate(
         "zero_rate": [0.0365, 0.0370, 0.0378, 0.0385, 0.0395, 0.0410, 0.0425],
     })
     positions = _positions(rng, uni, as_of, n_positions)
+    if one_desk is not None:
+        positions["desk"] = one_desk
+        positions["book"] = [f"{one_desk}_{i % 3}" for i in range(len(positions))]
     factor_model = pd.DataFrame({"underlying": uni.names, "drift": uni.drift,
                                  "volatility": uni.vol})
     iu = np.triu_indices(n_underlyings, 1)

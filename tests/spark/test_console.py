@@ -125,3 +125,19 @@ def test_progress_line_on_a_terminal(snapshot_root, tmp_path):
     assert proc.returncode == 0
     text = b"".join(chunks).decode(errors="replace")
     assert re.search(r"\rmonte_carlo: \d+/4 blocks \(\d+%\)", text), text[-2000:]
+
+
+def test_a_run_too_large_to_fit_exits_2_at_validation(snapshot_root, tmp_path):
+    """An attribution tile above memory: one line naming the key and size, exit code 2."""
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        f"as_of_date: {D2.isoformat()}\n"
+        f"input: {{root: {snapshot_root}}}\noutput: {{root: {tmp_path / 'out'}}}\n"
+        "spark: {master: 'local[1]'}\n"
+        "monte_carlo: {n_scenarios: 4000, block_size: 1000}\n"
+        "governance: {attribution_chunk: 100000000}\nworst_case: {enabled: false}\n")
+    proc = _cli("run", "--config", str(cfg))
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "governance.attribution_chunk" in line and "GiB" in line, line
+    assert not (tmp_path / "out" / "risk_measures").exists()  # nothing published

@@ -1,18 +1,29 @@
 """Position attribution against brute force over every scenario."""
 
+import dataclasses
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from risk_engine.attribution import (
+    Tiling,
     attribute_in_process,
     attribution_requests,
+    position_chunks,
     position_tables,
 )
+from risk_engine.book import select_positions
 from risk_engine.measures import euler_contributions, tail_rank, var_es
 from risk_engine.pipeline import InputTables
 from risk_engine.tails import summarize_matrix
 from risk_engine.tools.demo_data import generate
-from risk_engine.valuation import position_values
+from risk_engine.valuation import (
+    contract_ids,
+    position_pnl,
+    position_values,
+    summed_position_values,
+)
 from tests import helpers as h
 
 LEVELS = (0.95, 0.99)
@@ -87,3 +98,43 @@ def test_position_tables(case):
     ok = risk["market_value"] != 0
     np.testing.assert_allclose(risk.loc[ok, "marginal_var"] * risk.loc[ok, "market_value"],
                                risk.loc[ok, "var_contribution"], rtol=1e-12)
+
+
+def test_tiling_changes_no_bit(case):
+    """Attribution tiles of any shape give the bits of the default tiling."""
+    prep, _, pnl, requests, contrib, sample, _ = case
+    src = prep.spec.source
+    for tiling in (Tiling(positions=3, scenarios=7), Tiling(positions=2, scenarios=50),
+                   Tiling(positions=1000, scenarios=100_000)):
+        got, got_sample = attribute_in_process(prep.book, src, requests, LEVELS, pnl,
+                                               tiling=tiling)
+        assert np.array_equal(got, contrib), tiling
+        pd.testing.assert_frame_equal(got_sample, sample, check_exact=True)
+
+
+def test_position_chunks_never_leave_one_position_alone():
+    for n in range(0, 40):
+        for size in (1, 2, 3, 7, 50):
+            parts = position_chunks(n, size)
+            covered = np.concatenate([np.arange(n)[s] for s in parts]) if parts else []
+            assert list(covered) == list(range(n))
+            assert all(s.stop - s.start <= max(size, 2) + 1 for s in parts)
+            assert n == 1 or all(s.stop - s.start >= 2 for s in parts)
+
+
+def test_positions_on_one_contract_are_revalued_once_with_the_same_bits(case):
+    prep = case[0]
+    book = prep.book
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, book.n_positions, 400)  # many positions share a contract
+    dup = select_positions(book, idx)
+    dup = dataclasses.replace(dup, quantity=np.round(rng.normal(0, 30, idx.size)))
+    x = prep.spec.source.block(1)[:300]
+    expected = position_values(dup, x) - dup.value
+    contract = contract_ids(dup)
+    assert np.unique(contract).size < idx.size
+    for max_values in (1, 1000, 10**9):
+        got = position_pnl(dup, x, contract, max_values=max_values)
+        assert np.array_equal(got, expected)
+        total = summed_position_values(dup, x, contract, max_values=max_values)
+        assert np.array_equal(total, position_values(dup, x).sum(axis=1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -246,6 +247,18 @@ def _factor_run_inputs():
                        correlations=corr, factor_vols=fv)
 
 
+def _quotes(surface, inputs):
+    """Quotes of ``surface``'s vols on underlying A (strikes ``100 e^k``, any will do)."""
+    rows = []
+    for t, ks, ws in zip(surface.expiry_years, surface.log_moneyness, surface.total_variance,
+                         strict=True):
+        expiry = h.AS_OF + dt.timedelta(days=int(round(t * 365)))
+        for k, w in zip(ks, ws, strict=True):
+            rows.append((h.AS_OF, "A", expiry, float(100.0 * np.exp(k)), float(np.sqrt(w / t))))
+    return pd.DataFrame(rows, columns=["as_of_date", "underlying", "expiry", "strike",
+                                       "implied_vol"])
+
+
 def _factor_cfg(**sections):
     return h.config(scenario_model={"vol_factors": {"enabled": True, "tenors_days": [21, 252]},
                                     "rate_factor": {"enabled": True}},
@@ -276,14 +289,57 @@ def test_a_run_with_vol_and_rate_factors_reports_var_by_factor_class():
     assert abs(var_all - _figure(table, "spot")[0]) > 4 * se
 
 
-def test_factors_with_stages_that_ignore_them_are_refused():
+def test_factors_with_the_worst_case_stage_are_refused():
     from risk_engine.errors import ConfigError
     from risk_engine.pipeline import nightly_run
 
     with pytest.raises(ConfigError, match="scenario_model.vol_factors.enabled.*worst_case"):
         nightly_run(_factor_cfg(governance={"enabled": False}), _factor_run_inputs(),
                     InProcessEngine())
-    with pytest.raises(ConfigError, match="rate_factor.enabled.*governance.attribution"):
-        nightly_run(h.config(scenario_model={"rate_factor": {"enabled": True}},
-                             worst_case={"enabled": False}), _factor_run_inputs(),
-                    InProcessEngine())
+    with pytest.raises(ConfigError, match="rate_factor.enabled.*worst_case.enabled"):
+        nightly_run(h.config(scenario_model={"rate_factor": {"enabled": True}}),
+                    _factor_run_inputs(), InProcessEngine())
+
+
+@pytest.mark.parametrize("smile", ["sticky_strike", "sticky_moneyness"])
+def test_attribution_under_vol_and_rate_factors_adds_up_to_the_desks_var(smile):
+    """Euler contributions priced with the scenarios' vol and rate moves: they equal the
+    brute-force contributions of a position-by-position revaluation and add up to each
+    desk's VaR and ES; the whole run with attribution on publishes them."""
+    from risk_engine.attribution import attribute_in_process, attribution_requests
+    from risk_engine.measures import euler_contributions, var_es
+    from risk_engine.simulation import smile_of
+    from risk_engine.tails import summarize_matrix
+    from risk_engine.valuation import position_values
+    from risk_engine.vol_surface import VolSurface
+
+    inputs = _factor_run_inputs()
+    if smile == "sticky_moneyness":  # a skewed surface on A, so the smile moves with spot
+        k = np.array([-0.3, 0.0, 0.3])
+        surface = VolSurface.from_quotes(np.array([0.5] * 3 + [2.0] * 3), np.r_[k, k],
+                                         np.array([0.32, 0.25, 0.21, 0.3, 0.26, 0.23]))
+        inputs = dataclasses.replace(inputs, vol_surface=_quotes(surface, inputs))
+    cfg = h.config(scenario_model={"vol_factors": {"enabled": True, "tenors_days": [21, 252]},
+                                   "rate_factor": {"enabled": True}, "smile_dynamics": smile},
+                   risk={"confidence_levels": list(LEVELS)}, worst_case={"enabled": False},
+                   monte_carlo={"n_scenarios": 20_000, "block_size": 5000})
+    prep, tables, pnl = h.run(cfg, inputs)
+    assert smile_of(prep.spec.plan) == smile and len(tables["position_risk"])
+    book, src = prep.book, prep.spec.source
+    assert (smile == "sticky_moneyness") == bool(book.surfaces)
+    requests = attribution_requests(summarize_matrix(pnl, src.block_size, LEVELS))
+    contrib, _ = attribute_in_process(book, src, requests, LEVELS, pnl, smile=smile)
+    x = np.concatenate([src.block(b) for b in range(src.n_blocks)])
+    pos_loss = -(position_values(book, x, layout=src.model.layout, smile=smile,
+                                 surfaces=book.surfaces) - book.value)
+    for d in range(len(book.desks)):
+        cols = np.flatnonzero(book.desk_index == d)
+        brute = euler_contributions(pos_loss[:, cols], LEVELS)
+        for alpha, (var_c, es_c) in zip(LEVELS, brute, strict=True):
+            est = var_es(-pnl[:, d], [alpha])[0]
+            for measure, want, total in (("VaR", var_c, est.var), ("ES", es_c, est.es)):
+                i = next(i for i, r in enumerate(requests) if r.desk_index == d
+                         and r.measure == measure and r.confidence_level == alpha)
+                assert contrib[i, cols].sum() == pytest.approx(total, rel=1e-9)
+                np.testing.assert_allclose(contrib[i, cols], want,
+                                           atol=1e-6 * np.abs(want).max())

@@ -11,10 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pandas as pd
 import yaml
 
 from risk_engine.revaluation_grid import METHODS
-from risk_engine.tools.bench.report import format_table
+from risk_engine.tools.bench.positions import positions_rows
+from risk_engine.tools.bench.report import Rows, format_table
 from risk_engine.tools.bench.run import run_benchmark
 
 
@@ -55,6 +57,19 @@ def _parser() -> argparse.ArgumentParser:
                    help="years of demo history for the stress section: historical VaR, "
                         "stressed VaR, spot-vol grid (0 for none)")
     p.add_argument("--csv", metavar="PATH", help="also write the rows as CSV")
+    p.add_argument("--positions-axis", default="", metavar="N,N,...",
+                   help="also run the whole nightly job on the demo book grown to these "
+                        "position counts, at the first --scenarios count, e.g. "
+                        "2000,20000,200000 (default: no positions section)")
+    p.add_argument("--positions-only", action="store_true",
+                   help="only the positions section")
+    p.add_argument("--config", action="append", default=None, metavar="YAML",
+                   help="config of the positions section's runs (default conf/local.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override of the positions section's runs, e.g. "
+                        "worst_case.enabled=false")
+    p.add_argument("--one-desk", metavar="DESK",
+                   help="positions section: book every position on this one desk")
     return p
 
 
@@ -62,6 +77,17 @@ def bench_main(argv: list[str]) -> int:
     """``risk-engine bench``: run the benchmark and print the table."""
     args = _parser().parse_args(argv)
     scen = [int(float(s)) for s in args.scenarios.split(",") if s.strip()]
+    say = lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    counts = [int(float(s)) for s in args.positions_axis.split(",") if s.strip()]
+    if args.positions_only:
+        if not counts:
+            raise SystemExit("risk-engine bench: --positions-only needs --positions-axis")
+        rows = Rows()
+        positions_rows(rows, counts, n_scenarios=scen[0], master=args.master,
+                       config=args.config or ["conf/local.yaml"],
+                       overrides=dict(kv.split("=", 1) for kv in args.set),
+                       one_desk=args.one_desk, say=say)
+        return _emit(rows.frame(), args.csv)
     table = run_benchmark(
         scen, positions=args.positions, underlyings=args.underlyings, desks=args.desks,
         horizon_days=args.horizon_days, master=args.master,
@@ -75,11 +101,22 @@ def bench_main(argv: list[str]) -> int:
         backfill_settings={k: yaml.safe_load(v) for k, _, v in
                            (s.partition("=") for s in args.backfill_set)},
         stress_years=args.stress_years,
-        log=lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True),
+        log=say,
     )
+    if counts:
+        rows = Rows()
+        positions_rows(rows, counts, n_scenarios=scen[0], master=args.master,
+                       config=args.config or ["conf/local.yaml"],
+                       overrides=dict(kv.split("=", 1) for kv in args.set),
+                       one_desk=args.one_desk, say=say)
+        table = pd.concat([table, rows.frame()], ignore_index=True)
+    return _emit(table, args.csv)
+
+
+def _emit(table: pd.DataFrame, csv: str | None) -> int:
     print(format_table(table))
-    if args.csv:
-        table.to_csv(args.csv, index=False)
+    if csv:
+        table.to_csv(csv, index=False)
     return 0
 
 

@@ -17,6 +17,7 @@ TARGETS = {
     "peak_memory_growth_mib": ("<=", 64.0),
     "hedging_stage_s": ("<=", 30.0),
     "backfill_year_min": ("<=", 15.0),
+    "driver_peak_mib": ("<=", 3072.0),
 }
 
 COLUMNS = ["section", "method", "n_scenarios", "metric", "value", "unit", "target", "met",
