@@ -113,7 +113,8 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     start, end = dt.date.fromisoformat(args.start), dt.date.fromisoformat(args.end)
     spark = build_session(cfg.spark, master=args.master or cfg.spark.master)
     try:
-        summaries = backfill(spark, cfg, start, end)
+        fan_out = {} if args.fan_out is None else {"fan_out": args.fan_out}
+        summaries = backfill(spark, cfg, start, end, **fan_out)
     finally:
         spark.stop()
     for s in summaries:
@@ -222,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="start", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--to", dest="end", required=True, metavar="YYYY-MM-DD")
     backfill.add_argument("--master", help="Spark master (default: spark.master of the config)")
+    backfill.add_argument("--fan-out", type=int, metavar="N",
+                          help="dates whose scenario blocks are simulated in one Spark job "
+                               "(default 16; 1: one date after another)")
     backfill.set_defaults(func=_cmd_backfill)
     _add_report_parser(sub)
 

@@ -662,7 +662,8 @@ class RunResult:
 
 
 def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
-                run_log: RunLog | None = None) -> RunResult:
+                run_log: RunLog | None = None, *, prepared: Prepared | None = None
+                ) -> RunResult:
     """The nightly run, in order: every output table of one date from its input snapshot.
 
     prepare (validate rows, resolve the book, build the scenario model) -> Monte Carlo
@@ -672,6 +673,10 @@ def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
     computed here or in the stage functions this calls, so the in-process engine and the
     Spark engine give the same bits.
 
+    ``prepared``, if given, is :func:`prepare` of ``cfg`` and ``inputs`` done ahead (a
+    backfill prepares its dates before their scenario blocks fan out together); it is used
+    as is, and the rest of the run is the same.
+
     Raises
     ------
     DataError, RejectionCeilingError
@@ -680,7 +685,8 @@ def nightly_run(cfg: Config, inputs: InputTables, engine: Engine,
     rl = run_log if run_log is not None else RunLog()
     check_factor_revaluation(cfg)
     with rl.stage("prepare"):
-        prepared = prepare(cfg, inputs)
+        if prepared is None:
+            prepared = prepare(cfg, inputs)
     rl.scenario_model = manifest_entry(prepared.model)
     rl.row_counts = prepared.row_counts
     rl.warnings.extend(prepared.warnings)

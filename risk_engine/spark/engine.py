@@ -17,7 +17,7 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from risk_engine import schemas
@@ -101,20 +101,93 @@ class SparkBlocks:
         self.blocks.unpersist()
 
 
+class ReadyBlocks:
+    """One run's scenario blocks, simulated before the run (see :func:`simulate_together`).
+
+    Handed to the run's :class:`SparkEngine`, which takes them for their spec;
+    :meth:`release` frees them if the run never did (it failed before its Monte Carlo).
+    """
+
+    def __init__(self, blocks: stages.Blocks, levels: Sequence[float]) -> None:
+        self._blocks: stages.Blocks | None = blocks
+        self.levels = tuple(levels)
+
+    def take(self, spec: SimulationSpec, levels: Sequence[float]) -> stages.Blocks | None:
+        """The blocks, if simulated for this very ``spec`` and ``levels``, not taken yet.
+
+        (``levels`` decide the first histogram pass embedded in the block rows.)
+        """
+        blocks = self._blocks
+        if blocks is None or blocks.spec is not spec or tuple(levels) != self.levels:
+            return None
+        self._blocks = None
+        return blocks
+
+    def release(self) -> None:
+        """Drop the blocks' rows and files unless a run took them (then it releases them)."""
+        if self._blocks is not None:
+            blocks, self._blocks = self._blocks, None
+            blocks.unpersist()
+
+
+def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
+                      partitions: int | None, faults: TestingConfig,
+                      levels: Sequence[float]) -> list[ReadyBlocks | None]:
+    """The scenario blocks of several runs, simulated in one Spark job.
+
+    Each spec's fan-out is :func:`stages.simulate_blocks`, exactly as its own run would
+    make it (same slices, same block files, the first histogram pass embedded), so every
+    later figure is the same bits; here the fan-outs are persisted first and then
+    materialized together by one action over their union: the tasks of all the specs'
+    (run, block) pairs share the cores, where one run at a time leaves cores idle while
+    its last blocks finish. Each run's later passes read only its own rows.
+
+    Returns
+    -------
+    list
+        Per spec, in order, its :class:`ReadyBlocks`; all None if the job failed (logged:
+        each run then simulates, and reports a failure, itself).
+    """
+    if not specs:
+        return []
+    blocks = [stages.simulate_blocks(spark, spec, spec.source.n_blocks, partitions,
+                                     faults=faults, levels=levels) for spec in specs]
+    try:
+        # One action (the "noop" sink: nothing written, no shuffle) fills every cache.
+        (reduce(DataFrame.union, [b.frame for b in blocks])
+         .write.format("noop").mode("overwrite").save())
+    except Exception as exc:  # noqa: BLE001 - each run redoes its own and reports it
+        log.warning("scenario blocks of %d run(s) together failed, each run simulates its "
+                    "own: %s", len(specs), str(exc).strip().splitlines()[0] if str(exc) else
+                    type(exc).__name__)
+        for b in blocks:
+            b.unpersist()
+        return [None] * len(specs)
+    return [ReadyBlocks(b, levels) for b in blocks]
+
+
 class SparkEngine:
     """Fans scenario blocks out with ``mapInPandas``; keeps their P&L on executors' disks.
 
     ``staging`` is the run's staging folder, where :meth:`SparkBlocks.scenario_pnl` writes
-    the audit table with ``run_id`` in its rows.
+    the audit table with ``run_id`` in its rows. ``ready``: the run's blocks simulated
+    ahead (:func:`simulate_together`), used for their spec instead of a fan-out.
     """
 
     def __init__(self, spark: SparkSession, *, partitions: int | None, faults: TestingConfig,
-                 staging: str, run_id: str, as_of: dt.date) -> None:
+                 staging: str, run_id: str, as_of: dt.date,
+                 ready: ReadyBlocks | None = None) -> None:
         self.spark, self.partitions, self.faults = spark, partitions, faults
         self.audit = _Audit(staging, run_id, as_of)
+        self.ready = ready
 
     def simulate(self, spec: SimulationSpec, levels: Sequence[float]) -> SparkBlocks:
         """See :class:`risk_engine.engine.Engine`; the fan-out runs at the first pass."""
-        blocks = stages.simulate_blocks(self.spark, spec, spec.source.n_blocks, self.partitions,
-                                        faults=self.faults, levels=levels)
+        blocks = self.ready.take(spec, levels) if self.ready is not None else None
+        if blocks is not None:
+            log.info("monte carlo: the %d block(s) simulated ahead with other dates",
+                     spec.source.n_blocks)
+        else:
+            blocks = stages.simulate_blocks(self.spark, spec, spec.source.n_blocks,
+                                            self.partitions, faults=self.faults, levels=levels)
         return SparkBlocks(self.spark, blocks, self.audit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -19,9 +20,9 @@ from risk_engine.config import Config
 from risk_engine.errors import RiskEngineError
 from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_alerts
 from risk_engine.logformat import RUN_ID, STAGE
-from risk_engine.pipeline import InputTables, RunLog, nightly_run
+from risk_engine.pipeline import InputTables, Prepared, RunLog, nightly_run
 from risk_engine.scenarios.historical import scenario_count
-from risk_engine.spark.engine import SparkEngine
+from risk_engine.spark.engine import ReadyBlocks, SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
     mark_interrupted,
@@ -70,7 +71,20 @@ def new_run_id(as_of: dt.date) -> str:
 
 
 def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
-    """Read the snapshot of ``cfg.as_of_date`` with explicit schemas."""
+    """Read the snapshot of ``cfg.as_of_date`` with explicit schemas.
+
+    :func:`read_snapshot`, then :func:`with_published` (what earlier dates published).
+    """
+    return with_published(spark, cfg, read_snapshot(spark, cfg))
+
+
+def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
+    """The input tables of ``cfg.as_of_date``, without what earlier runs published.
+
+    Everything :func:`risk_engine.pipeline.prepare` reads (so a date can be prepared before
+    the dates before it are published); ``published_risk`` and ``backtest_snapshots`` are
+    None (see :func:`with_published`).
+    """
     root, as_of = cfg.input.root, cfg.as_of_date
     positions = read_dated(spark, root, schemas.POSITIONS, as_of)
     market = read_dated(spark, root, schemas.MARKET, as_of)
@@ -112,19 +126,13 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
         if ph is not None:
             position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
     vol_surface = read_dated(spark, root, schemas.VOL_SURFACE, as_of, required=False)
-    published = snapshots = None
-    if cfg.backtest.enabled:
-        published = read_published_risk(spark, cfg)
-        if cfg.backtest.hypothetical:
-            snapshots = read_window_snapshots(spark, cfg)
     stress_scenarios = None
     if cfg.stress.enabled:
         ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
         stress_scenarios = to_pandas(ss) if ss is not None else None
     factors = _read_factor_inputs(spark, cfg)
     return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, position_history, published_risk=published,
-                       backtest_snapshots=snapshots, stress_scenarios=stress_scenarios,
+                       pnl_history, position_history, stress_scenarios=stress_scenarios,
                        vol_surface=vol_surface, **factors)
 
 
@@ -165,24 +173,91 @@ def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFr
     return out
 
 
-def read_window_snapshots(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
-    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
+def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
+                   window: WindowSnapshots | None = None) -> InputTables:
+    """``inputs`` with the backtest's reads of what earlier dates published.
 
-    From the business day before the window's first day to ``as_of_date`` (for the
-    hypothetical P&L of each day); a table without those dates is None or partial. Key
-    ``hypothetical``: :func:`read_published_hypothetical`.
+    ``published_risk`` (:func:`read_published_risk`) and ``backtest_snapshots``
+    (:func:`read_window_snapshots`, from ``window`` if given) when the backtest is on; read
+    when called, so a date's backtest sees every date published before this call.
     """
-    from pyspark.sql import functions as F
+    if not cfg.backtest.enabled:
+        return inputs
+    published = read_published_risk(spark, cfg)
+    snapshots = (read_window_snapshots(spark, cfg, window) if cfg.backtest.hypothetical
+                 else None)
+    return dataclasses.replace(inputs, published_risk=published, backtest_snapshots=snapshots)
 
+
+def _window_start(cfg: Config) -> dt.date:
+    """The first date whose snapshot the backtest of ``cfg.as_of_date`` reads."""
     from risk_engine.backtest.series import previous_business_day, window_dates
 
-    start = previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+    return previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
+
+
+def _read_snapshot_range(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date
+                         ) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` rows dated ``start`` .. ``end`` (None: no table)."""
+    from pyspark.sql import functions as F
+
     out: dict[str, pd.DataFrame | None] = {}
     for table in (schemas.POSITIONS, schemas.MARKET, schemas.RATES):
         df = read_table(spark, cfg.input.root, table, required=False)
         day = F.col("as_of_date").cast("date")
         out[table.name] = None if df is None else to_pandas(
-            df.where((day >= F.lit(start)) & (day <= F.lit(cfg.as_of_date))))
+            df.where((day >= F.lit(start)) & (day <= F.lit(end))))
+    return out
+
+
+@dataclass(frozen=True)
+class WindowSnapshots:
+    """The backtest windows' input snapshots of several dates, read once (a backfill's).
+
+    ``tables`` hold ``positions``, ``market`` and ``rates`` from ``start`` to ``end``; a
+    date's window is cut from them (:func:`read_window_snapshots`) with the rows a read of
+    that window alone gives: each date's rows come from its own files, in file order.
+    """
+
+    start: dt.date
+    end: dt.date
+    tables: dict[str, pd.DataFrame | None]
+
+    @classmethod
+    def read(cls, spark: SparkSession, cfg: Config, days: list[dt.date]) -> WindowSnapshots:
+        """The snapshots every date of ``days`` (``cfg`` with each as-of date) reads."""
+        start = min(_window_start(dataclasses.replace(cfg, as_of_date=d)) for d in days)
+        end = max(days)
+        return cls(start, end, _read_snapshot_range(spark, cfg, start, end))
+
+    def cut(self, start: dt.date, end: dt.date) -> dict[str, pd.DataFrame | None] | None:
+        """The rows dated ``start`` .. ``end``; None if the range is not inside the one read."""
+        if start < self.start or end > self.end:
+            return None
+        out: dict[str, pd.DataFrame | None] = {}
+        for name, frame in self.tables.items():
+            if frame is None:
+                out[name] = None
+                continue
+            day = pd.to_datetime(frame["as_of_date"], errors="coerce")
+            keep = ((day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))).to_numpy(bool)
+            out[name] = frame.loc[keep].reset_index(drop=True)
+        return out
+
+
+def read_window_snapshots(spark: SparkSession, cfg: Config,
+                          window: WindowSnapshots | None = None
+                          ) -> dict[str, pd.DataFrame | None]:
+    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
+
+    From the business day before the window's first day to ``as_of_date`` (for the
+    hypothetical P&L of each day); a table without those dates is None or partial. Cut from
+    ``window`` when it covers them, else read. Key ``hypothetical``:
+    :func:`read_published_hypothetical`.
+    """
+    start = _window_start(cfg)
+    cut = window.cut(start, cfg.as_of_date) if window is not None else None
+    out = cut if cut is not None else _read_snapshot_range(spark, cfg, start, cfg.as_of_date)
     # days earlier runs already revalued are reused, not revalued again
     out["hypothetical"] = read_published_hypothetical(spark, cfg)
     return out
@@ -392,7 +467,24 @@ class Run:
         self.committed = True
 
 
-def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunSummary:
+@dataclass(frozen=True)
+class Ahead:
+    """What a backfill did for a date before the date's run: read, prepared, simulated.
+
+    ``inputs`` come from :func:`read_snapshot` (the run adds :func:`with_published`),
+    ``prepared`` is :func:`risk_engine.pipeline.prepare` of them, ``blocks`` the date's
+    scenario blocks simulated with other dates' (None: the run simulates them itself).
+    """
+
+    inputs: InputTables
+    prepared: Prepared
+    blocks: ReadyBlocks | None = None
+    window: WindowSnapshots | None = None
+    """The backtest window's snapshots, read once for several dates."""
+
+
+def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
+         ahead: Ahead | None = None) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
     Reads the snapshot, runs :func:`risk_engine.pipeline.nightly_run` on the Spark engine,
@@ -403,6 +495,10 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     writes its own manifest row (status ``running`` until it ends); runs of the date still
     marked ``running`` when a new run starts are marked ``interrupted``. Runs of one date
     are exclusive (a lock under a local output root).
+
+    ``ahead`` (a backfill's): the date's snapshot, prepared run and scenario blocks from
+    before the run started; only what earlier dates published is read here, and the run's
+    numbers are the same as without it.
 
     Raises
     ------
@@ -417,16 +513,19 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None) -> RunS
     log_context = (RUN_ID.set(run.run_id), STAGE.set("start"))
     try:
         with run.log.stage("read_inputs"):
-            inputs = read_inputs(spark, cfg)
+            inputs = (read_inputs(spark, cfg) if ahead is None
+                      else with_published(spark, cfg, ahead.inputs, ahead.window))
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
-                             staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date)
+                             staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date,
+                             ready=None if ahead is None else ahead.blocks)
         mc = cfg.monte_carlo
         n_scen, size = mc.n_scenarios, mc.block_size
         if cfg.scenario_model.source == "historical":
             n_scen = scenario_count(cfg.historical, mc.horizon_days)
             size = cfg.historical.block_size
         with run_progress(spark, lambda: run.log.current, n_blocks=n_blocks_of(n_scen, size)):
-            result = nightly_run(cfg, inputs, engine, run.log)
+            result = nightly_run(cfg, inputs, engine, run.log,
+                                 prepared=None if ahead is None else ahead.prepared)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))
         summary.tables = result.tables

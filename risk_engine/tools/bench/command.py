@@ -12,6 +12,7 @@ import argparse
 import sys
 
 import pandas as pd
+import yaml
 
 from risk_engine.revaluation_grid import METHODS
 from risk_engine.tools.bench.positions import positions_rows
@@ -44,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
                    help="alternating single-process / Spark rounds; the best of each is kept")
     p.add_argument("--hedging-objectives", default="variance,cvar",
                    help="hedging.objective values timed on the demo book ('' for none)")
+    p.add_argument("--backfill-days", type=int, default=0, metavar="N",
+                   help="also backfill N dates of demo data (260: the demo year; takes "
+                        "minutes) and report its time (default 0: no backfill section)")
+    p.add_argument("--backfill-scenarios", type=int, default=10_000,
+                   help="scenarios a date of the backfill section (default %(default)s)")
+    p.add_argument("--backfill-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config key of the backfill section (YAML value), e.g. "
+                        "governance.enabled=false; repeatable")
     p.add_argument("--stress-years", type=int, default=10,
                    help="years of demo history for the stress section: historical VaR, "
                         "stressed VaR, spot-vol grid (0 for none)")
@@ -88,6 +97,9 @@ def bench_main(argv: list[str]) -> int:
         driver_memory=args.driver_memory, rounds=args.rounds, scale_master=args.scale_master,
         hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
                             if o.strip()],
+        backfill_days=args.backfill_days, backfill_scenarios=args.backfill_scenarios,
+        backfill_settings={k: yaml.safe_load(v) for k, _, v in
+                           (s.partition("=") for s in args.backfill_set)},
         stress_years=args.stress_years,
         log=say,
     )

@@ -16,6 +16,7 @@ TARGETS = {
     "time_ratio_10x": ("<=", 11.0),
     "peak_memory_growth_mib": ("<=", 64.0),
     "hedging_stage_s": ("<=", 30.0),
+    "backfill_year_min": ("<=", 15.0),
     "driver_peak_mib": ("<=", 3072.0),
 }
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
 from risk_engine.revaluation_grid import METHODS
 from risk_engine.tools.bench.accuracy import accuracy_rows
+from risk_engine.tools.bench.backfill import backfill_rows
 from risk_engine.tools.bench.hedging import hedging_rows
 from risk_engine.tools.bench.report import Rows
 from risk_engine.tools.bench.scaling import scaling_rows
@@ -36,6 +37,9 @@ def run_benchmark(
     scale_master: str | None = None,
     hedging_objectives: Sequence[str] = ("variance", "cvar"),
     hedging_positions: int = 2000,
+    backfill_days: int = 0,
+    backfill_scenarios: int = 10_000,
+    backfill_settings: Mapping[str, Any] | None = None,
     stress_years: int = 10,
     log: Any = None,
 ) -> pd.DataFrame:
@@ -48,6 +52,9 @@ def run_benchmark(
     times the hedging stage on the demo book (``hedging_positions`` positions, 6 desks) for
     each of ``hedging_objectives`` (none: no section). The stress section times historical
     VaR, stressed VaR over ``stress_years`` of demo history and the spot-vol grid (0: none).
+    The backfill section (opt-in: it takes minutes) backfills ``backfill_days`` > 0 dates of
+    demo data at ``backfill_scenarios`` a date, ``backfill_settings`` (dotted keys) over its
+    config (:mod:`.backfill`).
     """
     for m in (*methods, *scale_methods):
         if m not in METHODS:
@@ -72,6 +79,9 @@ def run_benchmark(
     if stress_years:
         stress_rows(rows, positions=hedging_positions, years=stress_years, cores=cores,
                     say=say)
+    if backfill_days > 0:
+        backfill_rows(rows, backfill_days, scenarios=backfill_scenarios, master=master,
+                      driver_memory=driver_memory, settings=backfill_settings, say=say)
     point = {"positions": positions, "underlyings": underlyings, "desks": desks,
              "horizon_days": horizon_days, "block_size": block_size,
              "master": scale_master or master, "driver_memory": driver_memory}

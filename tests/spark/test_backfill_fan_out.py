@@ -1,0 +1,226 @@
+"""A backfill's dates simulate their scenario blocks together, and publish the same bits.
+
+Every table a fanned-out backfill publishes for a date equals, bit for bit, what
+single-date runs of the dates (``risk-engine run`` one date after another) publish.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from risk_engine.config import config_from_dict
+from risk_engine.spark.backfill import backfill
+from risk_engine.spark.job import main
+from risk_engine.tools.demo_data import generate_days, write_tables
+
+AS_OF = dt.date(2026, 11, 20)
+DAYS = [dt.date(2026, 11, 18), dt.date(2026, 11, 19), AS_OF]
+#: Bookkeeping folders, not tables of a date.
+NOT_TABLES = {"run_manifest", "report"}
+
+
+@pytest.fixture(scope="module")
+def demo_days(tmp_path_factory):
+    """Three daily demo snapshots of a small book on one market path."""
+    root = tmp_path_factory.mktemp("demo_days")
+    write_tables(generate_days(AS_OF, len(DAYS), n_underlyings=10, n_positions=120,
+                               history_days=120, seed=11), root)
+    return root
+
+
+def fan_out_cfg(inp: Path, out: Path, day: dt.date = DAYS[0]):
+    """A small run of every stage that reads blocks, the backtest on (1-day horizon)."""
+    return config_from_dict(fan_out_settings(inp, out, day))
+
+
+def fan_out_settings(inp: Path, out: Path, day: dt.date = DAYS[0]) -> dict:
+    """The settings of :func:`fan_out_cfg`, as a config file holds them."""
+    return {
+        "as_of_date": day.isoformat(),
+        "input": {"root": str(inp)},
+        "output": {"root": str(out), "write_scenario_pnl": True},
+        "monte_carlo": {"n_scenarios": 2_000, "block_size": 1_000, "horizon_days": 1},
+        "risk": {"confidence_levels": [0.95, 0.99]},
+        "scenario_model": {"history_window_days": 100, "min_history_days": 60},
+        "worst_case": {"enabled": True, "confidence_levels": [0.99], "optimize": False,
+                       "moments": "sample", "models": ["WCVaR"]},
+        "report": {"enabled": False},
+        "backtest": {"enabled": True, "window": 5},
+    }
+
+
+def _canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows sorted on their scalar columns; array cells as bytes (comparable exactly)."""
+    frame = frame.drop(columns=["run_id"])
+    for c in frame.columns:
+        if frame[c].map(lambda v: isinstance(v, (list, np.ndarray))).any():
+            frame[c] = frame[c].map(lambda v: np.asarray(v, dtype=np.float64).tobytes())
+    cols = sorted(frame.columns)
+    return frame[cols].sort_values(cols).reset_index(drop=True)
+
+
+def published(out: Path, day: dt.date) -> dict[str, pd.DataFrame]:
+    """Every table published for ``day`` under ``out`` (but the manifest), canonical."""
+    got = {}
+    for folder in sorted(out.iterdir()):
+        part = folder / f"as_of_date={day.isoformat()}"
+        if folder.name.startswith("_") or folder.name in NOT_TABLES or not part.is_dir():
+            continue
+        got[folder.name] = _canonical(pq.read_table(part).to_pandas())
+    return got
+
+
+def assert_same_tables(got: dict[str, pd.DataFrame], want: dict[str, pd.DataFrame]) -> None:
+    """The same tables with the same bits."""
+    assert sorted(got) == sorted(want)
+    for name in want:
+        pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
+
+
+def test_fanned_out_backfill_publishes_what_single_date_runs_publish(
+        spark, demo_days, tmp_path, caplog):
+    single, fanned = tmp_path / "single", tmp_path / "fanned"
+    for day in DAYS:  # risk-engine run, date by date
+        summary = main(spark, fan_out_cfg(demo_days, single, day))
+        assert summary.status in ("completed", "completed_with_warnings"), summary.message
+    with caplog.at_level(logging.INFO, logger="risk_engine.spark.engine"):
+        summaries = backfill(spark, fan_out_cfg(demo_days, fanned), DAYS[0], DAYS[-1],
+                             fan_out=3)
+    assert "together failed" not in caplog.text  # the blocks did fan out together
+    assert caplog.text.count("simulated ahead with other dates") == len(DAYS)  # and were used
+    assert [s.as_of_date for s in summaries] == DAYS
+    assert all(s.status in ("completed", "completed_with_warnings") for s in summaries)
+    for day in DAYS:
+        want = published(single, day)
+        assert {"risk_measures", "scenario_pnl", "backtest", "backtest_series",
+                "worst_case_var", "position_risk"} <= set(want)
+        assert_same_tables(published(fanned, day), want)
+    # the last date's backtest saw the two dates before it published by this backfill
+    bt = published(fanned, DAYS[-1])["backtest"]
+    firm = bt[bt["scope"] == "firm"]
+    assert (firm["observations"] + firm["missing"] == 5).all()
+    assert (firm.loc[firm["series"] == "hypothetical", "observations"] == 2).all()
+
+
+def test_blocks_simulated_together_are_materialized_by_one_job_and_taken_once(spark,
+                                                                              demo_days):
+    from risk_engine.pipeline import prepare
+    from risk_engine.spark.engine import simulate_together
+    from risk_engine.spark.job import read_snapshot
+
+    levels = (0.99,)
+    specs = []
+    for day in DAYS[:2]:
+        cfg = fan_out_cfg(demo_days, Path("unused"), day)
+        specs.append(prepare(cfg, read_snapshot(spark, cfg)).spec)
+    tracker = spark.sparkContext.statusTracker()
+    jsc = spark.sparkContext._jsc.sc()  # noqa: SLF001 - the cached RDDs, to count them
+
+    def cached() -> int:
+        return sum(1 for info in jsc.getRDDStorageInfo()
+                   if 0 < info.numCachedPartitions() == info.numPartitions())
+
+    before = cached()
+    spark.sparkContext.setJobGroup("fan-out-test", "simulate_together")
+    try:
+        ready = simulate_together(spark, specs, partitions=None, faults=fan_out_cfg(
+            demo_days, Path("unused")).testing, levels=levels)
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    assert len(tracker.getJobIdsForGroup("fan-out-test")) == 1
+    assert cached() == before + 2  # both dates' block rows, kept for their later passes
+    first, second = ready
+    assert first is not None and second is not None
+    assert first.take(specs[1], levels) is None  # not its spec
+    assert first.take(specs[0], (0.95,)) is None  # other levels: another first pass
+    blocks = first.take(specs[0], levels)
+    assert blocks is not None and blocks.spec is specs[0]
+    assert first.take(specs[0], levels) is None  # taken once
+    first.release()  # a no-op once taken
+    blocks.unpersist()
+    second.release()
+    assert second.take(specs[1], levels) is None
+
+
+def _manifests(out: Path, day: dt.date) -> pd.DataFrame:
+    folder = out / "run_manifest" / f"as_of_date={day.isoformat()}"
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True) \
+        if files else pd.DataFrame(columns=["run_id", "status"])
+
+
+@pytest.mark.heavy
+def test_killed_backfill_keeps_published_dates_and_a_rerun_completes_it_bit_for_bit(
+        spark, demo_days, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    ref, out = tmp_path / "ref", tmp_path / "out"
+    backfill(spark, fan_out_cfg(demo_days, ref), DAYS[0], DAYS[-1], fan_out=2)
+    want = {day: published(ref, day) for day in DAYS}
+
+    settings = fan_out_settings(demo_days, out)
+    settings["as_of_date"] = DAYS[0].isoformat()
+    settings["spark"] = {"master": "local[1]", "conf": {"spark.ui.enabled": "false"}}
+    config = tmp_path / "backfill.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    cmd = [sys.executable, "-m", "risk_engine.cli", "backfill", "--config", str(config),
+           "--from", DAYS[0].isoformat(), "--to", DAYS[-1].isoformat(), "--fan-out", "2"]
+    first, second = (out / "risk_measures" / f"as_of_date={DAYS[0]}",
+                     out / "run_manifest" / f"as_of_date={DAYS[1]}")
+    log = (tmp_path / "backfill.log").open("w")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # its own group: the JVM dies with it
+    try:
+        # Killed once the first date is published and the second date's run has begun.
+        deadline = time.monotonic() + 900
+        while not (first.is_dir() and second.is_dir()):
+            assert proc.poll() is None, (tmp_path / "backfill.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the backfill did not publish its first date"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    killed = {day: _manifests(out, day) for day in DAYS}
+
+    # The date published before the kill is intact; a later date is absent or whole.
+    assert_same_tables(published(out, DAYS[0]), want[DAYS[0]])
+    assert (killed[DAYS[0]]["status"].str.startswith("completed")).all()
+    mid_commit = {day for day in DAYS if (out / "_journal" / f"as_of_date={day}.json").exists()}
+    for day in DAYS[1:]:
+        if day not in mid_commit and (out / "risk_measures" / f"as_of_date={day}").is_dir():
+            assert_same_tables(published(out, day), want[day])
+        elif day not in mid_commit:
+            assert published(out, day) == {}
+    running = killed[DAYS[1]]
+    assert len(running) == 1
+    was_published = running["status"].iloc[0] != "running"
+
+    # The rerun: every date the bits of the uninterrupted backfill, nothing left over.
+    summaries = backfill(spark, fan_out_cfg(demo_days, out), DAYS[0], DAYS[-1], fan_out=2)
+    assert all(s.status in ("completed", "completed_with_warnings") for s in summaries)
+    for day in DAYS:
+        assert_same_tables(published(out, day), want[day])
+    assert not any((out / "_journal").glob("*.json"))
+    assert not any(p for p in (out / "_staging").rglob("*") if p.is_file())
+    after = _manifests(out, DAYS[1]).set_index("run_id")["status"]
+    killed_run = running["run_id"].iloc[0]
+    if was_published or DAYS[1] in mid_commit:  # the commit point was passed: rolled forward
+        assert after[killed_run].startswith("completed")
+    else:
+        assert after[killed_run] == "interrupted"
