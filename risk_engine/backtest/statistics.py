@@ -26,8 +26,9 @@ Conventions
   and conditional coverage ``LR_cc = LR_pof + LR_ind ~ chi2(2)``.
 * Basel traffic light, from the exact binomial ``X ~ Bin(n, p)`` of the exception count under
   a correct model: with ``c = P(X <= x)``, the zone is green if ``c < 0.95``, red if
-  ``c >= 0.9999`` and yellow otherwise. At n = 250 and alpha = 0.99 this gives the Basel
-  zones green 0-4, yellow 5-9, red 10+.
+  ``c >= 0.9999`` and yellow otherwise; no exception at all is always green (on fewer than
+  6 days at 99%, ``P(X <= 0)`` alone is above 0.95). At n = 250 and alpha = 0.99 this gives
+  the Basel zones green 0-4, yellow 5-9, red 10+.
 * The multiplier add-on is Basel's table (green 0; yellow 5, 6, 7, 8, 9 exceptions at
   250 days and 99%: 0.40, 0.50, 0.65, 0.75, 0.85; red 1.00), generalised by quantile: a
   yellow count ``x`` at (n, p) takes the add-on of the smallest Basel count ``k`` in 5..9
@@ -218,7 +219,10 @@ def traffic_light(n: ArrayLike, x: ArrayLike, alpha: float
     p = _check_level(alpha)
     na, xa = np.broadcast_arrays(np.asarray(n, float), np.asarray(x, float))
     c = scipy.stats.binom.cdf(xa, na, p)
-    zone = np.where(c < GREEN_BELOW, GREEN, np.where(c >= RED_FROM, RED, YELLOW)).astype(object)
+    # No exception is never evidence against the model: green, even on so few days that
+    # P(X <= 0) = alpha^n is itself at least GREEN_BELOW (fewer than 6 days at 99%).
+    zone = np.where((c < GREEN_BELOW) | (xa == 0), GREEN,
+                    np.where(c >= RED_FROM, RED, YELLOW)).astype(object)
     basel_k = np.array(sorted(BASEL_ADDON))
     basel_c = scipy.stats.binom.cdf(basel_k, 250, 0.01)
     # the smallest Basel count whose cumulative probability is >= c (9 if none)
@@ -236,8 +240,8 @@ def zone_boundaries(n: int, alpha: float) -> tuple[int, int]:
     p = _check_level(alpha)
     k = np.arange(n + 1)
     c = scipy.stats.binom.cdf(k, n, p)
-    green = int(k[c < GREEN_BELOW].max(initial=-1))
-    yellow = int(k[c < RED_FROM].max(initial=-1))
+    green = max(int(k[c < GREEN_BELOW].max(initial=-1)), 0)  # 0 exceptions: green
+    yellow = max(int(k[c < RED_FROM].max(initial=-1)), green)
     return green, yellow
 
 

@@ -115,6 +115,18 @@ def test_traffic_light_basel_boundaries_from_binomial():
     np.testing.assert_allclose(addon, [0.0] * 5 + [0.40, 0.50, 0.65, 0.75, 0.85] + [1.0] * 3)
 
 
+@pytest.mark.parametrize("n", [1, 3, 5, 6, 250])
+def test_no_exception_is_green_on_any_window(n):
+    """A window of a few days with no exception is green, not yellow: with n < 6 at 99%,
+    P(X <= 0) = 0.99^n is itself above 0.95, which the cumulative rule alone would call
+    yellow. One exception on such a window is not green."""
+    zone, addon = traffic_light(n, 0, 0.99)
+    assert zone[()] == "green" and addon == 0.0
+    assert zone_boundaries(n, 0.99)[0] >= 0
+    if n < 6:
+        assert traffic_light(n, 1, 0.99)[0][()] != "green"
+
+
 def test_traffic_light_other_window_and_level():
     n, alpha = 500, 0.975
     green, yellow = zone_boundaries(n, alpha)
