@@ -599,10 +599,23 @@ def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatA
         z1 += plan.contract_b[:, None]
         np.subtract(z1, plan.contract_c[:, None], out=z[1])
         ndtr(z, out=z)  # N(d1), N(d2)
-        w = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
-                                                         out=ws.w, mode="clip")
-        w *= plan.line_weight[:, :, None]
-        plan.line_sum.sum(w, ws.r)
+        _line_sums(plan, z, ws)
+    _add_group_values(plan, s, out, ws)
+    add_expired(plan, s, out, ws.ex, ws.acc)
+    return out
+
+
+def _line_sums(plan: RevaluationPlan, z: FloatArray, ws: _Workspace) -> None:
+    """Weight the contracts' ``N(d1), N(d2)`` (in ``z``) by line and sum them per group."""
+    w = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
+                                                     out=ws.w, mode="clip")
+    w *= plan.line_weight[:, :, None]
+    plan.line_sum.sum(w, ws.r)
+
+
+def _add_group_values(plan: RevaluationPlan, s: FloatArray, out: FloatArray,
+                      ws: _Workspace) -> None:
+    """Add each group's value, from the line sums in ``ws.r``, to its desk in ``out``."""
     if plan.group_underlying.size:
         g = np.take(ws.r, plan.group_source, axis=1, out=ws.g, mode="clip")
         gs = np.take(s, plan.group_underlying, axis=0, out=ws.gs, mode="clip")
@@ -611,8 +624,6 @@ def _tile_values(plan: RevaluationPlan, x: FloatArray, ws: _Workspace) -> FloatA
         g1 *= gs
         g1 -= g[1]  # group value: S (lin + sum q e^{-q tau} N(d1)) - sum q K e^{-r tau} N(d2)
         _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
-    add_expired(plan, s, out, ws.ex, ws.acc)
-    return out
 
 
 def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
@@ -676,18 +687,8 @@ def _factor_tile_values(plan: RevaluationPlan, f: FactorTerms, x: FloatArray,
         ndtr(z, out=z)  # N(d1), N(d2)
         if dr is not None:  # K e^{-r tau} at the scenario's rate
             z[1] *= np.take(ws.disc, f.contract_tau, axis=0, out=tmp, mode="clip")
-        w_l = z if plan.line_contract is None else np.take(z, plan.line_contract, axis=1,
-                                                           out=ws.w, mode="clip")
-        w_l *= plan.line_weight[:, :, None]
-        plan.line_sum.sum(w_l, ws.r)
-    if plan.group_underlying.size:
-        g = np.take(ws.r, plan.group_source, axis=1, out=ws.g, mode="clip")
-        gs = np.take(s, plan.group_underlying, axis=0, out=ws.gs, mode="clip")
-        g1 = g[0]
-        g1 += plan.group_linear[:, None]
-        g1 *= gs
-        g1 -= g[1]
-        _add_desk_sums(out, g1, plan.group_desk_bounds, ws.acc)
+        _line_sums(plan, z, ws)
+    _add_group_values(plan, s, out, ws)
     if f.put_tau.size:  # sum q K e^{-r tau} of the puts (parity), per desk
         put = ws.put
         if dr is not None:

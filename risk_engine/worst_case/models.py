@@ -14,6 +14,7 @@ every distribution of the risk factors with the given mean and covariance.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
@@ -151,6 +152,48 @@ def _build_wcpvar(k: int, p: int) -> CompiledProblem:
     return CompiledProblem(problem, params, {"g": g})
 
 
+@dataclass(frozen=True)
+class PolyhedralBook:
+    """The current book of a WCPVaR problem, scaled to unit gross exposure.
+
+    ``equity`` holds the equity exposures per underlying, ``options`` the (long) option
+    exposures, and ``base`` the constant ``-mu' x_xi + sum x_eta``. All are divided by
+    ``scale = sum |x|``. ``factor`` is ``Sigma^(1/2)`` with at least one row, and ``kappa``
+    the level's multiplier.
+    """
+
+    scale: float
+    kappa: float
+    factor: FloatArray
+    equity: FloatArray
+    options: FloatArray
+    base: float
+
+
+def polyhedral_book(exposures: npt.ArrayLike, structure: PolyhedralStructure,
+                    confidence_level: float) -> PolyhedralBook | SolveOutcome:
+    """The scaled book of a WCPVaR problem, or its outcome when no SOCP is needed.
+
+    The outcome is returned when the book is empty, holds a short option (not applicable),
+    or holds no option (closed form ``base + kappa ||F x_xi||``).
+    """
+    x, scale = _exposures(exposures, structure.equity_loading.shape[1])
+    if scale == 0:
+        return _zero_book("closed_form")
+    xs = x / scale
+    k_mult = kappa(confidence_level)
+    factor = _rows(structure.factor)
+    equity = structure.equity_loading @ xs
+    options = xs[structure.option_columns]
+    if np.any(options < 0):
+        return SolveOutcome(math.nan, "not_applicable", "", "short option exposure")
+    base = -float(structure.mean @ equity) + float(options.sum())
+    if structure.n_options == 0:
+        value = base + k_mult * float(np.linalg.norm(factor @ equity))
+        return SolveOutcome(value * scale, "optimal", "closed_form")
+    return PolyhedralBook(scale, k_mult, factor, equity, options, base)
+
+
 def wcpvar(
     exposures: npt.ArrayLike,
     structure: PolyhedralStructure,
@@ -176,20 +219,11 @@ def wcpvar(
     solvers : tuple of str
         cvxpy solvers in order of preference.
     """
-    x, scale = _exposures(exposures, structure.equity_loading.shape[1])
-    if scale == 0:
-        return _zero_book("closed_form")
-    xs = x / scale
-    k_mult = kappa(confidence_level)
-    factor = _rows(structure.factor)
-    equity = structure.equity_loading @ xs
-    options = xs[structure.option_columns]
-    if np.any(options < 0):
-        return SolveOutcome(math.nan, "not_applicable", "", "short option exposure")
-    base = -float(structure.mean @ equity) + float(options.sum())
-    if structure.n_options == 0:
-        value = base + k_mult * float(np.linalg.norm(factor @ equity))
-        return SolveOutcome(value * scale, "optimal", "closed_form")
+    book = polyhedral_book(exposures, structure, confidence_level)
+    if isinstance(book, SolveOutcome):
+        return book
+    factor, k_mult, equity, options, base, scale = (
+        book.factor, book.kappa, book.equity, book.options, book.base, book.scale)
     p = structure.n_options
     compiled = cached_problem(
         ("wcpvar", factor.shape[0], p), lambda: _build_wcpvar(factor.shape[0], p)

@@ -36,7 +36,7 @@ from risk_engine.solvers import CONE_SOLVER_OPTIONS, DEFAULT_SOLVERS, CompiledPr
 from risk_engine.types import EQUITY, FloatArray, IntArray
 
 from .containers import DeskInstruments, ReturnMoments, SolveOutcome
-from .models import _rows, _zero_book
+from .models import polyhedral_book
 from .moments import kappa
 from .structures import (
     EXPIRY_TOLERANCE_YEARS,
@@ -280,24 +280,11 @@ def wcpvar_aggregated(
     solvers : tuple of str
         cvxpy solvers in order of preference.
     """
-    x = np.asarray(exposures, dtype=np.float64)
-    m = structure.equity_loading.shape[1]
-    if x.shape != (m,) or not np.all(np.isfinite(x)):
-        raise ValueError(f"exposures must be finite with shape ({m},), got {x.shape}")
-    scale = float(np.sum(np.abs(x)))
-    if scale == 0:
-        return _zero_book("closed_form")
-    xs = x / scale
-    k_mult = kappa(confidence_level)
-    factor = _rows(structure.factor)
-    equity = structure.equity_loading @ xs
-    options = xs[structure.option_columns]
-    if np.any(options < 0):
-        return SolveOutcome(math.nan, "not_applicable", "", "short option exposure")
-    base = -float(structure.mean @ equity) + float(options.sum())
-    if structure.n_options == 0:
-        value = base + k_mult * float(np.linalg.norm(factor @ equity))
-        return SolveOutcome(value * scale, "optimal", "closed_form")
+    book = polyhedral_book(exposures, structure, confidence_level)
+    if isinstance(book, SolveOutcome):
+        return book
+    factor, k_mult, equity, options, base, scale = (
+        book.factor, book.kappa, book.equity, book.options, book.base, book.scale)
     p, n_u = structure.n_options, structure.mean.size
     und = structure.option_underlying
     signed_sum = sp.csr_matrix((structure.option_sign, (und, np.arange(p))), shape=(n_u, p))
