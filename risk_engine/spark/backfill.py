@@ -5,7 +5,7 @@ One Spark session runs the dates oldest first, in groups of ``fan_out`` dates:
 1. each date of the group is read (its snapshot, :func:`risk_engine.spark.job.read_snapshot`)
    and prepared (:func:`risk_engine.pipeline.prepare`) on the driver, and the input
    snapshots its backtest window needs are read once for the group
-   (:class:`~risk_engine.spark.job.WindowSnapshots`);
+   (:class:`~risk_engine.spark.backtest_window.WindowSnapshots`);
 2. the group's scenario blocks fan out together, one Spark job over every (date, block)
    pair (:func:`risk_engine.spark.engine.simulate_together`);
 3. then each date, in date order, runs the rest of the nightly run
@@ -14,12 +14,14 @@ One Spark session runs the dates oldest first, in groups of ``fan_out`` dates:
    blocks) and is published as one commit, as the nightly run does.
 
 The order matters: a date's ``backtest`` stage reads the VaR (and hypothetical P&L) the
-dates before it published, so those reads happen in step 3, after the earlier dates'
-commits; steps 1 and 2 read only inputs. Every published number is the same bits as a
-single-date run of the date. A killed backfill leaves each date either fully old or fully
-new (the per-date commit; the next run of a date finishes an interrupted commit); running
-it again republishes every date with the same numbers (only ``run_id`` and the manifests'
-times differ).
+dates before it published, so it runs in step 3, after the earlier dates' commits; steps 1
+and 2 read only inputs. Those results are read once for the whole range and kept in memory
+(:class:`~risk_engine.spark.backtest_window.PublishedResults`), each date's commit
+replacing its rows there as on disk, instead of a Spark read of the window per date.
+Every published number is the same bits as a single-date run of the date. A killed
+backfill leaves each date either fully old or fully new (the per-date commit; the next run
+of a date finishes an interrupted commit); running it again republishes every date with
+the same numbers (only ``run_id`` and the manifests' times differ).
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from pyspark.sql import SparkSession
 from risk_engine.config import Config
 from risk_engine.errors import RejectionCeilingError, RiskEngineError
 from risk_engine.pipeline import check_rejection_ceiling, prepare
+from risk_engine.spark.backtest_window import PublishedResults, WindowSnapshots
 from risk_engine.spark.engine import simulate_together
-from risk_engine.spark.job import Ahead, RunSummary, WindowSnapshots, main, read_snapshot
+from risk_engine.spark.job import Ahead, RunSummary, main, read_snapshot
 from risk_engine.spark.progress import format_progress, is_terminal
 
 log = logging.getLogger("risk_engine.backfill")
@@ -88,6 +91,7 @@ def backfill(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date, *,
         raise RiskEngineError(f"backfill: --fan-out must be at least 1, got {fan_out}")
     out = []
     days = backfill_dates(cfg, start, end)
+    published = _published(spark, cfg, days)
     t0 = time.monotonic()
     for first in range(0, len(days), fan_out):
         group = days[first:first + fan_out]
@@ -100,7 +104,7 @@ def backfill(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date, *,
                           file=sys.stderr, flush=True)
                 day_cfg = dataclasses.replace(cfg, as_of_date=day)
                 try:
-                    out.append(main(spark, day_cfg, ahead=ahead))
+                    out.append(main(spark, day_cfg, ahead=ahead, published=published))
                 except RiskEngineError as exc:
                     log.error("backfill: %s failed: %s", day, exc)
                     out.append(RunSummary("", day, "failed", cfg.output.root,
@@ -110,6 +114,18 @@ def backfill(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date, *,
                 if ahead is not None and ahead.blocks is not None:
                     ahead.blocks.release()
     return out
+
+
+def _published(spark: SparkSession, cfg: Config, days: list[dt.date]
+               ) -> PublishedResults | None:
+    """What the dates' backtests read of earlier results, read once (None: each date reads)."""
+    if not (cfg.backtest.enabled and days):
+        return None
+    try:
+        return PublishedResults.read(spark, cfg, days)
+    except Exception as exc:  # noqa: BLE001 - each date reads its own and reports it
+        log.info("backfill: published results not read ahead (%s)", type(exc).__name__)
+        return None
 
 
 def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead | None]:

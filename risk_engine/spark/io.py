@@ -253,6 +253,21 @@ def _arrow_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def as_published(frame: pd.DataFrame, table: Table, as_of: dt.date, run_id: str
+                 ) -> pd.DataFrame:
+    """``frame`` as a read of the partition :func:`write_partition` writes gives it back.
+
+    The declared columns through the files' Arrow conversion, with ``run_id`` and
+    ``as_of_date`` (a ``datetime.date``) set, as :func:`to_pandas` returns a read.
+    """
+    cols = [c for c in table.names if c != "as_of_date"]
+    arrow = table.arrow_schema()
+    arrow = arrow.remove(arrow.get_field_index("as_of_date"))
+    out = _arrow_table(frame.assign(run_id=run_id)[cols], arrow).to_pandas()
+    out["as_of_date"] = pd.Series([as_of] * len(out), dtype=object)
+    return out
+
+
 def write_partition(
     spark: SparkSession, frame: pd.DataFrame, table: Table, root: str, as_of: dt.date
 ) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -13,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from risk_engine import __version__, schemas
 from risk_engine.config import Config
@@ -22,6 +21,11 @@ from risk_engine.governance.alerts import Alert, delivery_warnings, dispatch_ale
 from risk_engine.logformat import RUN_ID, STAGE
 from risk_engine.pipeline import InputTables, Prepared, RunLog, nightly_run
 from risk_engine.scenarios.historical import scenario_count
+from risk_engine.spark.backtest_window import (
+    PublishedResults,
+    WindowSnapshots,
+    with_published,
+)
 from risk_engine.spark.engine import ReadyBlocks, SparkEngine
 from risk_engine.spark.io import (
     discard_staging,
@@ -173,171 +177,6 @@ def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFr
     return out
 
 
-def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
-                   window: WindowSnapshots | None = None) -> InputTables:
-    """``inputs`` with the backtest's reads of what earlier dates published.
-
-    ``published_risk`` (:func:`read_published_risk`) and ``backtest_snapshots``
-    (:func:`read_window_snapshots`, from ``window`` if given) when the backtest is on; read
-    when called, so a date's backtest sees every date published before this call.
-    """
-    if not cfg.backtest.enabled:
-        return inputs
-    published = read_published_risk(spark, cfg)
-    snapshots = (read_window_snapshots(spark, cfg, window) if cfg.backtest.hypothetical
-                 else None)
-    return dataclasses.replace(inputs, published_risk=published, backtest_snapshots=snapshots)
-
-
-def _window_start(cfg: Config) -> dt.date:
-    """The first date whose snapshot the backtest of ``cfg.as_of_date`` reads."""
-    from risk_engine.backtest.series import previous_business_day, window_dates
-
-    return previous_business_day(window_dates(cfg.as_of_date, cfg.backtest.window)[0])
-
-
-def _read_snapshot_range(spark: SparkSession, cfg: Config, start: dt.date, end: dt.date
-                         ) -> dict[str, pd.DataFrame | None]:
-    """``positions``, ``market`` and ``rates`` rows dated ``start`` .. ``end`` (None: no table)."""
-    from pyspark.sql import functions as F
-
-    out: dict[str, pd.DataFrame | None] = {}
-    for table in (schemas.POSITIONS, schemas.MARKET, schemas.RATES):
-        df = read_table(spark, cfg.input.root, table, required=False)
-        day = F.col("as_of_date").cast("date")
-        out[table.name] = None if df is None else to_pandas(
-            df.where((day >= F.lit(start)) & (day <= F.lit(end))))
-    return out
-
-
-@dataclass(frozen=True)
-class WindowSnapshots:
-    """The backtest windows' input snapshots of several dates, read once (a backfill's).
-
-    ``tables`` hold ``positions``, ``market`` and ``rates`` from ``start`` to ``end``; a
-    date's window is cut from them (:func:`read_window_snapshots`) with the rows a read of
-    that window alone gives: each date's rows come from its own files, in file order.
-    """
-
-    start: dt.date
-    end: dt.date
-    tables: dict[str, pd.DataFrame | None]
-
-    @classmethod
-    def read(cls, spark: SparkSession, cfg: Config, days: list[dt.date]) -> WindowSnapshots:
-        """The snapshots every date of ``days`` (``cfg`` with each as-of date) reads."""
-        start = min(_window_start(dataclasses.replace(cfg, as_of_date=d)) for d in days)
-        end = max(days)
-        return cls(start, end, _read_snapshot_range(spark, cfg, start, end))
-
-    def cut(self, start: dt.date, end: dt.date) -> dict[str, pd.DataFrame | None] | None:
-        """The rows dated ``start`` .. ``end``; None if the range is not inside the one read."""
-        if start < self.start or end > self.end:
-            return None
-        out: dict[str, pd.DataFrame | None] = {}
-        for name, frame in self.tables.items():
-            if frame is None:
-                out[name] = None
-                continue
-            day = pd.to_datetime(frame["as_of_date"], errors="coerce")
-            keep = ((day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))).to_numpy(bool)
-            out[name] = frame.loc[keep].reset_index(drop=True)
-        return out
-
-
-def read_window_snapshots(spark: SparkSession, cfg: Config,
-                          window: WindowSnapshots | None = None
-                          ) -> dict[str, pd.DataFrame | None]:
-    """``positions``, ``market`` and ``rates`` of every date of the backtest window.
-
-    From the business day before the window's first day to ``as_of_date`` (for the
-    hypothetical P&L of each day); a table without those dates is None or partial. Cut from
-    ``window`` when it covers them, else read. Key ``hypothetical``:
-    :func:`read_published_hypothetical`.
-    """
-    start = _window_start(cfg)
-    cut = window.cut(start, cfg.as_of_date) if window is not None else None
-    out = cut if cut is not None else _read_snapshot_range(spark, cfg, start, cfg.as_of_date)
-    # days earlier runs already revalued are reused, not revalued again
-    out["hypothetical"] = read_published_hypothetical(spark, cfg)
-    return out
-
-
-def _published_window(spark: SparkSession, cfg: Config, table: schemas.Table,
-                      merge_schema: bool = False) -> DataFrame | None:
-    """Rows of ``<output.root>/<table>`` that completed runs published for earlier dates.
-
-    The dates are the backtest window's before ``as_of_date`` (and the business day before
-    its first day); ``as_of_date`` is a date column. None if nothing is published.
-    ``merge_schema``: read the union of the files' columns (a column added later is null
-    in older dates' files).
-    """
-    from pyspark.errors import AnalysisException
-    from pyspark.sql import functions as F
-
-    from risk_engine.backtest.series import previous_business_day, window_dates
-    from risk_engine.spark.io import local_root
-
-    root, as_of = cfg.output.root.rstrip("/"), cfg.as_of_date
-    start = previous_business_day(window_dates(as_of, cfg.backtest.window)[0])
-    local = local_root(cfg.output.root)
-    if local is not None and not all((local / t).is_dir()
-                                     for t in (table.name, schemas.RUN_MANIFEST.name)):
-        return None
-    try:
-        reader = spark.read.option("mergeSchema", "true") if merge_schema else spark.read
-        rows = reader.parquet(f"{root}/{table.name}")
-        manifest = spark.read.parquet(f"{root}/{schemas.RUN_MANIFEST.name}")
-    except AnalysisException:  # a remote root without published results
-        return None
-    day = F.col("as_of_date").cast("date")
-    done = (manifest.where((day >= F.lit(start)) & (day < F.lit(as_of)))
-            .where(F.col("status").isin("completed", "completed_with_warnings"))
-            .select("run_id").distinct())
-    return (rows.where((day >= F.lit(start)) & (day < F.lit(as_of)))
-            .join(done, "run_id", "left_semi").withColumn("as_of_date", day))
-
-
-def read_published_risk(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:
-    """The ``risk_measures`` of the backtest window's earlier dates, completed runs only.
-
-    Reads ``<output.root>/risk_measures`` for the dates from the business day before the
-    window's first day up to the day before ``as_of_date``, keeping the rows of runs whose
-    manifest says ``completed`` or ``completed_with_warnings`` (with the date-level commit
-    a published date is one run). None if nothing was published under the root yet.
-    """
-    rows = _published_window(spark, cfg, schemas.RISK_MEASURES)
-    if rows is None:
-        return None
-    return to_pandas(rows.select("run_id", "scope", "desk", "measure", "confidence_level",
-                                 "horizon_days", "value", "as_of_date"))
-
-
-def read_published_hypothetical(spark: SparkSession, cfg: Config) -> pd.DataFrame | None:
-    """Desk hypothetical and risk-theoretical P&L that earlier runs of the window published.
-
-    From ``backtest_series`` (completed runs, series ``hypothetical``, desk rows with a
-    P&L), one row per (date, desk): the latest run's. Columns ``date``, ``desk``, ``pnl``,
-    ``rtpl``, ``rtpl_factors`` (the factors that RTPL moved; null in files published before
-    the column existed, i.e. ``spot``). None if nothing was published.
-    """
-    from pyspark.sql import functions as F
-
-    rows = _published_window(spark, cfg, schemas.BACKTEST_SERIES, merge_schema=True)
-    if rows is None:
-        return None
-    factors = (F.col("rtpl_factors") if "rtpl_factors" in rows.columns
-               else F.lit(None).cast("string")).alias("rtpl_factors")
-    rows = (rows.where((F.col("series") == "hypothetical") & F.col("desk").isNotNull()
-                       & F.col("pnl").isNotNull() & ~F.isnan("pnl"))
-            .select("as_of_date", "date", "desk", "pnl", "rtpl", factors).distinct())
-    frame = to_pandas(rows)
-    if len(frame) == 0:
-        return None
-    frame = frame.sort_values("as_of_date").drop_duplicates(["date", "desk"], keep="last")
-    return frame[["date", "desk", "pnl", "rtpl", "rtpl_factors"]].reset_index(drop=True)
-
-
 class Run:
     """One run's lifecycle: manifest while running, staged tables, atomic publication."""
 
@@ -484,7 +323,8 @@ class Ahead:
 
 
 def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
-         ahead: Ahead | None = None) -> RunSummary:
+         ahead: Ahead | None = None, published: PublishedResults | None = None
+         ) -> RunSummary:
     """Run the nightly risk job for ``cfg.as_of_date`` and publish its Parquet results.
 
     Reads the snapshot, runs :func:`risk_engine.pipeline.nightly_run` on the Spark engine,
@@ -498,7 +338,9 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
 
     ``ahead`` (a backfill's): the date's snapshot, prepared run and scenario blocks from
     before the run started; only what earlier dates published is read here, and the run's
-    numbers are the same as without it.
+    numbers are the same as without it. ``published`` (a backfill's): what earlier dates
+    published, kept in memory instead of read (:class:`PublishedResults`); the run records
+    its own results there when it publishes.
 
     Raises
     ------
@@ -513,8 +355,9 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
     log_context = (RUN_ID.set(run.run_id), STAGE.set("start"))
     try:
         with run.log.stage("read_inputs"):
-            inputs = (read_inputs(spark, cfg) if ahead is None
-                      else with_published(spark, cfg, ahead.inputs, ahead.window))
+            inputs = with_published(
+                spark, cfg, read_snapshot(spark, cfg) if ahead is None else ahead.inputs,
+                None if ahead is None else ahead.window, published)
         engine = SparkEngine(spark, partitions=cfg.spark.partitions, faults=cfg.testing,
                              staging=run.staging, run_id=run.run_id, as_of=cfg.as_of_date,
                              ready=None if ahead is None else ahead.blocks)
@@ -528,6 +371,8 @@ def main(spark: SparkSession, cfg: Config, *, run_id: str | None = None,
                                  prepared=None if ahead is None else ahead.prepared)
         with run.log.stage("publish"):
             run.publish(result.tables, list(result.engine_tables))
+        if published is not None and cfg.backtest.enabled:
+            published.record(cfg.as_of_date, run.run_id, result.tables)
         summary.tables = result.tables
         _send_alerts(run, result.alerts)
         _write_report(run)

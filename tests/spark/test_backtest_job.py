@@ -10,7 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from risk_engine.config import config_from_dict
-from risk_engine.spark.job import main, read_published_hypothetical, read_published_risk
+from risk_engine.spark.backtest_window import read_published_hypothetical, read_published_risk
+from risk_engine.spark.job import main
 from tests.helpers import D1, D2
 
 
