@@ -2,9 +2,11 @@
 
 One Spark session runs the dates oldest first, in groups of ``fan_out`` dates:
 
-1. each date of the group is read (its snapshot, :func:`risk_engine.spark.job.read_snapshot`)
-   and prepared (:func:`risk_engine.pipeline.prepare`) on the driver, and the input
-   snapshots its backtest window needs are read once for the group
+1. each date of the group is read (its snapshot,
+   :func:`risk_engine.spark.snapshot.read_snapshot`, cut from one read of each input table
+   for the group's dates, :class:`~risk_engine.spark.snapshot.GroupTables`) and prepared
+   (:func:`risk_engine.pipeline.prepare`) on the driver, and the input snapshots its
+   backtest window needs are read once for the group
    (:class:`~risk_engine.spark.backtest_window.WindowSnapshots`);
 2. the group's scenario blocks fan out together, one Spark job over every (date, block)
    pair (:func:`risk_engine.spark.engine.simulate_together`);
@@ -41,8 +43,9 @@ from risk_engine.errors import RejectionCeilingError, RiskEngineError
 from risk_engine.pipeline import check_rejection_ceiling, prepare
 from risk_engine.spark.backtest_window import PublishedResults, WindowSnapshots
 from risk_engine.spark.engine import simulate_together
-from risk_engine.spark.job import Ahead, RunSummary, main, read_snapshot
+from risk_engine.spark.job import Ahead, RunSummary, main
 from risk_engine.spark.progress import format_progress, is_terminal
+from risk_engine.spark.snapshot import GroupTables, read_snapshot
 
 log = logging.getLogger("risk_engine.backfill")
 
@@ -137,10 +140,11 @@ def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead 
     """
     prepared: list[Ahead | None] = []
     simulate: list[int] = []  # indexes of the dates whose blocks are simulated here
+    tables = GroupTables(spark, cfg.input.root, days)  # each input table read once
     for day in days:
         day_cfg = dataclasses.replace(cfg, as_of_date=day)
         try:
-            inputs = read_snapshot(spark, day_cfg)
+            inputs = read_snapshot(spark, day_cfg, tables)
             prep = prepare(day_cfg, inputs)
         except Exception as exc:  # noqa: BLE001 - the date's own run reports it
             log.info("backfill: %s not prepared ahead (%s); its run tries again", day,

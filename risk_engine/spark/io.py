@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ _SPARK_TYPES: dict[str, T.DataType] = {
     "array<double>": T.ArrayType(T.DoubleType()),
 }
 _LOGICAL = {v.simpleString(): k for k, v in _SPARK_TYPES.items()}
+
+#: One as-of date, several, or none (every row).
+Dates = dt.date | Sequence[dt.date] | None
 
 
 def spark_schema(table: Table, *, drop: tuple[str, ...] = ()) -> T.StructType:
@@ -101,18 +105,31 @@ def _widen(table: Table, actual: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _local_files(path: Path, as_of: dt.date | None) -> tuple[Path, list[Path]]:
-    """The folder (or file) a run reads for ``as_of``, and the Parquet files in it."""
+def _local_files(path: Path, as_of: Dates) -> tuple[Path, list[Path]]:
+    """The folder (or file) a run reads for ``as_of``, and the Parquet files in it.
+
+    Several dates: the files of those dates' partitions (the table's folder is the base).
+    """
     if path.is_file():
         return path, [path]
-    part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
-    base = part if part is not None and part.is_dir() else path
-    return base, sorted(f for f in base.rglob("*.parquet")
-                        if not any(p.startswith((".", "_")) for p in f.relative_to(base).parts))
+
+    def files(base: Path) -> list[Path]:
+        return sorted(f for f in base.rglob("*.parquet")
+                      if not any(p.startswith((".", "_")) for p in f.relative_to(base).parts))
+
+    if as_of is None or isinstance(as_of, dt.date):
+        part = path / f"as_of_date={as_of.isoformat()}" if as_of is not None else None
+        base = part if part is not None and part.is_dir() else path
+        return base, files(base)
+    parts = [path / f"as_of_date={d.isoformat()}" for d in sorted(set(as_of))]
+    parts = [p for p in parts if p.is_dir()]
+    if not parts:
+        return path, files(path)
+    return path, [f for p in parts for f in files(p)]
 
 
 def _check_local_files(table: Table, path: Path,
-                       as_of: dt.date | None) -> dict[tuple[tuple[str, str], ...], list[Path]]:
+                       as_of: Dates) -> dict[tuple[tuple[str, str], ...], list[Path]]:
     """Check the footer of every Parquet file that the run will read (pyarrow, no data).
 
     Returns the files grouped by the physical types of their declared columns (dictionary
@@ -139,7 +156,7 @@ def _check_local_files(table: Table, path: Path,
     return groups
 
 
-def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | None,
+def _read_local(spark: SparkSession, table: Table, path: Path, as_of: Dates,
                 groups: dict[tuple[tuple[str, str], ...], list[Path]]) -> DataFrame:
     """Read checked local files, each group of like files with its own schema.
 
@@ -148,11 +165,12 @@ def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | 
     (Spark would read them as int, which does not cast to date).
     """
     base, files = _local_files(path, as_of)
+    several = as_of is not None and not isinstance(as_of, dt.date)  # files of some dates
     frames = []
     for key, group in groups.items():
         nulls = {c for c, t in key if t == "null"}
         reader = spark.read if path.is_file() else spark.read.option("basePath", str(path))
-        src = (reader.parquet(str(base)) if len(group) == len(files)
+        src = (reader.parquet(str(base)) if len(group) == len(files) and not several
                else reader.parquet(*[str(f) for f in group]))
         frames.append(src.select([
             (F.col(c.name) if c.name in src.columns and c.name not in nulls else F.lit(None))
@@ -165,16 +183,22 @@ def _read_local(spark: SparkSession, table: Table, path: Path, as_of: dt.date | 
     return out
 
 
-def _on_date(as_of: dt.date) -> Column:
+def _on_date(as_of: dt.date | Sequence[dt.date]) -> Column:
     """Rows of ``as_of`` and rows with no date (the core rejects those, with the reason)."""
-    return (F.col("as_of_date") == F.lit(as_of)) | F.col("as_of_date").isNull()
+    day = F.col("as_of_date")
+    on = (day == F.lit(as_of)) if isinstance(as_of, dt.date) else day.isin(
+        [F.lit(d) for d in sorted(set(as_of))])
+    return on | day.isNull()
 
 
 def read_table(
     spark: SparkSession, root: str, table: Table, *, required: bool = True,
-    as_of: dt.date | None = None,
+    as_of: Dates = None,
 ) -> DataFrame | None:
     """Read a declared input table with its explicit schema, after checking the files' own.
+
+    ``as_of``: the rows of that date (or of those dates) and the rows without a date; a
+    hive-partitioned table reads only those dates' partitions.
 
     Local tables have every file's footer checked (the as-of partition's files only, for a
     hive-partitioned table, and only those are read); remote ones the schema Spark infers.
@@ -231,6 +255,19 @@ def read_dated(spark: SparkSession, root: str, table: Table, as_of: dt.date,
                *, required: bool = True) -> pd.DataFrame | None:
     """Rows of a dated input table for one as-of date, as pandas."""
     df = read_table(spark, root, table, required=required, as_of=as_of)
+    if df is None:
+        return None
+    return to_pandas(df)
+
+
+def read_dates(spark: SparkSession, root: str, table: Table, days: Sequence[dt.date],
+               *, required: bool = True) -> pd.DataFrame | None:
+    """Rows of a dated input table for several as-of dates (and rows without one), as pandas.
+
+    A date's rows, cut from them (``as_of_date`` that date or null), are the rows
+    :func:`read_dated` reads for it.
+    """
+    df = read_table(spark, root, table, required=required, as_of=list(days))
     if df is None:
         return None
     return to_pandas(df)

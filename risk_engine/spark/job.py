@@ -31,13 +31,11 @@ from risk_engine.spark.io import (
     discard_staging,
     mark_interrupted,
     publish_partitions,
-    read_dated,
-    read_table,
-    to_pandas,
     write_manifest,
     write_partition,
 )
 from risk_engine.spark.progress import n_blocks_of, run_progress
+from risk_engine.spark.snapshot import read_snapshot
 
 log = logging.getLogger("risk_engine.job")
 
@@ -80,101 +78,6 @@ def read_inputs(spark: SparkSession, cfg: Config) -> InputTables:
     :func:`read_snapshot`, then :func:`with_published` (what earlier dates published).
     """
     return with_published(spark, cfg, read_snapshot(spark, cfg))
-
-
-def read_snapshot(spark: SparkSession, cfg: Config) -> InputTables:
-    """The input tables of ``cfg.as_of_date``, without what earlier runs published.
-
-    Everything :func:`risk_engine.pipeline.prepare` reads (so a date can be prepared before
-    the dates before it are published); ``published_risk`` and ``backtest_snapshots`` are
-    None (see :func:`with_published`).
-    """
-    root, as_of = cfg.input.root, cfg.as_of_date
-    positions = read_dated(spark, root, schemas.POSITIONS, as_of)
-    market = read_dated(spark, root, schemas.MARKET, as_of)
-    rates = read_dated(spark, root, schemas.RATES, as_of)
-    assert positions is not None and market is not None and rates is not None
-    from pyspark.sql import functions as F
-
-    factor_model = correlations = None
-    by_history = cfg.scenario_model.source in ("history", "historical")
-    # History feeds the scenario model, and the governance stage's hypothetical P&L.
-    hist = read_table(spark, root, schemas.HISTORY,
-                      required=by_history or cfg.stressed_var.enabled)
-    history = None
-    if hist is not None:
-        days = cfg.scenario_model.history_window_days
-        lookback = cfg.governance.performance.lookback_days
-        days = max(days, lookback or days)
-        if cfg.scenario_model.source == "historical":
-            days = max(days, cfg.historical.window_days + 1)
-        if cfg.stressed_var.enabled or cfg.stress.enabled:  # stress: historical replays
-            days = max(days, cfg.stressed_var.history_days + 1)
-        if cfg.hedging.enabled:  # the hedging stage's baskets use their own window
-            days = max(days, cfg.hedging.window_days)
-        # Calendar days comfortably covering the window of trading days.
-        start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
-        history = to_pandas(hist.where((F.col("date") <= F.lit(as_of))
-                                       & (F.col("date") >= F.lit(start))))
-    if not by_history:
-        fm = read_table(spark, root, schemas.FACTOR_MODEL)
-        assert fm is not None
-        factor_model = to_pandas(fm)
-        corr = read_table(spark, root, schemas.CORRELATIONS, required=False)
-        correlations = to_pandas(corr) if corr is not None else None
-    pnl = read_table(spark, root, schemas.PNL_HISTORY, required=False)
-    pnl_history = to_pandas(pnl.where(F.col("date") <= F.lit(as_of))) if pnl is not None else None
-    position_history = None
-    if cfg.hedging.enabled:
-        ph = read_table(spark, root, schemas.POSITION_HISTORY, required=False)
-        if ph is not None:
-            position_history = to_pandas(ph.where(F.col("date") <= F.lit(as_of)))
-    vol_surface = read_dated(spark, root, schemas.VOL_SURFACE, as_of, required=False)
-    stress_scenarios = None
-    if cfg.stress.enabled:
-        ss = read_table(spark, root, schemas.STRESS_SCENARIOS, required=False)
-        stress_scenarios = to_pandas(ss) if ss is not None else None
-    factors = _read_factor_inputs(spark, cfg)
-    return InputTables(positions, market, rates, history, factor_model, correlations,
-                       pnl_history, position_history, stress_scenarios=stress_scenarios,
-                       vol_surface=vol_surface, **factors)
-
-
-def _read_factor_inputs(spark: SparkSession, cfg: Config) -> dict[str, pd.DataFrame | None]:
-    """The optional vol and rate factor inputs the config asks for (none when both are off).
-
-    ``vol_history`` / ``rate_history`` (source history, up to ``as_of_date`` and over the
-    history window) or ``factor_vols`` (source factor_model). With the backtest's
-    hypothetical series on, the histories also cover the backtest window (whatever the
-    source): the risk-theoretical P&L moves the factors by the day's realized moves.
-    """
-    from pyspark.sql import functions as F
-
-    sm, root, as_of = cfg.scenario_model, cfg.input.root, cfg.as_of_date
-    out: dict[str, pd.DataFrame | None] = {}
-    if not (sm.vol_factors.enabled or sm.rate_factor.enabled):
-        return out
-    rtpl = cfg.backtest.enabled and cfg.backtest.hypothetical
-    days = sm.history_window_days
-    if sm.source == "historical":  # the historical window's vol and rate levels
-        days = max(days, cfg.historical.window_days + 1)
-    start = as_of - dt.timedelta(days=int(days * 1.6) + 14)
-    if sm.source == "factor_model":
-        fv = read_table(spark, root, schemas.FACTOR_VOLS, required=False)
-        out["factor_vols"] = to_pandas(fv) if fv is not None else None
-        if not rtpl:
-            return out
-        start = as_of
-    if rtpl:
-        from risk_engine.backtest.series import previous_business_day, window_dates
-
-        start = min(start, previous_business_day(window_dates(as_of, cfg.backtest.window)[0]))
-    for name, table, on in (("vol_history", schemas.VOL_HISTORY, sm.vol_factors.enabled),
-                            ("rate_history", schemas.RATE_HISTORY, sm.rate_factor.enabled)):
-        df = read_table(spark, root, table, required=False) if on else None
-        out[name] = None if df is None else to_pandas(
-            df.where((F.col("date") <= F.lit(as_of)) & (F.col("date") >= F.lit(start))))
-    return out
 
 
 class Run:

@@ -114,7 +114,7 @@ def test_blocks_simulated_together_are_materialized_by_one_job_and_taken_once(sp
                                                                               demo_days):
     from risk_engine.pipeline import prepare
     from risk_engine.spark.engine import simulate_together
-    from risk_engine.spark.job import read_snapshot
+    from risk_engine.spark.snapshot import read_snapshot
 
     levels = (0.99,)
     specs = []
@@ -274,3 +274,30 @@ def test_published_results_kept_in_memory_equal_the_reads_of_each_date(spark, de
     hyp = again.hypothetical(last)
     assert hyp is not None and len(hyp) and list(hyp.columns) == [
         "date", "desk", "pnl", "rtpl", "rtpl_factors"]
+
+
+@pytest.mark.parametrize("extra", [
+    {},
+    {"scenario_model": {"history_window_days": 100, "min_history_days": 60,
+                        "vol_factors": {"enabled": True}, "rate_factor": {"enabled": True}},
+     "hedging": {"enabled": True}, "stress": {"enabled": True}},
+], ids=["defaults", "factors-hedging-stress"])
+def test_input_tables_read_once_for_a_group_give_each_date_its_own_reads(spark, demo_days,
+                                                                         extra):
+    """Every input frame a date's run reads: the same rows, order, dtypes and bits."""
+    from risk_engine.pipeline import InputTables
+    from risk_engine.spark.snapshot import GroupTables, read_snapshot
+
+    settings = {**fan_out_settings(demo_days, Path("unused")), **extra}
+    group = GroupTables(spark, str(demo_days), DAYS)
+    checked = 0
+    for day in DAYS:
+        cfg = config_from_dict({**settings, "as_of_date": day.isoformat()})
+        want, got = read_snapshot(spark, cfg), read_snapshot(spark, cfg, group)
+        for field in dataclasses.fields(InputTables):
+            a, b = getattr(got, field.name), getattr(want, field.name)
+            assert (a is None) == (b is None), field.name
+            if b is not None:
+                pd.testing.assert_frame_equal(a, b, check_exact=True, obj=field.name)
+                checked += len(b) > 0
+    assert checked >= 4 * len(DAYS)  # positions, market, rates, history at least
