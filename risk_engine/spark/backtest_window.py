@@ -102,26 +102,31 @@ class WindowSnapshots:
     start: dt.date
     end: dt.date
     tables: dict[str, pd.DataFrame | None]
+    days: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
+    """Each table's ``as_of_date`` as datetime64 (NaT: none), for the cuts."""
 
     @classmethod
     def read(cls, spark: SparkSession, cfg: Config, days: list[dt.date]) -> WindowSnapshots:
         """The snapshots every date of ``days`` (``cfg`` with each as-of date) reads."""
         start = min(window_start(dataclasses.replace(cfg, as_of_date=d)) for d in days)
         end = max(days)
-        return cls(start, end, _read_snapshot_range(spark, cfg, start, end))
+        tables = _read_snapshot_range(spark, cfg, start, end)
+        return cls(start, end, tables, {
+            name: pd.to_datetime(frame["as_of_date"], errors="coerce").to_numpy("datetime64[ns]")
+            for name, frame in tables.items() if frame is not None})
 
     def cut(self, start: dt.date, end: dt.date) -> dict[str, pd.DataFrame | None] | None:
         """The rows dated ``start`` .. ``end``; None if the range is not inside the one read."""
         if start < self.start or end > self.end:
             return None
+        lo, hi = np.datetime64(start, "ns"), np.datetime64(end, "ns")
         out: dict[str, pd.DataFrame | None] = {}
         for name, frame in self.tables.items():
             if frame is None:
                 out[name] = None
                 continue
-            day = pd.to_datetime(frame["as_of_date"], errors="coerce")
-            keep = ((day >= pd.Timestamp(start)) & (day <= pd.Timestamp(end))).to_numpy(bool)
-            out[name] = frame.loc[keep].reset_index(drop=True)
+            day = self.days[name]
+            out[name] = frame.loc[(day >= lo) & (day <= hi)].reset_index(drop=True)
         return out
 
 

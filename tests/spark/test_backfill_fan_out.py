@@ -301,3 +301,18 @@ def test_input_tables_read_once_for_a_group_give_each_date_its_own_reads(spark, 
                 pd.testing.assert_frame_equal(a, b, check_exact=True, obj=field.name)
                 checked += len(b) > 0
     assert checked >= 4 * len(DAYS)  # positions, market, rates, history at least
+
+
+def test_window_snapshots_read_once_give_each_date_its_window_read(spark, demo_days):
+    from risk_engine.spark.backtest_window import WindowSnapshots, read_window_snapshots
+
+    cfgs = [fan_out_cfg(demo_days, Path("unused"), day) for day in DAYS]
+    window = WindowSnapshots.read(spark, cfgs[0], DAYS)
+    rows = 0
+    for cfg in cfgs:
+        want, got = read_window_snapshots(spark, cfg), read_window_snapshots(spark, cfg, window)
+        assert sorted(got) == sorted(want) == ["hypothetical", "market", "positions", "rates"]
+        for name in ("positions", "market", "rates"):
+            pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
+            rows += len(want[name])
+    assert rows > 0
