@@ -281,8 +281,11 @@ class PublishedResults:
         Each table goes through the Arrow conversion of the published files
         (:func:`risk_engine.spark.io.as_published`), so the rows are what a read gives.
         """
-        risk = as_published(tables["risk_measures"], schemas.RISK_MEASURES, as_of, run_id)
-        self._risk = _replaced(self._risk, as_of, risk[RISK_COLUMNS])
+        if "risk_measures" in tables:
+            risk = as_published(tables["risk_measures"], schemas.RISK_MEASURES, as_of, run_id)
+            self._risk = _replaced(self._risk, as_of, risk[RISK_COLUMNS])
+        else:  # the commit replaced the date's partitions with none
+            self._risk = _replaced(self._risk, as_of, None)
         if "backtest_series" in tables:
             series = as_published(tables["backtest_series"], schemas.BACKTEST_SERIES, as_of,
                                   run_id)
@@ -291,6 +294,8 @@ class PublishedResults:
             rows = (series.loc[keep, ["as_of_date", *HYPOTHETICAL_COLUMNS]]
                     .drop_duplicates().reset_index(drop=True))
             self._hypothetical = _replaced(self._hypothetical, as_of, rows)
+        else:
+            self._hypothetical = _replaced(self._hypothetical, as_of, None)
 
 
 def _dated(rows: pd.DataFrame | None, start: dt.date, end: dt.date) -> pd.DataFrame | None:
@@ -302,9 +307,12 @@ def _dated(rows: pd.DataFrame | None, start: dt.date, end: dt.date) -> pd.DataFr
     return rows.loc[keep].reset_index(drop=True)
 
 
-def _replaced(rows: pd.DataFrame | None, as_of: dt.date, new: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` without the date ``as_of``'s, then ``new``."""
+def _replaced(rows: pd.DataFrame | None, as_of: dt.date, new: pd.DataFrame | None
+              ) -> pd.DataFrame | None:
+    """``rows`` without the date ``as_of``'s, then ``new`` (if any)."""
     if rows is None:
-        return new.reset_index(drop=True)
+        return None if new is None else new.reset_index(drop=True)
     kept = rows.loc[(rows["as_of_date"] != as_of).to_numpy(bool)]
+    if new is None:
+        return kept.reset_index(drop=True)
     return pd.concat([kept, new], ignore_index=True)
