@@ -227,12 +227,15 @@ def block_contributions(
 
 
 #: :func:`sample_statistics` values a desk's positions once, holding the desk's whole block-0
-#: P&L matrix (scenarios x positions), when it has at most ``ONE_PASS_TILES`` tiles of
-#: ``tiling.values`` values (default tiling: 4,194,304 values, 32 MiB, e.g. 419 positions
-#: by 10,000 scenarios; while it is built the contracts' unit values are held beside it). A
-#: larger desk is valued twice in bounded memory: its P&L in tiles, then its positions
-#: ``tiling.positions`` at a time. Both give the same bits.
-ONE_PASS_TILES = 16
+#: P&L matrix (scenarios x positions), when the desk has at most ``ONE_PASS_CHUNKS`` chunks
+#: of ``tiling.positions`` positions (1,024 at the default tiling: 82 MB at 10,000
+#: scenarios, and at most as much again for the contracts' unit values while it is built,
+#: 8 chunks' worth in all). That
+#: stays within the memory the two-pass path already takes
+#: (``risk_engine.pipeline.ATTRIBUTION_TILE_ARRAYS`` arrays of a chunk's size, checked by
+#: ``check_attribution_memory``). A larger desk is valued twice in bounded memory: its P&L
+#: in tiles, then its positions a chunk at a time. Both give the same bits.
+ONE_PASS_CHUNKS = 4
 
 
 def _desk_statistics(
@@ -242,9 +245,11 @@ def _desk_statistics(
     """Correlation with ``desk`` and incremental VaR at each rank of ``ks`` per position.
 
     ``chunks`` yields, for column groups of 2 to ``width`` positions (see
-    :func:`position_chunks`), the desk-local indices ``at`` and their P&L, a C-contiguous
-    (n, len(at)) array. Every statistic is per position: the result does not depend on
-    how positions are grouped. Two scratch arrays of ``n x width`` values are reused from
+    :func:`position_chunks`), the desk-local indices ``at`` and their P&L, an (n, len(at))
+    array whose rows are contiguous (C-contiguous, or a slice of the columns of one).
+    Every statistic is per position and every sum over the scenarios runs row after row
+    (numpy's sum along the rows of such an array): the result does not depend on how
+    positions are grouped. Two scratch arrays of ``n x width`` values are reused from
     chunk to chunk.
     """
     n = desk.size
@@ -282,7 +287,7 @@ def sample_statistics(
 ) -> pd.DataFrame:
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
 
-    A desk of at most :data:`ONE_PASS_TILES` ``* tiling.values`` position values is valued
+    A desk of at most :data:`ONE_PASS_CHUNKS` ``* tiling.positions`` positions is valued
     once (:func:`risk_engine.valuation.position_pnl`) and its P&L is the sum of that matrix
     in the order of :func:`risk_engine.valuation.summed_position_values`
     (:func:`risk_engine.valuation.summed_positions`); a larger desk's P&L is computed first
@@ -312,19 +317,21 @@ def sample_statistics(
         ks = [tail_rank(n, alpha) for alpha in levels]
         desk_book = select_positions(book, desk_cols)
         desk_contract = contract[desk_cols]
-        order = np.argsort(desk_contract, kind="stable")  # contracts side by side
-        parts = [order[part] for part in position_chunks(desk_cols.size, tiling.positions)]
-        width = max(at.size for at in parts)
+        cuts = position_chunks(desk_cols.size, tiling.positions)
+        width = max(cut.stop - cut.start for cut in cuts)
         chunks: Iterable[tuple[IntArray, FloatArray]]
-        if n * desk_cols.size <= ONE_PASS_TILES * tiling.values:
+        if desk_cols.size <= ONE_PASS_CHUNKS * tiling.positions:
             values = position_pnl(desk_book, x, desk_contract, max_values=per_call, **terms)
             desk = summed_positions(values)
-            chunks = ((at, np.ascontiguousarray(values[:, at])) for at in parts)
+            # Consecutive positions, read in place (a view whose rows are contiguous).
+            chunks = ((np.arange(cut.start, cut.stop), values[:, cut]) for cut in cuts)
         else:
             desk = summed_position_values(desk_book, x, desk_contract, minus_value=True,
                                           max_values=tiling.values, **terms)
+            order = np.argsort(desk_contract, kind="stable")  # contracts side by side
             chunks = ((at, position_pnl(select_positions(desk_book, at), x, desk_contract[at],
-                                        max_values=per_call, **terms)) for at in parts)
+                                        max_values=per_call, **terms))
+                      for at in (order[cut] for cut in cuts))
         corr, inc = _desk_statistics(desk, chunks, desk_cols.size, ks, width)
         for j, alpha in enumerate(levels):
             frames.append(pd.DataFrame({

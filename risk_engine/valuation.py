@@ -84,7 +84,7 @@ def _values(book: ResolvedBook, x: FloatArray, s: FloatArray, *, at_horizon: boo
     n_u = len(book.underlyings)
     lay = layout
     sg = s[:, book.underlying_index]
-    unit = sg.copy()
+    unit = sg.copy()  # C order (``sg`` may not be): the layout of the values returned
     opt = book.kind != EQUITY
     tau = book.tau_h if at_horizon else book.expiry_years
     rate = book.rate_h if at_horizon else book.rate

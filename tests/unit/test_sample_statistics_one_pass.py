@@ -118,9 +118,9 @@ def factors():
     return book, p.spec.source, smile_of(p.spec.plan)
 
 
-def _one_pass_desks(book, n, tiling):
+def _one_pass_desks(book, tiling):
     sizes = np.bincount(book.desk_index, minlength=len(book.desks))
-    return [n * s <= attribution.ONE_PASS_TILES * tiling.values for s in sizes if s]
+    return [s <= attribution.ONE_PASS_CHUNKS * tiling.positions for s in sizes if s]
 
 
 @pytest.mark.parametrize(("case", "tiling"), [
@@ -133,20 +133,19 @@ def test_one_pass_has_the_bits_of_two_passes(case, tiling, request):
     expected = two_pass_statistics(book, source, LEVELS, tiling, smile)
     got = sample_statistics(book, source, LEVELS, tiling, smile)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
-    one_pass = _one_pass_desks(book, source.block_length(0), tiling)
+    one_pass = _one_pass_desks(book, tiling)
     # the default and the wide tilings value every desk once, 3 x 7 every desk twice
-    assert all(one_pass) if tiling.values >= Tiling().values else not any(one_pass)
+    assert all(one_pass) if tiling.positions >= Tiling().positions else not any(one_pass)
 
 
 def test_desks_above_the_cap_take_two_passes_with_the_same_bits(demo):
     book, source, smile = demo
-    n = source.block_length(0)
-    sizes = np.bincount(book.desk_index)
-    # a cap between the desks' sizes: the larger desks above it, the others below
-    scenarios = -(-int(np.median(sizes)) * n // (attribution.ONE_PASS_TILES * 64))
-    tiling = Tiling(positions=64, scenarios=scenarios)
-    one_pass = _one_pass_desks(book, n, tiling)
-    assert any(one_pass) and not all(one_pass)
+    # desks 0-2 whole, desks 3-5 cut to 100 positions; a cap of 200 positions between them
+    keep = np.concatenate([np.flatnonzero(book.desk_index == d)[:None if d < 3 else 100]
+                           for d in range(len(book.desks))])
+    book = select_positions(book, np.sort(keep))
+    tiling = Tiling(positions=200 // attribution.ONE_PASS_CHUNKS, scenarios=700)
+    assert _one_pass_desks(book, tiling) == [False] * 3 + [True] * 3
     expected = two_pass_statistics(book, source, LEVELS, tiling, smile)
     got = sample_statistics(book, source, LEVELS, tiling, smile)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
