@@ -169,12 +169,21 @@ def black_scholes_price(
     else:
         every = bool(np.all(regular))
         sdr = sd if every else np.where(regular, sd, 1.0)
-        d1 = (np.log(s / k) + (r - q) * t) / sdr + 0.5 * sdr
-        d2 = d1 - sdr
-        nd1 = ndtr(sign * d1)
-        nd2 = ndtr(sign * d2)
-        reg_price = sign * (fwd_s * nd1 - pv_k * nd2)
-        price = (np.asarray(reg_price) if every else
+        # d1 = (log(s / k) + (r - q) t) / sdr + sdr / 2, d2 = d1 - sdr,
+        # price = sign (fwd_s N(sign d1) - pv_k N(sign d2)): the same operations in the same
+        # order, on two arrays of the broadcast shape updated in place.
+        a = np.divide(s, k, out=np.empty(shape))
+        d1 = np.log(a, out=np.empty(shape))  # an array even if 0-d
+        d1 += (r - q) * t
+        d1 /= sdr
+        d1 += 0.5 * sdr
+        d2 = np.subtract(d1, sdr, out=a)
+        nd1 = ndtr(np.multiply(sign, d1, out=d1), out=d1)
+        nd2 = ndtr(np.multiply(sign, d2, out=d2), out=d2)
+        np.multiply(fwd_s, nd1, out=nd1)
+        np.multiply(pv_k, nd2, out=nd2)
+        reg_price = np.multiply(sign, np.subtract(nd1, nd2, out=nd1), out=nd1)
+        price = (reg_price if every else
                  np.where(regular, reg_price, np.maximum(sign * (fwd_s - pv_k), 0.0)))
     if np.shape(price) != shape:  # an argument that only the Greeks read is wider
         price = np.broadcast_to(price, shape).copy()
