@@ -169,10 +169,11 @@ def position_pnl(book: ResolvedBook, log_returns: FloatArray, contract: IntArray
     ids, first, local = np.unique(contract, return_index=True, return_inverse=True)
     units = select_positions(book, first)
     units = dataclasses.replace(units, quantity=np.ones(first.size))
-    x, lay = _scenarios(book, log_returns, layout)
-    s = _spot_scenarios(book, x)  # once for every slice of contracts
-    n = x.shape[0]
+    n = log_returns.shape[0]
     unit = np.empty((n, ids.size))
+    if ids.size:
+        x, lay = _scenarios(book, log_returns, layout)
+        s = _spot_scenarios(book, x)  # once for every slice of contracts
     step = max(1, max_values // max(n, 1))
     for c0 in range(0, ids.size, step):
         part = select_positions(units, np.arange(c0, min(c0 + step, ids.size)))
