@@ -23,7 +23,7 @@ first ``block_size`` scenarios), a fixed, seeded sample (:func:`sample_statistic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +35,12 @@ from risk_engine.measures import tail_rank
 from risk_engine.scenarios import ScenarioSource
 from risk_engine.tails import TailSummary
 from risk_engine.types import FloatArray, IntArray
-from risk_engine.valuation import contract_ids, position_pnl, summed_position_values
+from risk_engine.valuation import (
+    contract_ids,
+    position_pnl,
+    summed_position_values,
+    summed_positions,
+)
 
 #: Consecutive blocks whose contributions are added up together before the groups are
 #: added: at 10 million scenarios in blocks of 10,000 the driver receives 63 rows, not 1,000.
@@ -221,17 +226,75 @@ def block_contributions(
     return out
 
 
+#: :func:`sample_statistics` values a desk's positions once, holding the desk's whole block-0
+#: P&L matrix (scenarios x positions), when the desk has at most ``ONE_PASS_CHUNKS`` chunks
+#: of ``tiling.positions`` positions (1,024 at the default tiling: 82 MB at 10,000
+#: scenarios, and at most as much again for the contracts' unit values while it is built,
+#: 8 chunks' worth in all). That
+#: stays within the memory the two-pass path already takes
+#: (``risk_engine.pipeline.ATTRIBUTION_TILE_ARRAYS`` arrays of a chunk's size, checked by
+#: ``check_attribution_memory``). A larger desk is valued twice in bounded memory: its P&L
+#: in tiles, then its positions a chunk at a time. Both give the same bits.
+ONE_PASS_CHUNKS = 4
+
+
+def _desk_statistics(
+    desk: FloatArray, chunks: Iterable[tuple[IntArray, FloatArray]], n_positions: int,
+    ks: Sequence[int], width: int,
+) -> tuple[FloatArray, FloatArray]:
+    """Correlation with ``desk`` and incremental VaR at each rank of ``ks`` per position.
+
+    ``chunks`` yields, for column groups of 2 to ``width`` positions (see
+    :func:`position_chunks`), the desk-local indices ``at`` and their P&L, an (n, len(at))
+    array whose rows are contiguous (C-contiguous, or a slice of the columns of one).
+    Every statistic is per position and every sum over the scenarios runs row after row
+    (numpy's sum along the rows of such an array): the result does not depend on how
+    positions are grouped. Two scratch arrays of ``n x width`` values are reused from
+    chunk to chunk.
+    """
+    n = desk.size
+    dc = desk - desk.mean()
+    dd = (dc * dc).sum()
+    var_desk = [float(np.partition(-desk, k - 1)[k - 1]) for k in ks]
+    kth = sorted({k - 1 for k in ks})
+    corr = np.empty(n_positions)
+    inc = np.empty((len(ks), n_positions))
+    scratch = np.empty((2, n * width))
+    minus_desk = (-desk)[:, None]
+    for at, pos_pnl in chunks:
+        c = at.size
+        # Row-major, at least two positions: numpy adds each position's values over the
+        # scenarios one after the other, whatever the chunk's width.
+        pc = np.subtract(pos_pnl, pos_pnl.mean(axis=0), out=scratch[0, :n * c].reshape(n, c))
+        prod = np.multiply(pc, pc, out=scratch[1, :n * c].reshape(n, c))
+        denom = np.sqrt(prod.sum(axis=0) * dd)
+        cov = np.multiply(pc, dc[:, None], out=prod).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr[at] = np.where(denom > 0, cov / denom, np.nan)
+        # Desk loss without each position, a position per (contiguous) row: its order
+        # statistics.
+        without = scratch[0, :n * c].reshape(c, n)
+        np.add(minus_desk, pos_pnl, out=without.T)
+        without.partition(kth, axis=1)
+        for j, k in enumerate(ks):
+            inc[j, at] = var_desk[j] - without[:, k - 1]
+    return corr, inc
+
+
 def sample_statistics(
     book: ResolvedBook, source: ScenarioSource, levels: Sequence[float],
     tiling: Tiling | None = None, smile: str = "sticky_strike",
 ) -> pd.DataFrame:
     """Incremental VaR and P&L correlation with the desk, on the scenarios of block 0.
 
-    Each desk's P&L is computed first
-    (:func:`risk_engine.valuation.summed_position_values`), then its positions
+    A desk of at most :data:`ONE_PASS_CHUNKS` ``* tiling.positions`` positions is valued
+    once (:func:`risk_engine.valuation.position_pnl`) and its P&L is the sum of that matrix
+    in the order of :func:`risk_engine.valuation.summed_position_values`
+    (:func:`risk_engine.valuation.summed_positions`); a larger desk's P&L is computed first
+    (:func:`risk_engine.valuation.summed_position_values`, in tiles), then its positions
     ``tiling.positions`` at a time (:func:`position_chunks`, contract by contract) over the
-    whole block: every statistic is per position, so the result does not depend on the
-    tiling.
+    whole block. A position's values do not depend on the positions valued with it and
+    every statistic is per position, so the result does not depend on the tiling.
 
     Returns
     -------
@@ -246,41 +309,30 @@ def sample_statistics(
     ids = np.asarray(book.position_id, dtype=object)
     contract = contract_ids(book)
     terms = scenario_terms(book, source, smile)
+    per_call = max(n, tiling.values)  # values the pricer sees at once
     for d in range(len(book.desks)):
         desk_cols = np.flatnonzero(book.desk_index == d)
         if desk_cols.size == 0:
             continue
-        desk = summed_position_values(select_positions(book, desk_cols), x,
-                                      contract[desk_cols], minus_value=True,
-                                      max_values=tiling.values, **terms)
-        dc = desk - desk.mean()
-        dd = (dc * dc).sum()
         ks = [tail_rank(n, alpha) for alpha in levels]
-        var_desk = [float(np.partition(-desk, k - 1)[k - 1]) for k in ks]
-        order = np.argsort(contract[desk_cols], kind="stable")  # contracts side by side
-        corr = np.empty(desk_cols.size)
-        inc = np.empty((len(levels), desk_cols.size))
-        for part in position_chunks(desk_cols.size, tiling.positions):
-            at = order[part]
-            cols = desk_cols[at]
-            sub = select_positions(book, cols)
-            # Row-major, at least two positions: numpy adds each position's values over the
-            # scenarios one after the other, whatever the chunk's width.
-            pos_pnl = position_pnl(sub, x, contract[cols],
-                                   max_values=max(n, tiling.values), **terms)  # (n, c)
-            pc = np.ascontiguousarray(pos_pnl - pos_pnl.mean(axis=0))
-            denom = np.sqrt(np.ascontiguousarray(pc * pc).sum(axis=0) * dd)
-            cov = np.ascontiguousarray(pc * dc[:, None]).sum(axis=0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                corr[at] = np.where(denom > 0, cov / denom, np.nan)
-            del pc
-            # Desk loss without each position, a position per row: its order statistics.
-            without = np.ascontiguousarray(((-desk)[:, None] + pos_pnl).T)
-            del pos_pnl
-            kth = sorted({k - 1 for k in ks})
-            without.partition(kth, axis=1)
-            for j, k in enumerate(ks):
-                inc[j, at] = var_desk[j] - without[:, k - 1]
+        desk_book = select_positions(book, desk_cols)
+        desk_contract = contract[desk_cols]
+        cuts = position_chunks(desk_cols.size, tiling.positions)
+        width = max(cut.stop - cut.start for cut in cuts)
+        chunks: Iterable[tuple[IntArray, FloatArray]]
+        if desk_cols.size <= ONE_PASS_CHUNKS * tiling.positions:
+            values = position_pnl(desk_book, x, desk_contract, max_values=per_call, **terms)
+            desk = summed_positions(values)
+            # Consecutive positions, read in place (a view whose rows are contiguous).
+            chunks = ((np.arange(cut.start, cut.stop), values[:, cut]) for cut in cuts)
+        else:
+            desk = summed_position_values(desk_book, x, desk_contract, minus_value=True,
+                                          max_values=tiling.values, **terms)
+            order = np.argsort(desk_contract, kind="stable")  # contracts side by side
+            chunks = ((at, position_pnl(select_positions(desk_book, at), x, desk_contract[at],
+                                        max_values=per_call, **terms))
+                      for at in (order[cut] for cut in cuts))
+        corr, inc = _desk_statistics(desk, chunks, desk_cols.size, ks, width)
         for j, alpha in enumerate(levels):
             frames.append(pd.DataFrame({
                 "position_id": ids[desk_cols], "confidence_level": float(alpha),

@@ -51,28 +51,55 @@ def position_values(
     ValueError
         If the scenarios' columns do not match the book's underlyings and ``layout``.
     """
+    x, lay = _scenarios(book, log_returns, layout)
+    return _values(book, x, _spot_scenarios(book, x), at_horizon=at_horizon, layout=lay,
+                   smile=smile, surfaces=surfaces)
+
+
+def _scenarios(book: ResolvedBook, log_returns: FloatArray,
+               layout: FactorLayout | None) -> tuple[FloatArray, FactorLayout]:
+    """The scenarios as float64 and their layout, checked against the book."""
     x = np.asarray(log_returns, dtype=np.float64)
     n_u = len(book.underlyings)
     lay = layout or FactorLayout(n_u)
     if x.ndim != 2 or x.shape[1] != lay.width or lay.n_underlyings != n_u:
         raise ValueError(f"scenarios of shape {x.shape} for {n_u} underlyings and a factor "
                          f"layout of {lay.width} columns")
-    s = book.spot * np.exp(x[:, :n_u])
+    return x, lay
+
+
+def _spot_scenarios(book: ResolvedBook, x: FloatArray) -> FloatArray:
+    """Each underlying's spot on each scenario, shape (n, U) (elementwise in ``x``)."""
+    return book.spot * np.exp(x[:, :len(book.underlyings)])
+
+
+def _values(book: ResolvedBook, x: FloatArray, s: FloatArray, *, at_horizon: bool,
+            layout: FactorLayout, smile: str,
+            surfaces: Mapping[str, VolSurface] | None) -> FloatArray:
+    """:func:`position_values` given the checked scenarios ``x`` and their spots ``s``.
+
+    Every operation is elementwise per (scenario, position), so a position's values do not
+    depend on which other positions or scenarios are valued with it.
+    """
+    n_u = len(book.underlyings)
+    lay = layout
     sg = s[:, book.underlying_index]
-    unit = sg.copy()
+    unit = sg.copy()  # C order (``sg`` may not be): the layout of the values returned
     opt = book.kind != EQUITY
     tau = book.tau_h if at_horizon else book.expiry_years
     rate = book.rate_h if at_horizon else book.rate
     live = opt & (tau > 0)
     if live.any():
-        vol: FloatArray = np.broadcast_to(book.volatility[live], (x.shape[0], int(live.sum())))
+        # One vol per option unless the surface or the vol factors move it per scenario
+        # (the pricer broadcasts it, with the same bits).
+        vol: FloatArray = book.volatility[live]
         on_surface = (np.array([book.underlyings[u] in surfaces
                                 for u in book.underlying_index[live].tolist()], dtype=bool)
                       if smile == "sticky_moneyness" and surfaces
                       else np.zeros(int(live.sum()), dtype=bool))
         if on_surface.any():
             assert surfaces is not None
-            vol = vol.copy()
+            vol = np.broadcast_to(vol, (x.shape[0], vol.size)).copy()
             idx = np.flatnonzero(live)
             for j in np.flatnonzero(on_surface).tolist():
                 p = int(idx[j])
@@ -144,15 +171,21 @@ def position_pnl(book: ResolvedBook, log_returns: FloatArray, contract: IntArray
     units = dataclasses.replace(units, quantity=np.ones(first.size))
     n = log_returns.shape[0]
     unit = np.empty((n, ids.size))
+    if ids.size:
+        x, lay = _scenarios(book, log_returns, layout)
+        s = _spot_scenarios(book, x)  # once for every slice of contracts
     step = max(1, max_values // max(n, 1))
     for c0 in range(0, ids.size, step):
         part = select_positions(units, np.arange(c0, min(c0 + step, ids.size)))
-        unit[:, c0:c0 + step] = position_values(part, log_returns, at_horizon=at_horizon,
-                                                layout=layout, smile=smile, surfaces=surfaces)
-    values = unit[:, local.reshape(-1)] * book.quantity
+        unit[:, c0:c0 + step] = _values(part, x, s, at_horizon=at_horizon, layout=lay,
+                                        smile=smile, surfaces=surfaces)
+    # In place, elementwise: the bits of ``unit[:, local] * book.quantity - book.value``.
+    values = np.take(unit, local.reshape(-1), axis=1)
+    del unit
+    np.multiply(values, book.quantity, out=values)
     if minus_value:
-        values = values - book.value
-    return np.ascontiguousarray(values, dtype=np.float64)
+        np.subtract(values, book.value, out=values)
+    return values
 
 
 def summed_position_values(book: ResolvedBook, log_returns: FloatArray,
@@ -184,8 +217,32 @@ def summed_position_values(book: ResolvedBook, log_returns: FloatArray,
             tile = position_pnl(part, log_returns[r0:r1], contract[g], at_horizon=at_horizon,
                                 minus_value=minus_value, max_values=max_values,
                                 layout=layout, smile=smile, surfaces=surfaces)
-            s = np.asarray(tile.sum(axis=1), dtype=np.float64)
-            acc = s if acc is None else acc + s
+            acc = _add_group(acc, tile)
         if acc is not None:
             total[r0:r1] = acc
     return total
+
+
+def _add_group(acc: FloatArray | None, tile: FloatArray) -> FloatArray:
+    """``acc`` plus the row sums of one group's C-contiguous (rows, group) ``tile``.
+
+    numpy adds a contiguous row pairwise, whatever the number of rows; the groups' sums
+    are added one after the other, the first one taken as is.
+    """
+    s = np.asarray(tile.sum(axis=1), dtype=np.float64)
+    return s if acc is None else acc + s
+
+
+def summed_positions(values: FloatArray) -> FloatArray:
+    """Row sums of a position matrix (n, P) as :func:`summed_position_values` adds them.
+
+    ``values`` holds the book's positions in book order (e.g. from :func:`position_pnl`);
+    the result has the bits of :func:`summed_position_values` on the same book and
+    scenarios, whatever its ``max_values``: groups of :data:`SUM_GROUP_POSITIONS`
+    positions, each summed pairwise per row, then the groups one after the other.
+    """
+    n, p = values.shape
+    acc: FloatArray | None = None
+    for g0 in range(0, p, SUM_GROUP_POSITIONS):
+        acc = _add_group(acc, np.ascontiguousarray(values[:, g0:g0 + SUM_GROUP_POSITIONS]))
+    return np.zeros(n) if acc is None else np.asarray(acc, dtype=np.float64)
