@@ -126,3 +126,44 @@ def test_cached_days_of_other_factors_and_odd_dates_are_handled_as_before(demo):
         for a, b in zip(got[:2], want[:2], strict=True):
             pd.testing.assert_frame_equal(a, b, check_exact=True)
         assert got[2] == want[2]
+
+
+def _frames_equal(got, want):
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for c in got.columns:  # the same Python objects: True is True, dates are dates
+        if got[c].dtype == object:
+            assert [type(v) for v in got[c]] == [type(v) for v in want[c]], c
+
+
+def test_aligned_series_edge_cases_as_before():
+    from risk_engine.backtest.series import aligned_series, firm_pnl, published_var
+
+    as_of = h.AS_OF
+    days = window_dates(as_of, 4)
+    var_days = [previous_business_day(t) for t in days]
+    rows = []
+    for i, vd in enumerate(var_days):
+        for desk, value in (("d1", 10.0), ("d2", np.nan if i == 1 else 20.0)):
+            rows.append(("r", vd, "desk", desk, "VaR", 0.99, 1, value))
+        rows.append(("r", vd, "desk", "d3", "VaR", 0.99, 10 if i == 2 else 1, 5.0))
+        rows.append(("r", vd, "firm", None, "VaR", 0.99, 1, 25.0))
+    var = pd.DataFrame(rows, columns=["run_id", "as_of_date", "scope", "desk", "measure",
+                                      "confidence_level", "horizon_days", "value"])
+    pnl = pd.DataFrame({"date": [t for t in days for _ in range(3)],
+                        "desk": ["d1", "d2", "d3"] * len(days),
+                        "pnl": [-11.0, 1.0, 0.1, 3.0, np.nan, -6.0, 1.0, 2.0, 3.0, -1.0,
+                                -30.0, 0.5]})
+    only_d1 = var[(var["desk"] == "d1") | (var["scope"] == "firm")]
+    d1 = pnl[pnl["desk"] == "d1"]
+    for published, series in ((var, {"actual": pnl}), (only_d1, {"actual": d1}),
+                              (var, {"actual": None}), (None, {"actual": pnl}),
+                              (var, {"actual": pnl, "hypothetical": pnl.iloc[::-1]})):
+        got = aligned_series(published, series, as_of, 4, (0.95, 0.99))
+        want = ref.aligned_series(published, series, as_of, 4, (0.95, 0.99))
+        _frames_equal(got, want)
+    # every day ok: a column of booleans, as the frame of rows had
+    ok = aligned_series(only_d1, {"actual": d1}, as_of, 4, (0.99,))
+    assert ok["exception"].dtype == bool
+    _frames_equal(ok, ref.aligned_series(only_d1, {"actual": d1}, as_of, 4, (0.99,)))
+    v = published_var(var, (0.99,))
+    _frames_equal(firm_pnl(pnl.dropna(), v, days), ref.firm_pnl(pnl.dropna(), v, days))
