@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +17,14 @@ from risk_engine.types import FloatArray
 SYMMETRY_RTOL = 1e-10
 #: Eigenvalues down to ``-PSD_RTOL * max eigenvalue`` are rounding noise and clipped to 0.
 PSD_RTOL = 1e-10
+
+
+#: Covariances validated lately (a desk's sigma is validated by each of its portfolio
+#: problems): key ``(shape, bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue).
+_VALIDATED: OrderedDict[tuple[tuple[int, ...], bytes], tuple[FloatArray, FloatArray, float]] = (
+    OrderedDict())
+_VALIDATED_SIZE = 16
+_validated_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,16 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
     if not np.all(np.isfinite(m)):
         bad = np.flatnonzero(~np.isfinite(m)).tolist()
         raise DataError(f"mean vector has non-finite entries at positions {bad}")
+    # The same sigma's checks and factor are the same arrays: computed once, copied out
+    # (same values, same memory layout) for every caller.
+    key = (s.shape, s.tobytes())
+    with _validated_lock:
+        hit = _VALIDATED.get(key)
+        if hit is not None:
+            _VALIDATED.move_to_end(key)
+    if hit is not None:
+        return Moments(mu=m, sigma=hit[0].copy(order="K"), factor=hit[1].copy(order="K"),
+                       min_eigenvalue=hit[2])
     if not np.all(np.isfinite(s)):
         bad = np.argwhere(~np.isfinite(s))[:5].tolist()
         raise DataError(f"covariance has non-finite entries, e.g. at {bad}")
@@ -99,6 +119,10 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
         )
     factor = cov_factor(s).T
     min_eig = float(np.clip(eigval, 0.0, None)[0])
+    with _validated_lock:
+        _VALIDATED[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
+        while len(_VALIDATED) > _VALIDATED_SIZE:
+            _VALIDATED.popitem(last=False)
     return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=min_eig)
 
 
