@@ -115,7 +115,10 @@ def firm_pnl(desk_pnl: pd.DataFrame, var: pd.DataFrame, dates: Sequence[dt.date]
     desks_var = var[var["scope"] == "desk"][["var_date", "desk"]].drop_duplicates()
     rows = []
     by_date = desk_pnl.groupby("date").indices if len(desk_pnl) else {}
-    by_var_date = {d: set(g["desk"]) for d, g in desks_var.groupby("var_date")}
+    by_var_date: dict[object, set[object]] = {}
+    for d, k in zip(desks_var["var_date"], desks_var["desk"], strict=True):
+        if not pd.isna(d):  # as a groupby by var_date: no group of a missing date
+            by_var_date.setdefault(d, set()).add(k)
     desk_of = desk_pnl["desk"].to_numpy(object)
     pnl = desk_pnl["pnl"].to_numpy()
     for t in dates:
