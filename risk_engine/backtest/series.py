@@ -134,7 +134,8 @@ def firm_pnl(desk_pnl: pd.DataFrame, var: pd.DataFrame, dates: Sequence[dt.date]
 
 
 def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame | None],
-                   as_of: dt.date, window: int, levels: Sequence[float]) -> pd.DataFrame:
+                   as_of: dt.date, window: int, levels: Sequence[float], *,
+                   var: pd.DataFrame | None = None) -> pd.DataFrame:
     """The backtest series, one row per (scope, desk, level, P&L series, day of the window).
 
     Parameters
@@ -152,6 +153,8 @@ def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame |
         Business days in the window.
     levels
         Confidence levels backtested.
+    var
+        ``published_var(published, levels)`` if the caller has it (computed here if None).
 
     Returns
     -------
@@ -161,7 +164,8 @@ def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame |
     """
     dates = window_dates(as_of, window)
     var_dates = [previous_business_day(t) for t in dates]
-    var = published_var(published, levels)
+    if var is None:
+        var = published_var(published, levels)
     var = var[var["var_date"].isin(set(var_dates)) & (var["var_date"] < as_of)]
     series_pnl: dict[str, pd.DataFrame] = {}
     for name in SERIES:

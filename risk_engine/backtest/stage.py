@@ -122,8 +122,8 @@ def backtest_tables(
         if len(messages) > 5:
             warnings.append(f"backtest: {len(messages) - 5} more hypothetical P&L message(s)")
     pnl = {"actual": pnl_history, "hypothetical": hypothetical}
-    series = aligned_series(published, pnl, as_of, settings.window, levels)
     var = published_var(published, levels)
+    series = aligned_series(published, pnl, as_of, settings.window, levels, var=var)
     label = SPOT_ONLY if factors is None else factors.label
     series = _with_rtpl(series, rtpl, var, dates, label)
     horizons = sorted({int(h) for h in var["horizon_days"]} - {1}) if len(var) else []
