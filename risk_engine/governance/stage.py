@@ -22,6 +22,7 @@ from risk_engine.governance.alerts import (
 from risk_engine.governance.limits import check_desk_limits
 from risk_engine.governance.performance import performance_table
 from risk_engine.governance.settings import GovernanceSettings
+from risk_engine.portfolio._moments import memoized_moments
 from risk_engine.portfolio.tables import desk_portfolio_tables
 from risk_engine.scenarios import ScenarioModel
 from risk_engine.valuation import summed_position_values
@@ -152,9 +153,10 @@ def governance_tables(
         names = sorted({book.underlyings[u] for u in book.underlying_index[m]})
         sub = model.subset(tuple(names))
         net = _net_weights(book, desk, names)
-        tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
-                                       current_weights=_current_weights(net),
-                                       frontier_weights=net, settings=settings.portfolio)
+        with memoized_moments():  # the desk's covariance validated once for its problems
+            tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
+                                           current_weights=_current_weights(net),
+                                           frontier_weights=net, settings=settings.portfolio)
         minvar.append(tables.min_variance)
         warnings.extend(tables.warnings)
         frontier.append(tables.frontier)

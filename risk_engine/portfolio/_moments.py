@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,12 +21,32 @@ SYMMETRY_RTOL = 1e-10
 PSD_RTOL = 1e-10
 
 
-#: Covariances validated lately (a desk's sigma is validated by each of its portfolio
-#: problems): key ``(shape, bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue).
-_VALIDATED: OrderedDict[tuple[tuple[int, ...], bytes], tuple[FloatArray, FloatArray, float]] = (
-    OrderedDict())
-_VALIDATED_SIZE = 16
-_validated_lock = threading.Lock()
+_Memo = OrderedDict[tuple[tuple[int, ...], bytes], tuple[FloatArray, FloatArray, float]]
+#: Inside :func:`memoized_moments`: the covariances validated lately, key ``(shape,
+#: bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue); None outside (off).
+_memo: _Memo | None = None
+_MEMO_SIZE = 4
+_memo_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def memoized_moments() -> Iterator[None]:
+    """Within the block, a covariance given again is validated and factored once.
+
+    A desk's covariance goes through :func:`validate_moments` in each of its portfolio
+    problems (min-variance, frontier, current book, risk parity and its decomposition);
+    inside the block the checks, the symmetrized copy and the factor of the last few are
+    kept (key: the exact bytes of the input) and copied out again: the same arrays,
+    values and memory layout, as validating afresh. Forgotten when the block ends.
+    """
+    global _memo
+    with _memo_lock:
+        outer, _memo = _memo, OrderedDict()
+    try:
+        yield
+    finally:
+        with _memo_lock:
+            _memo = outer
 
 
 @dataclass(frozen=True)
@@ -90,13 +112,16 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
     if not np.all(np.isfinite(m)):
         bad = np.flatnonzero(~np.isfinite(m)).tolist()
         raise DataError(f"mean vector has non-finite entries at positions {bad}")
-    # The same sigma's checks and factor are the same arrays: computed once, copied out
-    # (same values, same memory layout) for every caller.
-    key = (s.shape, s.tobytes())
-    with _validated_lock:
-        hit = _VALIDATED.get(key)
-        if hit is not None:
-            _VALIDATED.move_to_end(key)
+    # Inside memoized_moments: the same sigma's checks and factor are computed once and
+    # copied out (same values, same memory layout) for every caller.
+    memo = _memo
+    key = (s.shape, s.tobytes()) if memo is not None else None
+    hit = None
+    if memo is not None and key is not None:
+        with _memo_lock:
+            hit = memo.get(key)
+            if hit is not None:
+                memo.move_to_end(key)
     if hit is not None:
         return Moments(mu=m, sigma=hit[0].copy(order="K"), factor=hit[1].copy(order="K"),
                        min_eigenvalue=hit[2])
@@ -119,10 +144,11 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
         )
     factor = cov_factor(s).T
     min_eig = float(np.clip(eigval, 0.0, None)[0])
-    with _validated_lock:
-        _VALIDATED[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
-        while len(_VALIDATED) > _VALIDATED_SIZE:
-            _VALIDATED.popitem(last=False)
+    if memo is not None and key is not None:
+        with _memo_lock:
+            memo[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
+            while len(memo) > _MEMO_SIZE:
+                memo.popitem(last=False)
     return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=min_eig)
 
 

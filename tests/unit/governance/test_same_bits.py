@@ -2,23 +2,25 @@
 
 * the closes pivoted once for every desk (:func:`history_closes`) give each desk the values
   of pivoting its own rows (the old path, still taken without ``closes``);
-* a covariance validated before (:func:`validate_moments` keeps the last ones) gives the
-  arrays, values and memory layout, of validating it afresh; the whole stage is the same
-  with the memo off.
+* a covariance validated before inside :func:`memoized_moments` (the stage's, per desk)
+  gives the arrays, values and memory layout, of validating it afresh; the whole stage is
+  the same with the memo off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from risk_engine.governance import stage
 from risk_engine.governance.stage import governance_tables, history_closes, hypothetical_values
 from risk_engine.pipeline import InputTables, prepare
 from risk_engine.portfolio import _moments
-from risk_engine.portfolio._moments import validate_moments
+from risk_engine.portfolio._moments import memoized_moments, validate_moments
 from risk_engine.tools.demo_data import generate_days
 from tests import helpers as h
 
@@ -67,18 +69,20 @@ def test_closes_pivoted_once_give_each_desk_its_old_values(demo, messy, lookback
 def test_a_covariance_validated_again_is_the_same_arrays(demo):
     _, _, prep = demo
     sub = prep.model.subset(tuple(prep.book.underlyings[:7]))
-    _moments._VALIDATED.clear()
-    first = validate_moments(sub.mu, sub.cov)
-    again = validate_moments(None, sub.cov)  # hit: the mean vector is the caller's
-    _moments._VALIDATED.clear()
-    fresh = validate_moments(None, sub.cov)
-    for name in ("sigma", "factor"):
-        _same(getattr(again, name), getattr(fresh, name))
-        _same(getattr(first, name), getattr(fresh, name))
-    assert again.min_eigenvalue == fresh.min_eigenvalue
-    _same(again.mu, np.zeros(7))
-    again.factor[:] = 0.0  # a caller's copy: the memo is not touched
-    _same(validate_moments(None, sub.cov).factor, fresh.factor)
+    fresh = validate_moments(None, sub.cov)  # no memo outside the block
+    assert _moments._memo is None
+    with memoized_moments():
+        first = validate_moments(sub.mu, sub.cov)
+        again = validate_moments(None, sub.cov)  # hit: the mean vector is the caller's
+        assert _moments._memo is not None and len(_moments._memo) == 1
+        for name in ("sigma", "factor"):
+            _same(getattr(again, name), getattr(fresh, name))
+            _same(getattr(first, name), getattr(fresh, name))
+        assert again.min_eigenvalue == fresh.min_eigenvalue
+        _same(again.mu, np.zeros(7))
+        again.factor[:] = 0.0  # a caller's copy: the memo is not touched
+        _same(validate_moments(None, sub.cov).factor, fresh.factor)
+    assert _moments._memo is None
 
 
 def test_the_stage_is_the_same_with_the_memo_off(demo, monkeypatch):
@@ -87,10 +91,8 @@ def test_the_stage_is_the_same_with_the_memo_off(demo, monkeypatch):
                        "confidence_level": [0.99], "horizon_days": [1], "value": [1e5]})
     args = (prep.book, prep.model, rm, cfg.governance, h.AS_OF)
     kw = {"history": inputs.history, "pnl_history": inputs.pnl_history}
-    _moments._VALIDATED.clear()
     got = governance_tables(*args, **kw)
-    monkeypatch.setattr(_moments, "_VALIDATED_SIZE", 0)
-    _moments._VALIDATED.clear()
+    monkeypatch.setattr(stage, "memoized_moments", contextlib.nullcontext)
     want = governance_tables(*args, **kw)
     assert set(got[0]) == set(want[0])
     for name, frame in want[0].items():
