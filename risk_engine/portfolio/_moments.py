@@ -22,11 +22,16 @@ PSD_RTOL = 1e-10
 
 
 _Memo = OrderedDict[tuple[tuple[int, ...], bytes], tuple[FloatArray, FloatArray, float]]
-#: Inside :func:`memoized_moments`: the covariances validated lately, key ``(shape,
-#: bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue); None outside (off).
-_memo: _Memo | None = None
+#: Per thread, inside :func:`memoized_moments`: ``memo``, the covariances validated lately,
+#: key ``(shape, bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue); absent or
+#: None outside (off).
+_local = threading.local()
 _MEMO_SIZE = 4
-_memo_lock = threading.Lock()
+
+
+def _memo() -> _Memo | None:
+    memo: _Memo | None = getattr(_local, "memo", None)
+    return memo
 
 
 @contextlib.contextmanager
@@ -37,16 +42,15 @@ def memoized_moments() -> Iterator[None]:
     problems (min-variance, frontier, current book, risk parity and its decomposition);
     inside the block the checks, the symmetrized copy and the factor of the last few are
     kept (key: the exact bytes of the input) and copied out again: the same arrays,
-    values and memory layout, as validating afresh. Forgotten when the block ends.
+    values and memory layout, as validating afresh. Forgotten when the block ends; other
+    threads are not affected.
     """
-    global _memo
-    with _memo_lock:
-        outer, _memo = _memo, OrderedDict()
+    outer = _memo()
+    _local.memo = OrderedDict()
     try:
         yield
     finally:
-        with _memo_lock:
-            _memo = outer
+        _local.memo = outer
 
 
 @dataclass(frozen=True)
@@ -114,14 +118,13 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
         raise DataError(f"mean vector has non-finite entries at positions {bad}")
     # Inside memoized_moments: the same sigma's checks and factor are computed once and
     # copied out (same values, same memory layout) for every caller.
-    memo = _memo
+    memo = _memo()
     key = (s.shape, s.tobytes()) if memo is not None else None
     hit = None
     if memo is not None and key is not None:
-        with _memo_lock:
-            hit = memo.get(key)
-            if hit is not None:
-                memo.move_to_end(key)
+        hit = memo.get(key)
+        if hit is not None:
+            memo.move_to_end(key)
     if hit is not None:
         return Moments(mu=m, sigma=hit[0].copy(order="K"), factor=hit[1].copy(order="K"),
                        min_eigenvalue=hit[2])
@@ -145,10 +148,9 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
     factor = cov_factor(s).T
     min_eig = float(np.clip(eigval, 0.0, None)[0])
     if memo is not None and key is not None:
-        with _memo_lock:
-            memo[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
-            while len(memo) > _MEMO_SIZE:
-                memo.popitem(last=False)
+        memo[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
+        while len(memo) > _MEMO_SIZE:
+            memo.popitem(last=False)
     return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=min_eig)
 
 

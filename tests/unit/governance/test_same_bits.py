@@ -70,11 +70,12 @@ def test_a_covariance_validated_again_is_the_same_arrays(demo):
     _, _, prep = demo
     sub = prep.model.subset(tuple(prep.book.underlyings[:7]))
     fresh = validate_moments(None, sub.cov)  # no memo outside the block
-    assert _moments._memo is None
+    assert _moments._memo() is None
     with memoized_moments():
         first = validate_moments(sub.mu, sub.cov)
         again = validate_moments(None, sub.cov)  # hit: the mean vector is the caller's
-        assert _moments._memo is not None and len(_moments._memo) == 1
+        memo = _moments._memo()
+        assert memo is not None and len(memo) == 1
         for name in ("sigma", "factor"):
             _same(getattr(again, name), getattr(fresh, name))
             _same(getattr(first, name), getattr(fresh, name))
@@ -82,7 +83,7 @@ def test_a_covariance_validated_again_is_the_same_arrays(demo):
         _same(again.mu, np.zeros(7))
         again.factor[:] = 0.0  # a caller's copy: the memo is not touched
         _same(validate_moments(None, sub.cov).factor, fresh.factor)
-    assert _moments._memo is None
+    assert _moments._memo() is None
 
 
 def test_the_stage_is_the_same_with_the_memo_off(demo, monkeypatch):
