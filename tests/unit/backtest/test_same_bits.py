@@ -9,6 +9,7 @@ bit, those of the stage as it was before its speed-ups (:mod:`tests.unit.backtes
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 import numpy as np
 import pandas as pd
@@ -167,3 +168,31 @@ def test_aligned_series_edge_cases_as_before():
     _frames_equal(ok, ref.aligned_series(only_d1, {"actual": d1}, as_of, 4, (0.99,)))
     v = published_var(var, (0.99,))
     _frames_equal(firm_pnl(pnl.dropna(), v, days), ref.firm_pnl(pnl.dropna(), v, days))
+
+
+@pytest.mark.parametrize("kind", ["date", "datetime64", "datetime64[s]", "utc", "text",
+                                  "string", "mixed_and_none", "timestamp"])
+def test_snapshots_split_by_day_as_before_whatever_the_date_type(kind):
+    from risk_engine.backtest.hypothetical import _by_date
+
+    days = [h.AS_OF - dt.timedelta(days=k) for k in (2, 1, 0)]
+    dates = [days[i % 3] for i in range(9)]
+    ts = pd.to_datetime(pd.Series(dates))
+    column = {
+        "date": dates, "datetime64": ts, "datetime64[s]": ts.astype("datetime64[s]"),
+        "utc": ts.dt.tz_localize("UTC"), "text": [d.isoformat() for d in dates],
+        "string": pd.Series([d.isoformat() for d in dates], dtype="string"),
+        "mixed_and_none": [None if i == 4 else (d.isoformat() if i % 2 else d)
+                           for i, d in enumerate(dates)],
+        "timestamp": [pd.Timestamp(d) for d in dates],
+    }[kind]
+    frame = pd.DataFrame({"as_of_date": column, "x": np.arange(9.0)})
+    frame.index = np.arange(9)[::-1] * 7  # labels kept as they are
+    want = ref._by_date(frame)
+    got = _by_date(frame)
+    assert list(got) == list(want)
+    for d in want:
+        pd.testing.assert_frame_equal(got[d], want[d], check_exact=True)
+    only = _by_date(frame, {days[1]})
+    assert list(only) == [days[1]]
+    pd.testing.assert_frame_equal(only[days[1]], want[days[1]], check_exact=True)
