@@ -192,7 +192,10 @@ def validate_snapshot(
     keep = pd.Series(True, index=pos.index)
 
     def reject(mask: pd.Series | NDArray[np.bool_], column: str, reason: str) -> None:
-        mask = pd.Series(np.asarray(mask, dtype=bool), index=pos.index)
+        hit = np.asarray(mask, dtype=bool)
+        if not hit.any():  # the usual case: nothing to set aside
+            return
+        mask = pd.Series(hit, index=pos.index)
         for i in pos.index[mask & keep]:
             rej.append(Rejection("positions", str(pid[i]), column, pos.at[i, column], reason))
         keep[mask] = False

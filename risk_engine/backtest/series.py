@@ -24,10 +24,12 @@ Conventions
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from risk_engine.errors import DataError
 
@@ -44,6 +46,7 @@ def window_dates(as_of: dt.date, window: int) -> list[dt.date]:
     return [d.date() for d in days]
 
 
+@functools.lru_cache(maxsize=8192)
 def previous_business_day(day: dt.date) -> dt.date:
     """The business day (Monday to Friday) before ``day``."""
     return (pd.Timestamp(day) - pd.offsets.BDay(1)).date()
@@ -111,21 +114,28 @@ def firm_pnl(desk_pnl: pd.DataFrame, var: pd.DataFrame, dates: Sequence[dt.date]
     """
     desks_var = var[var["scope"] == "desk"][["var_date", "desk"]].drop_duplicates()
     rows = []
-    by_date = {d: g for d, g in desk_pnl.groupby("date")} if len(desk_pnl) else {}
-    by_var_date = {d: set(g["desk"]) for d, g in desks_var.groupby("var_date")}
+    by_date = desk_pnl.groupby("date").indices if len(desk_pnl) else {}
+    by_var_date: dict[object, set[object]] = {}
+    for d, k in zip(desks_var["var_date"], desks_var["desk"], strict=True):
+        if not pd.isna(d):  # as a groupby by var_date: no group of a missing date
+            by_var_date.setdefault(d, set()).add(k)
+    desk_of = desk_pnl["desk"].to_numpy(object)
+    pnl = desk_pnl["pnl"].to_numpy()
     for t in dates:
         desks = by_var_date.get(previous_business_day(t))
         day = by_date.get(t)
         if not desks or day is None:
             continue
-        got = day[day["desk"].isin(desks)]
+        # the day's rows of those desks, in their order, summed as a pandas column sums
+        got = day[[d in desks for d in desk_of[day]]]
         if len(got) == len(desks):
-            rows.append({"date": t, "desk": FIRM, "pnl": float(got["pnl"].sum())})
+            rows.append({"date": t, "desk": FIRM, "pnl": float(pd.Series(pnl[got]).sum())})
     return pd.DataFrame(rows, columns=["date", "desk", "pnl"])
 
 
 def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame | None],
-                   as_of: dt.date, window: int, levels: Sequence[float]) -> pd.DataFrame:
+                   as_of: dt.date, window: int, levels: Sequence[float], *,
+                   var: pd.DataFrame | None = None) -> pd.DataFrame:
     """The backtest series, one row per (scope, desk, level, P&L series, day of the window).
 
     Parameters
@@ -143,6 +153,8 @@ def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame |
         Business days in the window.
     levels
         Confidence levels backtested.
+    var
+        ``published_var(published, levels)`` if the caller has it (computed here if None).
 
     Returns
     -------
@@ -152,7 +164,8 @@ def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame |
     """
     dates = window_dates(as_of, window)
     var_dates = [previous_business_day(t) for t in dates]
-    var = published_var(published, levels)
+    if var is None:
+        var = published_var(published, levels)
     var = var[var["var_date"].isin(set(var_dates)) & (var["var_date"] < as_of)]
     series_pnl: dict[str, pd.DataFrame] = {}
     for name in SERIES:
@@ -173,22 +186,43 @@ def aligned_series(published: pd.DataFrame | None, pnl: dict[str, pd.DataFrame |
           for r in one_day.itertuples()}
     vh = {(r.desk, float(r.confidence_level), r.var_date): int(r.horizon_days)
           for r in other.itertuples()}
-    out = []
-    for name, sp in series_pnl.items():
-        p = {(r.desk, r.date): float(r.pnl) for r in sp.itertuples()}
-        for scope, desk in keys:
-            for alpha in levels:
-                a = float(alpha)
-                for t, tv in zip(dates, var_dates, strict=True):
-                    v = v1.get((desk, a, tv), np.nan)
-                    h = 1 if not np.isnan(v) else vh.get((desk, a, tv))
-                    x = p.get((desk, t), np.nan)
-                    if h is not None and h != 1:
-                        status = "not_applicable"
-                    elif np.isnan(v):
-                        status = "missing" if np.isnan(x) else "missing_var"
-                    else:
-                        status = "missing_pnl" if np.isnan(x) else "ok"
-                    out.append((scope, None if scope == "firm" else desk, a, name, t, tv,
-                                v, x, bool(x < -v) if status == "ok" else None, status))
-    return pd.DataFrame(out, columns=SERIES_COLUMNS)
+    pnl_of = {name: {(r.desk, r.date): float(r.pnl) for r in sp.itertuples()}
+              for name, sp in series_pnl.items()}
+    blocks = [(name, scope, desk, float(alpha)) for name in series_pnl
+              for scope, desk in keys for alpha in levels]
+    if not blocks or not dates:
+        return pd.DataFrame([], columns=SERIES_COLUMNS)
+    n = len(dates)
+    var_all, pnl_all, other = [], [], []
+    for name, _, desk, a in blocks:  # one block of the window's days per key
+        p = pnl_of[name]
+        var_all.append([v1.get((desk, a, tv), np.nan) for tv in var_dates])
+        pnl_all.append([p.get((desk, t), np.nan) for t in dates])
+        other.append([vh.get((desk, a, tv), 1) != 1 for tv in var_dates])
+    v, x = np.array(var_all, dtype=float).ravel(), np.array(pnl_all, dtype=float).ravel()
+    # a 1-day VaR wins over another horizon of the same day
+    na = np.array(other, dtype=bool).ravel() & np.isnan(v)
+    status = np.where(na, "not_applicable", np.where(
+        np.isnan(v), np.where(np.isnan(x), "missing", "missing_var"),
+        np.where(np.isnan(x), "missing_pnl", "ok"))).astype(object)
+    ok = status == "ok"
+    exception = np.full(v.size, None, dtype=object)
+    exception[ok] = (x[ok] < -v[ok]).tolist()
+    if ok.all():  # as a frame of rows infers a column of booleans only
+        exception = exception.astype(bool)
+    return pd.DataFrame({
+        "scope": np.repeat(_objects([b[1] for b in blocks]), n),
+        "desk": np.repeat(_objects([None if b[1] == "firm" else b[2] for b in blocks]), n),
+        "confidence_level": np.repeat(np.array([b[3] for b in blocks], dtype=float), n),
+        "series": np.repeat(_objects([b[0] for b in blocks]), n),
+        "date": np.tile(_objects(dates), len(blocks)),
+        "var_date": np.tile(_objects(var_dates), len(blocks)),
+        "var": v, "pnl": x, "exception": exception, "status": status,
+    }, columns=SERIES_COLUMNS)
+
+
+def _objects(values: Sequence[object]) -> NDArray[np.object_]:
+    """``values`` as a 1-D object array (dates and tuples stay whole)."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out

@@ -122,8 +122,8 @@ def backtest_tables(
         if len(messages) > 5:
             warnings.append(f"backtest: {len(messages) - 5} more hypothetical P&L message(s)")
     pnl = {"actual": pnl_history, "hypothetical": hypothetical}
-    series = aligned_series(published, pnl, as_of, settings.window, levels)
     var = published_var(published, levels)
+    series = aligned_series(published, pnl, as_of, settings.window, levels, var=var)
     label = SPOT_ONLY if factors is None else factors.label
     series = _with_rtpl(series, rtpl, var, dates, label)
     horizons = sorted({int(h) for h in var["horizon_days"]} - {1}) if len(var) else []
@@ -134,6 +134,17 @@ def backtest_tables(
         warnings.append("backtest: no pnl_history input; the actual P&L series is missing")
     keys = [("desk", d) for d in sorted(set(series.loc[series["scope"] == "desk", "desk"]))]
     keys.append(("firm", None))
+    # each (desk, level, series)'s days: the rows, in order, of the series frame
+    desk_key = series["desk"].to_numpy(object).copy()
+    desk_key[series["desk"].isna().to_numpy(bool)] = None
+    block: dict[tuple[object, float, object], list[int]] = {}
+    for i, k in enumerate(zip(desk_key, series["confidence_level"].to_numpy(float).tolist(),
+                              series["series"].to_numpy(object), strict=True)):
+        block.setdefault(k, []).append(i)
+    status_of = series["status"].to_numpy(object)
+    exception_of = series["exception"].to_numpy(object)
+    pnl_of = series["pnl"].to_numpy(float)
+    rtpl_of = series["rtpl"].to_numpy(float)
     rows, alerts = [], []
     for scope, desk in keys:
         for alpha in levels:
@@ -150,17 +161,17 @@ def backtest_tables(
                     rows.append({**base, "observations": 0, "missing": settings.window,
                                  "exceptions": 0, "status": "missing", "message": reason})
                     continue
-                key = series["desk"].isna() if desk is None else series["desk"] == desk
-                s = series[key & (series["confidence_level"] == a) & (series["series"] == name)]
-                flag = np.array([e is True for e in s["exception"]], dtype=float)
-                hits = np.where(s["status"] == "ok", flag, np.nan)
+                ix = np.array(block.get((desk, a, name), []), dtype=np.intp)
+                status = status_of[ix]
+                flag = np.array([e is True for e in exception_of[ix]], dtype=float)
+                hits = np.where(status == "ok", flag, np.nan)
                 t = coverage_tests(hits, a)
                 zone, addon = traffic_light(t.observations, t.exceptions, a)
-                na = int((s["status"] == "not_applicable").sum())
+                na = int((status == "not_applicable").sum())
                 if t.observations > 0:
                     status, message = "ok", None
                     if t.missing:
-                        message = f"{t.missing} of {len(s)} day(s) missing"
+                        message = f"{t.missing} of {ix.size} day(s) missing"
                 elif na:
                     status = "not_applicable"
                     message = (f"published VaR has horizon_days {horizons}; only 1-day VaR "
@@ -176,15 +187,15 @@ def backtest_tables(
                        "zone": zone[()], "multiplier_addon": float(addon),
                        "status": status, "message": message}
                 if name == "hypothetical":
-                    pla = pnl_attribution(s["pnl"].to_numpy(float), s["rtpl"].to_numpy(float))
+                    hpl, rt = pnl_of[ix], rtpl_of[ix]
+                    pla = pnl_attribution(hpl, rt)
                     row.update(pla_spearman=pla.spearman, pla_ks=pla.ks, pla_zone=pla.zone,
                                rtpl_factors=label)
-                    no_rt = int((np.isfinite(s["pnl"].to_numpy(float))
-                                 & ~np.isfinite(s["rtpl"].to_numpy(float))).sum())
+                    no_rt = int((np.isfinite(hpl) & ~np.isfinite(rt)).sum())
                     if no_rt:
                         row["message"] = "; ".join(m for m in (
                             row["message"], f"RTPL ({label}) missing on {no_rt} of "
-                            f"{len(s)} day(s) with a P&L (see the run warnings)") if m)
+                            f"{ix.size} day(s) with a P&L (see the run warnings)") if m)
                     if pla.zone is None:
                         row["message"] = "; ".join(m for m in (row["message"], PLA_MISSING)
                                                    if m)

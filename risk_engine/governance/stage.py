@@ -22,19 +22,43 @@ from risk_engine.governance.alerts import (
 from risk_engine.governance.limits import check_desk_limits
 from risk_engine.governance.performance import performance_table
 from risk_engine.governance.settings import GovernanceSettings
+from risk_engine.portfolio._moments import memoized_moments
 from risk_engine.portfolio.tables import desk_portfolio_tables
 from risk_engine.scenarios import ScenarioModel
 from risk_engine.valuation import summed_position_values
 
 
+def history_closes(history: pd.DataFrame) -> pd.DataFrame:
+    """The closes of ``history`` as a (date x underlying) frame, dates ascending.
+
+    One close per (date, underlying): the last row's; a (date, underlying) given twice with
+    different closes is NaN (that date is left out wherever the underlying is needed),
+    whatever the order of the rows. Computed once, it serves every desk
+    (:func:`hypothetical_values`).
+    """
+    closes = history.pivot_table(index="date", columns="underlying", values="close",
+                                 aggfunc="last").sort_index()
+    if history.duplicated(["date", "underlying"]).any():
+        lo = history.pivot_table(index="date", columns="underlying", values="close",
+                                 aggfunc="min").reindex_like(closes)
+        hi = history.pivot_table(index="date", columns="underlying", values="close",
+                                 aggfunc="max").reindex_like(closes)
+        closes = closes.where(lo == hi)
+    return closes
+
+
 def hypothetical_values(
-    book: ResolvedBook, desk: str, history: pd.DataFrame, lookback_days: int | None = None
+    book: ResolvedBook, desk: str, history: pd.DataFrame, lookback_days: int | None = None,
+    *, closes: pd.DataFrame | None = None,
 ) -> pd.Series:
     """Value of ``desk``'s current positions at each historical date's closes.
 
     Options are valued with today's times to expiry, implied volatilities and rates (the
     current book under each day's prices). Only dates where every underlying of the desk
     has one close (or identical copies of it) are used.
+
+    ``closes``: :func:`history_closes` of ``history`` when the caller has it (several
+    desks); the same values as pivoting the desk's rows of ``history`` here.
 
     Returns
     -------
@@ -43,17 +67,8 @@ def hypothetical_values(
     idx = np.flatnonzero(book.desk_mask(desk))
     sub = select_positions(book, idx)
     names = [book.underlyings[u] for u in np.unique(sub.underlying_index)]
-    mine = history[history["underlying"].isin(names)]
-    closes = mine.pivot_table(index="date", columns="underlying", values="close",
-                              aggfunc="last").sort_index()
-    if mine.duplicated(["date", "underlying"]).any():
-        # A (date, underlying) given twice with different closes: that date is left out,
-        # whatever the order of the rows.
-        lo = mine.pivot_table(index="date", columns="underlying", values="close",
-                              aggfunc="min").reindex_like(closes)
-        hi = mine.pivot_table(index="date", columns="underlying", values="close",
-                              aggfunc="max").reindex_like(closes)
-        closes = closes.where(lo == hi)
+    if closes is None:
+        closes = history_closes(history[history["underlying"].isin(names)])
     closes = closes.reindex(columns=names).dropna()
     closes = closes[(closes > 0).all(axis=1)]
     if lookback_days is not None:
@@ -122,6 +137,12 @@ def governance_tables(
     desk_rm = risk_measures[risk_measures["scope"] == "desk"]
     gross = dict(zip(book.desks, book.gross_value(), strict=True))
     sector = np.asarray(book.sectors, dtype=object)[book.underlying_index]
+    closes = None
+    if history is not None:
+        try:  # the closes of every desk's underlyings, pivoted once
+            closes = history_closes(history)
+        except Exception:  # noqa: BLE001 - each desk fails as before, as its own row
+            closes = None
     for desk in book.desks:
         m = book.desk_mask(desk)
         limits = settings.limits.for_desk(desk)
@@ -132,9 +153,10 @@ def governance_tables(
         names = sorted({book.underlyings[u] for u in book.underlying_index[m]})
         sub = model.subset(tuple(names))
         net = _net_weights(book, desk, names)
-        tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
-                                       current_weights=_current_weights(net),
-                                       frontier_weights=net, settings=settings.portfolio)
+        with memoized_moments():  # the desk's covariance validated once for its problems
+            tables = desk_portfolio_tables(desk, names, sub.mu, sub.cov,
+                                           current_weights=_current_weights(net),
+                                           frontier_weights=net, settings=settings.portfolio)
         minvar.append(tables.min_variance)
         warnings.extend(tables.warnings)
         frontier.append(tables.frontier)
@@ -143,7 +165,8 @@ def governance_tables(
         if history is not None:
             try:
                 values = hypothetical_values(book, desk, history,
-                                             settings.performance.lookback_days)
+                                             settings.performance.lookback_days,
+                                             closes=closes)
                 row = performance_table(desk, values.diff().dropna(), kind="pnl",
                                         capital=capital, settings=settings.performance)
             except Exception as exc:  # noqa: BLE001 - a desk's failure is a row

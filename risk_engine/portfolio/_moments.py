@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +19,38 @@ from risk_engine.types import FloatArray
 SYMMETRY_RTOL = 1e-10
 #: Eigenvalues down to ``-PSD_RTOL * max eigenvalue`` are rounding noise and clipped to 0.
 PSD_RTOL = 1e-10
+
+
+_Memo = OrderedDict[tuple[tuple[int, ...], bytes], tuple[FloatArray, FloatArray, float]]
+#: Per thread, inside :func:`memoized_moments`: ``memo``, the covariances validated lately,
+#: key ``(shape, bytes)`` -> (symmetrized sigma, factor, smallest eigenvalue); absent or
+#: None outside (off).
+_local = threading.local()
+_MEMO_SIZE = 4
+
+
+def _memo() -> _Memo | None:
+    memo: _Memo | None = getattr(_local, "memo", None)
+    return memo
+
+
+@contextlib.contextmanager
+def memoized_moments() -> Iterator[None]:
+    """Within the block, a covariance given again is validated and factored once.
+
+    A desk's covariance goes through :func:`validate_moments` in each of its portfolio
+    problems (min-variance, frontier, current book, risk parity and its decomposition);
+    inside the block the checks, the symmetrized copy and the factor of the last few are
+    kept (key: the exact bytes of the input) and copied out again: the same arrays,
+    values and memory layout, as validating afresh. Forgotten when the block ends; other
+    threads are not affected.
+    """
+    outer = _memo()
+    _local.memo = OrderedDict()
+    try:
+        yield
+    finally:
+        _local.memo = outer
 
 
 @dataclass(frozen=True)
@@ -80,6 +116,18 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
     if not np.all(np.isfinite(m)):
         bad = np.flatnonzero(~np.isfinite(m)).tolist()
         raise DataError(f"mean vector has non-finite entries at positions {bad}")
+    # Inside memoized_moments: the same sigma's checks and factor are computed once and
+    # copied out (same values, same memory layout) for every caller.
+    memo = _memo()
+    key = (s.shape, s.tobytes()) if memo is not None else None
+    hit = None
+    if memo is not None and key is not None:
+        hit = memo.get(key)
+        if hit is not None:
+            memo.move_to_end(key)
+    if hit is not None:
+        return Moments(mu=m, sigma=hit[0].copy(order="K"), factor=hit[1].copy(order="K"),
+                       min_eigenvalue=hit[2])
     if not np.all(np.isfinite(s)):
         bad = np.argwhere(~np.isfinite(s))[:5].tolist()
         raise DataError(f"covariance has non-finite entries, e.g. at {bad}")
@@ -99,6 +147,10 @@ def validate_moments(mu: ArrayLike | None, sigma: ArrayLike) -> Moments:
         )
     factor = cov_factor(s).T
     min_eig = float(np.clip(eigval, 0.0, None)[0])
+    if memo is not None and key is not None:
+        memo[key] = (s.copy(order="K"), factor.copy(order="K"), min_eig)
+        while len(memo) > _MEMO_SIZE:
+            memo.popitem(last=False)
     return Moments(mu=m, sigma=s, factor=factor, min_eigenvalue=min_eig)
 
 
