@@ -37,7 +37,7 @@ from pyspark.sql import SparkSession
 from risk_engine.config import Config
 from risk_engine.errors import RejectionCeilingError, RiskEngineError
 from risk_engine.pipeline import check_rejection_ceiling, prepare
-from risk_engine.spark.engine import simulate_together
+from risk_engine.spark.engine import attribution_sample, simulate_together
 from risk_engine.spark.job import Ahead, RunSummary, WindowSnapshots, main, read_snapshot
 from risk_engine.spark.progress import format_progress, is_terminal
 
@@ -137,9 +137,10 @@ def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead 
         except RejectionCeilingError:
             pass
         prepared.append(Ahead(inputs, prep))
-    specs = [a.prepared.spec for i in simulate if (a := prepared[i]) is not None]
-    ready = simulate_together(spark, specs, partitions=cfg.spark.partitions,
-                              faults=cfg.testing, levels=cfg.risk.confidence_levels)
+    runs = [a.prepared for i in simulate if (a := prepared[i]) is not None]
+    ready = simulate_together(spark, [p.spec for p in runs], partitions=cfg.spark.partitions,
+                              faults=cfg.testing, levels=cfg.risk.confidence_levels,
+                              samples=[attribution_sample(cfg, p) for p in runs])
     for i, blocks in zip(simulate, ready, strict=True):
         a = prepared[i]
         assert a is not None
