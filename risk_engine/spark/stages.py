@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import reduce
 
 import numpy as np
 import pandas as pd
@@ -260,9 +259,9 @@ def materialize(blocks: Sequence[Blocks]) -> list[Blocks]:
     """Run the fan-outs of ``blocks`` in one Spark job; gather their block-0 statistics.
 
     One action over the union of the block rows fills every fan-out's cache (the tasks of
-    all the fan-outs share the cores) and brings back the ``sample`` column of the rows
-    that carry one. Returns ``blocks`` in order, each with its :attr:`Blocks.statistics`
-    when it was simulated with a :class:`SampleRequest`.
+    all the fan-outs, one per slice, share the cores) and brings back the ``sample``
+    column of the rows that carry one. Returns ``blocks`` in order, each with its
+    :attr:`Blocks.statistics` when it was simulated with a :class:`SampleRequest`.
 
     A fan-out whose rows do not carry its statistics exactly once (never seen) gets none,
     with a warning: its attribution then computes them in a job of their own.
@@ -274,9 +273,13 @@ def materialize(blocks: Sequence[Blocks]) -> list[Blocks]:
     """
     if not blocks:
         return []
-    frames = [b.frame.select(F.lit(i).alias("run"), F.col("sample"))
-              for i, b in enumerate(blocks)]
-    rows = reduce(DataFrame.union, frames).where(F.col("sample").isNotNull()).collect()
+    # A union of the RDDs, not of the DataFrames: Spark (4.3) runs a DataFrame union of
+    # children of one partition each (a date of one block) as ONE task, child after child
+    # (``spark.sql.unionOutputPartitioning``); the RDDs' union keeps a task per partition.
+    # Each RDD still reads its frame's cache, which the job fills whole.
+    rdds = [b.frame.where(F.col("sample").isNotNull())
+            .select(F.lit(i).alias("run"), F.col("sample")).rdd for i, b in enumerate(blocks)]
+    rows = blocks[0].frame.sparkSession.sparkContext.union(rdds).collect()
     found: dict[int, list[bytes]] = {}
     for row in rows:
         found.setdefault(int(row["run"]), []).append(bytes(row["sample"]))

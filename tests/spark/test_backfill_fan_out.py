@@ -249,8 +249,18 @@ def test_block_0_statistics_computed_in_the_fan_out_are_those_of_the_stage_s_own
     assert asked is not None and asked.book is runs[0].book
     assert asked.tiling == Tiling(cfgs[0].governance.attribution_chunk,
                                   cfgs[0].monte_carlo.chunk_size)
-    ready = simulate_together(spark, [r.spec for r in runs], partitions=None,
-                              faults=cfgs[0].testing, levels=levels, samples=[asked, None])
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("fan-out-stats", "simulate_together")
+    try:  # each date's blocks in one slice: a task each, side by side
+        ready = simulate_together(spark, [r.spec for r in runs], partitions=1,
+                                  faults=cfgs[0].testing, levels=levels,
+                                  samples=[asked, None])
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    (job,) = tracker.getJobIdsForGroup("fan-out-stats")
+    info = tracker.getJobInfo(job)
+    assert info is not None
+    assert [tracker.getStageInfo(s).numTasks for s in info.stageIds] == [2]  # one per date
     first, second = (r.take(run.spec, levels) for r, run in zip(ready, runs, strict=True)
                      if r is not None)
     try:
