@@ -42,7 +42,7 @@ from risk_engine.config import Config
 from risk_engine.errors import RejectionCeilingError, RiskEngineError
 from risk_engine.pipeline import check_rejection_ceiling, prepare
 from risk_engine.spark.backtest_window import PublishedResults, WindowSnapshots
-from risk_engine.spark.engine import simulate_together
+from risk_engine.spark.engine import attribution_sample, simulate_together
 from risk_engine.spark.job import Ahead, RunSummary, main
 from risk_engine.spark.progress import format_progress, is_terminal
 from risk_engine.spark.snapshot import GroupTables, read_snapshot
@@ -157,9 +157,10 @@ def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead 
         except RejectionCeilingError:
             pass
         prepared.append(Ahead(inputs, prep))
-    specs = [a.prepared.spec for i in simulate if (a := prepared[i]) is not None]
-    ready = simulate_together(spark, specs, partitions=cfg.spark.partitions,
-                              faults=cfg.testing, levels=cfg.risk.confidence_levels)
+    runs = [a.prepared for i in simulate if (a := prepared[i]) is not None]
+    ready = simulate_together(spark, [p.spec for p in runs], partitions=cfg.spark.partitions,
+                              faults=cfg.testing, levels=cfg.risk.confidence_levels,
+                              samples=[attribution_sample(cfg, p) for p in runs])
     for i, blocks in zip(simulate, ready, strict=True):
         a = prepared[i]
         assert a is not None

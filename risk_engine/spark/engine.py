@@ -17,14 +17,15 @@ from typing import TypeVar
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from risk_engine import schemas
 from risk_engine.attribution import Request, Tiling
 from risk_engine.book import ResolvedBook
-from risk_engine.config import TestingConfig
+from risk_engine.config import Config, TestingConfig
 from risk_engine.engine import fold_group, group_blocks
+from risk_engine.pipeline import Prepared
 from risk_engine.simulation import SimulationSpec, smile_of
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
@@ -106,6 +107,10 @@ class ReadyBlocks:
 
     Handed to the run's :class:`SparkEngine`, which takes them for their spec;
     :meth:`release` frees them if the run never did (it failed before its Monte Carlo).
+    The blocks keep what their fan-out carried besides the P&L: the first histogram pass
+    for ``levels`` and, if asked for, the block-0 sample statistics
+    (:attr:`stages.Blocks.statistics`), which the run's attribution uses when it asks for
+    the same ones.
     """
 
     def __init__(self, blocks: stages.Blocks, levels: Sequence[float]) -> None:
@@ -130,17 +135,43 @@ class ReadyBlocks:
             blocks.unpersist()
 
 
+def attribution_sample(cfg: Config, prepared: Prepared) -> stages.SampleRequest | None:
+    """The block-0 sample statistics the run of ``cfg`` will ask its blocks for, if any.
+
+    None when the run has no attribution stage; else the arguments
+    :func:`risk_engine.pipeline.nightly_run` gives the stage: the prepared book, the
+    confidence levels, the tiling of ``governance.attribution_chunk`` positions by
+    ``monte_carlo.chunk_size`` scenarios, the plan's smile dynamics. (Were they ever to
+    differ from the stage's, the statistics would not be used, only computed again.)
+    """
+    gov = cfg.governance
+    if not (gov.enabled and gov.attribution):
+        return None
+    return stages.SampleRequest(
+        prepared.book, tuple(cfg.risk.confidence_levels),
+        Tiling(positions=gov.attribution_chunk, scenarios=cfg.monte_carlo.chunk_size),
+        smile_of(prepared.spec.plan))
+
+
 def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
                       partitions: int | None, faults: TestingConfig,
-                      levels: Sequence[float]) -> list[ReadyBlocks | None]:
+                      levels: Sequence[float],
+                      samples: Sequence[stages.SampleRequest | None] | None = None,
+                      ) -> list[ReadyBlocks | None]:
     """The scenario blocks of several runs, simulated in one Spark job.
 
     Each spec's fan-out is :func:`stages.simulate_blocks`, exactly as its own run would
     make it (same slices, same block files, the first histogram pass embedded), so every
     later figure is the same bits; here the fan-outs are persisted first and then
-    materialized together by one action over their union: the tasks of all the specs'
-    (run, block) pairs share the cores, where one run at a time leaves cores idle while
-    its last blocks finish. Each run's later passes read only its own rows.
+    materialized together by one action over their union (:func:`stages.materialize`):
+    the tasks of all the specs' (run, block) pairs share the cores, where one run at a time
+    leaves cores idle while its last blocks finish. Each run's later passes read only its
+    own rows.
+
+    ``samples`` (one per spec, or None: none at all): the block-0 sample statistics each
+    run's attribution will ask for (:func:`attribution_sample`), computed by the task that
+    simulates the run's block 0, so that they too share the cores instead of running as
+    one serial job per run.
 
     Returns
     -------
@@ -150,12 +181,14 @@ def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
     """
     if not specs:
         return []
+    asked = list(samples) if samples is not None else [None] * len(specs)
+    if len(asked) != len(specs):
+        raise ValueError(f"{len(asked)} sample requests for {len(specs)} specs")
     blocks = [stages.simulate_blocks(spark, spec, spec.source.n_blocks, partitions,
-                                     faults=faults, levels=levels) for spec in specs]
+                                     faults=faults, levels=levels, sample=sample)
+              for spec, sample in zip(specs, asked, strict=True)]
     try:
-        # One action (the "noop" sink: nothing written, no shuffle) fills every cache.
-        (reduce(DataFrame.union, [b.frame for b in blocks])
-         .write.format("noop").mode("overwrite").save())
+        ready = stages.materialize(blocks)
     except Exception as exc:  # noqa: BLE001 - each run redoes its own and reports it
         log.warning("scenario blocks of %d run(s) together failed, each run simulates its "
                     "own: %s", len(specs), str(exc).strip().splitlines()[0] if str(exc) else
@@ -163,7 +196,7 @@ def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
         for b in blocks:
             b.unpersist()
         return [None] * len(specs)
-    return [ReadyBlocks(b, levels) for b in blocks]
+    return [ReadyBlocks(b, levels) for b in ready]
 
 
 class SparkEngine:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from pyspark import Accumulator, StorageLevel, TaskContext
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from risk_engine.attribution import (
@@ -55,8 +57,11 @@ BLOCK_SCHEMA = T.StructType([
     # The first histogram pass (:func:`risk_engine.tails.first_specs`) over all the task's
     # blocks, packed; set on the task's last row only, null elsewhere.
     T.StructField("hist", T.BinaryType(), True),
+    # The block-0 sample statistics (:class:`SampleRequest`), pickled; set on block 0's row
+    # when the fan-out was asked for them, null elsewhere.
+    T.StructField("sample", T.BinaryType(), True),
 ])
-#: The block row columns the later passes read (not the embedded histogram).
+#: The block row columns the later passes read (not the embedded histogram or statistics).
 BLOCK_COLUMNS = ("block_id", "first_scenario", "path")
 PARTIAL_SCHEMA = T.StructType([
     T.StructField("block_id", T.LongType(), False),
@@ -70,6 +75,32 @@ PARTIAL_SCHEMA = T.StructType([
     T.StructField("value", T.BinaryType(), False),
     T.StructField("desk_band", T.BinaryType(), False),
 ])
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """Block-0 sample statistics a run's attribution will ask for, computed in its fan-out.
+
+    The arguments of :func:`risk_engine.attribution.sample_statistics` but the scenario
+    source (the fan-out's). The task that simulates block 0 computes them
+    (:func:`simulate_blocks`), so that a backfill's dates spread them over the cores with
+    their blocks instead of running a one-task Spark job each at their attribution.
+    """
+
+    book: ResolvedBook
+    levels: tuple[float, ...]
+    tiling: Tiling
+    smile: str
+
+    def matches(self, book: ResolvedBook, levels: Sequence[float], tiling: Tiling | None,
+                smile: str) -> bool:
+        """Whether :func:`attribution`'s arguments ask for these very statistics.
+
+        The book must be the same object (a resolved book is not compared value by value);
+        no tiling is the default :class:`Tiling`, as for ``sample_statistics``.
+        """
+        return (book is self.book and tuple(levels) == self.levels
+                and (tiling or Tiling()) == self.tiling and smile == self.smile)
 
 
 @dataclass(frozen=True)
@@ -88,6 +119,10 @@ class Blocks:
     spec: SimulationSpec
     token: str  # names this stage's files, so two stages never read each other's
     recomputed: Accumulator[int]
+    #: The statistics block 0's row carries (its ``sample`` column), if any.
+    sample: SampleRequest | None = field(default=None, compare=False)
+    #: Those statistics, once gathered on the driver (:func:`materialize`).
+    statistics: pd.DataFrame | None = field(default=None, compare=False)
 
     @property
     def n_desks(self) -> int:
@@ -162,7 +197,8 @@ def _write_block(path: str, pnl: NDArray[np.float64]) -> None:
 
 def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                     partitions: int | None = None, faults: TestingConfig | None = None,
-                    levels: Sequence[float] = ()) -> Blocks:
+                    levels: Sequence[float] = (), sample: SampleRequest | None = None,
+                    ) -> Blocks:
     """Run the fan-out: every block's desk P&L, kept on the executors (see :class:`Blocks`).
 
     ``spark.range(n_blocks)`` is split into ``partitions`` slices (default
@@ -170,7 +206,10 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
     so the result does not depend on the slicing. Only per-(scenario, desk) P&L leaves the
     kernel. With ``levels``, each task also bins its blocks' upper tails for the first
     histogram pass of :func:`tail_summary` while the P&L is at hand, which saves a second
-    pass reading every block back. The stage runs when the rows are first used.
+    pass reading every block back. With ``sample``, the task that simulates block 0 also
+    computes those block-0 sample statistics
+    (:func:`risk_engine.attribution.sample_statistics`) into block 0's row, for
+    :func:`attribution`. The stage runs when the rows are first used.
     """
     faults = faults or TestingConfig()
     block_size = spec.source.block_size
@@ -182,6 +221,7 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
         hists: list[pd.DataFrame] = []
         ids: list[int] = []
         paths: list[str] = []
+        stats: list[bytes | None] = []
         for batch in batches:
             for block_id in batch["id"].to_numpy():
                 b = int(block_id)
@@ -193,7 +233,11 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
                         hists = [merge_histograms(hists)]
                 paths.append(_block_path(token, b))
                 _write_block(paths[-1], pnl)
+                del pnl
                 ids.append(b)
+                stats.append(None if sample is None or b != 0 else pickle.dumps(
+                    sample_statistics(sample.book, spec.source, sample.levels, sample.tiling,
+                                      sample.smile), protocol=pickle.HIGHEST_PROTOCOL))
         if ids:
             # One batch per task (a batch per block cost about 1 ms each); the task's last
             # row carries its histogram.
@@ -201,14 +245,57 @@ def simulate_blocks(spark: SparkSession, spec: SimulationSpec, n_blocks: int,
             if specs is not None:
                 hist[-1] = pack_histogram(merge_histograms(hists))
             yield pd.DataFrame({"block_id": ids, "first_scenario": [b * block_size for b in ids],
-                                "path": paths, "hist": hist})
+                                "path": paths, "hist": hist, "sample": stats})
 
     slices = partitions or default_slices(n_blocks, spark.sparkContext.defaultParallelism,
                                           spec.plan.relative_cost)
     ids = spark.range(0, n_blocks, 1, numPartitions=max(1, min(slices, n_blocks)))
     frame = ids.mapInPandas(run_blocks, schema=BLOCK_SCHEMA).persist(
         StorageLevel.MEMORY_AND_DISK)
-    return Blocks(frame, spec, token, spark.sparkContext.accumulator(0))
+    return Blocks(frame, spec, token, spark.sparkContext.accumulator(0), sample)
+
+
+def materialize(blocks: Sequence[Blocks]) -> list[Blocks]:
+    """Run the fan-outs of ``blocks`` in one Spark job; gather their block-0 statistics.
+
+    One action over the union of the block rows fills every fan-out's cache (the tasks of
+    all the fan-outs, one per slice, share the cores) and brings back the ``sample``
+    column of the rows that carry one. Returns ``blocks`` in order, each with its
+    :attr:`Blocks.statistics` when it was simulated with a :class:`SampleRequest`.
+
+    A fan-out whose rows do not carry its statistics exactly once (never seen) gets none,
+    with a warning: its attribution then computes them in a job of their own.
+
+    Raises
+    ------
+    Exception
+        Whatever the Spark job raised (the rows stay persisted: the caller unpersists).
+    """
+    if not blocks:
+        return []
+    # A union of the RDDs, not of the DataFrames: Spark (4.3) runs a DataFrame union of
+    # children of one partition each (a date of one block) as ONE task, child after child
+    # (``spark.sql.unionOutputPartitioning``); the RDDs' union keeps a task per partition.
+    # Each RDD still reads its frame's cache, which the job fills whole.
+    rdds = [b.frame.where(F.col("sample").isNotNull())
+            .select(F.lit(i).alias("run"), F.col("sample")).rdd for i, b in enumerate(blocks)]
+    rows = blocks[0].frame.sparkSession.sparkContext.union(rdds).collect()
+    found: dict[int, list[bytes]] = {}
+    for row in rows:
+        found.setdefault(int(row["run"]), []).append(bytes(row["sample"]))
+    out = []
+    for i, b in enumerate(blocks):
+        got = found.get(i, [])
+        if b.sample is None or len(got) != 1:
+            if b.sample is not None or got:
+                log.warning("fan-out %d: %d row(s) of block-0 sample statistics, %s asked; "
+                            "its attribution computes them itself", i, len(got),
+                            "one" if b.sample is not None else "none")
+            out.append(replace(b, sample=None))
+            continue
+        stats = pickle.loads(got[0])  # noqa: S301 - rows our own executors wrote
+        out.append(replace(b, statistics=stats))
+    return out
 
 
 #: Most full-revaluation blocks one task carries by default: 8 blocks of 10,000 scenarios on
@@ -397,10 +484,16 @@ def attribution(
 
     Every block (from :func:`simulate_blocks`) finds its requested scenarios from its
     desk P&L, regenerates them from ``(seed, block)`` and returns its weighted position
-    losses. Executors add them up per group of ``group`` consecutive blocks, in block
-    order, and the driver adds the groups in order, exactly as
+    losses. They are added up per group of ``group`` consecutive blocks, in block order,
+    and the groups in order, exactly as
     :func:`risk_engine.attribution.attribute_in_process` does, so the result does not
-    depend on task scheduling and the driver receives one row per group.
+    depend on task scheduling: with more than one group, executors add each group (a
+    shuffle) and the driver receives one row per group; with one group (``n_blocks <=
+    group``), the driver receives the blocks' rows and adds them itself.
+
+    The sample statistics are the ones the blocks' rows carry
+    (:attr:`Blocks.statistics`) when they were asked for these very arguments
+    (:meth:`SampleRequest.matches`), else a one-task Spark job computes them.
     """
     source = blocks.spec.source
     # Request r is non-zero only on its desk's positions: only those values travel.
@@ -413,32 +506,51 @@ def attribution(
             yield pd.DataFrame({"group": [b // group], "block_id": [b],
                                 "values": [c[mask].tobytes()]})
 
+    def in_order(values: Iterable[bytes]) -> NDArray[np.float64]:
+        part = np.zeros(n_values)
+        for raw in values:  # in block order (or group order)
+            part += np.frombuffer(raw, dtype=np.float64)
+        return part
+
     def add_group(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.sort_values("block_id")
-        part = np.zeros(n_values)
-        for raw in frame["values"]:  # in block order
-            part += np.frombuffer(raw, dtype=np.float64)
         ids = frame["block_id"]
         return pd.DataFrame({"group": [int(frame["group"].iloc[0])], "n": [len(frame)],
                              "lo": [int(ids.min())], "hi": [int(ids.max())],
-                             "values": [part.tobytes()]})
+                             "values": [in_order(frame["values"]).tobytes()]})
 
     block_schema = "group long, block_id long, values binary"
     group_schema = "group long, n long, lo long, hi long, values binary"
     per_block = _over_blocks(blocks, run, block_schema)
-    got = pd.DataFrame(per_block.groupBy("group").applyInPandas(add_group, schema=group_schema)
-                       .toPandas()).sort_values("group")
-    n_groups = -(-source.n_blocks // group)
-    lo = np.arange(n_groups) * group
-    hi = np.minimum(lo + group, source.n_blocks) - 1
-    if not (len(got) == n_groups and np.array_equal(got["group"], np.arange(n_groups))
-            and np.array_equal(got["lo"], lo) and np.array_equal(got["hi"], hi)
-            and np.array_equal(got["n"], hi - lo + 1)):
-        raise RuntimeError(f"attribution: block results of {int(got['n'].sum())} blocks in "
-                           f"{len(got)} groups for {source.n_blocks} blocks")
+    n_blocks = source.n_blocks
+    if n_blocks <= group:  # one group: no shuffle, the driver adds the blocks in order
+        rows = pd.DataFrame(per_block.toPandas()).sort_values("block_id")
+        if not np.array_equal(rows["block_id"], np.arange(n_blocks)):
+            raise RuntimeError(f"attribution: block results of blocks "
+                               f"{list(rows['block_id'])} for {n_blocks} blocks")
+        log.debug("attribution: %d block(s), one summation group, added on the driver",
+                  n_blocks)
+        got = pd.DataFrame({"values": [in_order(rows["values"]).tobytes()]})
+    else:
+        got = pd.DataFrame(per_block.groupBy("group")
+                           .applyInPandas(add_group, schema=group_schema)
+                           .toPandas()).sort_values("group")
+        n_groups = -(-n_blocks // group)
+        lo = np.arange(n_groups) * group
+        hi = np.minimum(lo + group, n_blocks) - 1
+        if not (len(got) == n_groups and np.array_equal(got["group"], np.arange(n_groups))
+                and np.array_equal(got["lo"], lo) and np.array_equal(got["hi"], hi)
+                and np.array_equal(got["n"], hi - lo + 1)):
+            raise RuntimeError(f"attribution: block results of {int(got['n'].sum())} blocks "
+                               f"in {len(got)} groups for {n_blocks} blocks")
     total = np.zeros(mask.shape)
     for raw in got["values"]:  # groups in order, as attribute_in_process adds them
         total[mask] += np.frombuffer(raw, dtype=np.float64)
+
+    if (blocks.statistics is not None and blocks.sample is not None
+            and blocks.sample.matches(book, levels, tiling, smile)):
+        log.info("attribution: block-0 sample statistics computed in the fan-out")
+        return total, blocks.statistics.copy()
 
     def sample(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for _ in batches:

@@ -91,18 +91,26 @@ def test_fanned_out_backfill_publishes_what_single_date_runs_publish(
     for day in DAYS:  # risk-engine run, date by date
         summary = main(spark, fan_out_cfg(demo_days, single, day))
         assert summary.status in ("completed", "completed_with_warnings"), summary.message
-    with caplog.at_level(logging.INFO, logger="risk_engine.spark.engine"):
+    with caplog.at_level(logging.INFO, logger="risk_engine.spark"):
         summaries = backfill(spark, fan_out_cfg(demo_days, fanned), DAYS[0], DAYS[-1],
                              fan_out=3)
     assert "together failed" not in caplog.text  # the blocks did fan out together
     assert caplog.text.count("simulated ahead with other dates") == len(DAYS)  # and were used
+    # each date's attribution took the block-0 statistics its fan-out computed
+    assert caplog.text.count("sample statistics computed in the fan-out") == len(DAYS)
     assert [s.as_of_date for s in summaries] == DAYS
     assert all(s.status in ("completed", "completed_with_warnings") for s in summaries)
     for day in DAYS:
         want = published(single, day)
         assert {"risk_measures", "scenario_pnl", "backtest", "backtest_series",
                 "worst_case_var", "position_risk"} <= set(want)
-        assert_same_tables(published(fanned, day), want)
+        got = published(fanned, day)
+        assert_same_tables(got, want)
+        # in particular the block-0 statistics, computed in the fan-out's block-0 task
+        # (bits compared as bytes: NaN equals NaN only so)
+        for column in ("incremental_var", "correlation"):
+            assert (got["position_risk"][column].to_numpy(np.float64).tobytes()
+                    == want["position_risk"][column].to_numpy(np.float64).tobytes())
     # the last date's backtest saw the two dates before it published by this backfill
     bt = published(fanned, DAYS[-1])["backtest"]
     firm = bt[bt["scope"] == "firm"]
@@ -316,3 +324,63 @@ def test_window_snapshots_read_once_give_each_date_its_window_read(spark, demo_d
             pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
             rows += len(want[name])
     assert rows > 0
+
+
+def test_block_0_statistics_computed_in_the_fan_out_are_those_of_the_stage_s_own_job(
+        spark, demo_days, caplog):
+    from risk_engine.attribution import Tiling, attribution_requests, sample_statistics
+    from risk_engine.pipeline import prepare
+    from risk_engine.spark import stages
+    from risk_engine.spark.engine import attribution_sample, simulate_together
+    from risk_engine.spark.snapshot import read_snapshot
+
+    cfgs = [fan_out_cfg(demo_days, Path("unused"), day) for day in DAYS[:2]]
+    runs = [prepare(cfg, read_snapshot(spark, cfg)) for cfg in cfgs]
+    levels = cfgs[0].risk.confidence_levels
+    asked = attribution_sample(cfgs[0], runs[0])
+    assert asked is not None and asked.book is runs[0].book
+    assert asked.tiling == Tiling(cfgs[0].governance.attribution_chunk,
+                                  cfgs[0].monte_carlo.chunk_size)
+    tracker = spark.sparkContext.statusTracker()
+    spark.sparkContext.setJobGroup("fan-out-stats", "simulate_together")
+    try:  # each date's blocks in one slice: a task each, side by side
+        ready = simulate_together(spark, [r.spec for r in runs], partitions=1,
+                                  faults=cfgs[0].testing, levels=levels,
+                                  samples=[asked, None])
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    (job,) = tracker.getJobIdsForGroup("fan-out-stats")
+    info = tracker.getJobInfo(job)
+    assert info is not None
+    assert [tracker.getStageInfo(s).numTasks for s in info.stageIds] == [2]  # one per date
+    first, second = (r.take(run.spec, levels) for r, run in zip(ready, runs, strict=True)
+                     if r is not None)
+    try:
+        assert first.spec.source.n_blocks == 2
+        assert second.sample is None and second.statistics is None  # not asked: not computed
+        assert first.statistics is not None
+        want = sample_statistics(asked.book, first.spec.source, asked.levels, asked.tiling,
+                                 asked.smile)
+        pd.testing.assert_frame_equal(first.statistics, want, check_exact=True)
+
+        requests = attribution_requests(stages.tail_summary(first, levels))
+        with caplog.at_level(logging.INFO, logger="risk_engine.spark.stages"):
+            _, embedded = stages.attribution(spark, first, runs[0].book, requests, levels,
+                                             tiling=asked.tiling, smile=asked.smile)
+        assert "sample statistics computed in the fan-out" in caplog.text
+        pd.testing.assert_frame_equal(embedded, want, check_exact=True)
+        caplog.clear()
+        # Other arguments (another tiling, another book object): the stage's own job, the
+        # same bits (the tiling bounds memory only).
+        other = Tiling(positions=7, scenarios=300)
+        assert not asked.matches(runs[0].book, levels, other, asked.smile)
+        assert not asked.matches(runs[1].book, levels, asked.tiling, asked.smile)
+        with caplog.at_level(logging.INFO, logger="risk_engine.spark.stages"):
+            _, own = stages.attribution(spark, first, runs[0].book, requests, levels,
+                                        tiling=other, smile=asked.smile)
+        assert "computed in the fan-out" not in caplog.text
+        for column in want.columns:
+            np.testing.assert_array_equal(own[column].to_numpy(), want[column].to_numpy())
+    finally:
+        first.unpersist()
+        second.unpersist()
