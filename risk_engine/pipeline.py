@@ -387,6 +387,17 @@ def check_block_memory(block_size: int, n_underlyings: int, n_desks: int) -> Non
 ATTRIBUTION_TILE_ARRAYS = 12
 
 
+def attribution_tiling(cfg: Config) -> Tiling | None:
+    """The tiling of the run's ``attribution`` stage; None when the run has none.
+
+    ``governance.attribution_chunk`` positions by ``monte_carlo.chunk_size`` scenarios.
+    """
+    gov = cfg.governance
+    if not (gov.enabled and gov.attribution):
+        return None
+    return Tiling(positions=gov.attribution_chunk, scenarios=cfg.monte_carlo.chunk_size)
+
+
 def check_attribution_memory(block_size: int, chunk: int,
                              max_bytes: int = MAX_BLOCK_BYTES) -> None:
     """Refuse an attribution chunk whose tile would not fit a task's memory.
@@ -736,11 +747,10 @@ def _from_tails(cfg: Config, inputs: InputTables, prepared: Prepared, blocks: Sc
         rl.warnings.extend(warnings)
     gov = cfg.governance
     alerts: list[Alert] = []
-    if gov.enabled and gov.attribution:
+    tiling = attribution_tiling(cfg)
+    if tiling is not None:
         with rl.stage("attribution"):
             requests = attribution_requests(tails)
-            tiling = Tiling(positions=gov.attribution_chunk,
-                            scenarios=cfg.monte_carlo.chunk_size)
             contrib, sample = blocks.attribution(book, requests, levels, tiling)
             rows, tables["position_risk"] = position_tables(book, requests, contrib, sample)
         tables["contributions"] = pd.concat([tables["contributions"], rows], ignore_index=True)

@@ -25,7 +25,7 @@ from risk_engine.attribution import Request, Tiling
 from risk_engine.book import ResolvedBook
 from risk_engine.config import Config, TestingConfig
 from risk_engine.engine import fold_group, group_blocks
-from risk_engine.pipeline import Prepared
+from risk_engine.pipeline import Prepared, attribution_tiling
 from risk_engine.simulation import SimulationSpec, smile_of
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
@@ -140,17 +140,15 @@ def attribution_sample(cfg: Config, prepared: Prepared) -> stages.SampleRequest 
 
     None when the run has no attribution stage; else the arguments
     :func:`risk_engine.pipeline.nightly_run` gives the stage: the prepared book, the
-    confidence levels, the tiling of ``governance.attribution_chunk`` positions by
-    ``monte_carlo.chunk_size`` scenarios, the plan's smile dynamics. (Were they ever to
+    confidence levels, :func:`risk_engine.pipeline.attribution_tiling`, the plan's smile
+    dynamics. (Were they ever to
     differ from the stage's, the statistics would not be used, only computed again.)
     """
-    gov = cfg.governance
-    if not (gov.enabled and gov.attribution):
+    tiling = attribution_tiling(cfg)
+    if tiling is None:
         return None
-    return stages.SampleRequest(
-        prepared.book, tuple(cfg.risk.confidence_levels),
-        Tiling(positions=gov.attribution_chunk, scenarios=cfg.monte_carlo.chunk_size),
-        smile_of(prepared.spec.plan))
+    return stages.SampleRequest(prepared.book, tuple(cfg.risk.confidence_levels), tiling,
+                                smile_of(prepared.spec.plan))
 
 
 def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
