@@ -15,6 +15,7 @@ import pandas as pd
 import yaml
 
 from risk_engine.revaluation_grid import METHODS
+from risk_engine.tools.bench.backfill import backfill_rows
 from risk_engine.tools.bench.positions import positions_rows
 from risk_engine.tools.bench.report import Rows, format_table
 from risk_engine.tools.bench.run import run_benchmark
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--backfill-set", action="append", default=[], metavar="KEY=VALUE",
                    help="a config key of the backfill section (YAML value), e.g. "
                         "governance.enabled=false; repeatable")
+    p.add_argument("--backfill-only", action="store_true",
+                   help="only the backfill section (with --backfill-days N)")
     p.add_argument("--stress-years", type=int, default=10,
                    help="years of demo history for the stress section: historical VaR, "
                         "stressed VaR, spot-vol grid (0 for none)")
@@ -79,6 +82,16 @@ def bench_main(argv: list[str]) -> int:
     scen = [int(float(s)) for s in args.scenarios.split(",") if s.strip()]
     say = lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     counts = [int(float(s)) for s in args.positions_axis.split(",") if s.strip()]
+    backfill_settings = {k: yaml.safe_load(v) for k, _, v in
+                         (s.partition("=") for s in args.backfill_set)}
+    if args.backfill_only:
+        if args.backfill_days < 1:
+            raise SystemExit("risk-engine bench: --backfill-only needs --backfill-days N")
+        rows = Rows()
+        backfill_rows(rows, args.backfill_days, scenarios=args.backfill_scenarios,
+                      master=args.master, driver_memory=args.driver_memory,
+                      settings=backfill_settings, say=say)
+        return _emit(rows.frame(), args.csv)
     if args.positions_only:
         if not counts:
             raise SystemExit("risk-engine bench: --positions-only needs --positions-axis")
@@ -98,8 +111,7 @@ def bench_main(argv: list[str]) -> int:
         hedging_objectives=[o.strip() for o in args.hedging_objectives.split(",")
                             if o.strip()],
         backfill_days=args.backfill_days, backfill_scenarios=args.backfill_scenarios,
-        backfill_settings={k: yaml.safe_load(v) for k, _, v in
-                           (s.partition("=") for s in args.backfill_set)},
+        backfill_settings=backfill_settings,
         stress_years=args.stress_years,
         log=say,
     )
