@@ -40,12 +40,14 @@ from pyspark.sql import SparkSession
 
 from risk_engine.config import Config
 from risk_engine.errors import RejectionCeilingError, RiskEngineError
-from risk_engine.pipeline import check_rejection_ceiling, prepare
+from risk_engine.pipeline import Prepared, attribution_tiling, check_rejection_ceiling, prepare
+from risk_engine.simulation import smile_of
 from risk_engine.spark.backtest_window import PublishedResults, WindowSnapshots
-from risk_engine.spark.engine import attribution_sample, simulate_together
+from risk_engine.spark.engine import simulate_together
 from risk_engine.spark.job import Ahead, RunSummary, main
 from risk_engine.spark.progress import format_progress, is_terminal
 from risk_engine.spark.snapshot import GroupTables, read_snapshot
+from risk_engine.spark.stages import SampleRequest
 
 log = logging.getLogger("risk_engine.backfill")
 
@@ -129,6 +131,22 @@ def _published(spark: SparkSession, cfg: Config, days: list[dt.date]
     except Exception as exc:  # noqa: BLE001 - each date reads its own and reports it
         log.info("backfill: published results not read ahead (%s)", type(exc).__name__)
         return None
+
+
+def attribution_sample(cfg: Config, prepared: Prepared) -> SampleRequest | None:
+    """The block-0 sample statistics the run of ``cfg`` will ask its blocks for, if any.
+
+    None when the run has no attribution stage; else the arguments
+    :func:`risk_engine.pipeline.nightly_run` gives the stage: the prepared book, the
+    confidence levels, :func:`risk_engine.pipeline.attribution_tiling`, the plan's smile
+    dynamics. (Were they ever to
+    differ from the stage's, the statistics would not be used, only computed again.)
+    """
+    tiling = attribution_tiling(cfg)
+    if tiling is None:
+        return None
+    return SampleRequest(prepared.book, tuple(cfg.risk.confidence_levels), tiling,
+                                smile_of(prepared.spec.plan))
 
 
 def _ahead(spark: SparkSession, cfg: Config, days: list[dt.date]) -> list[Ahead | None]:

@@ -23,9 +23,8 @@ from pyspark.sql import functions as F
 from risk_engine import schemas
 from risk_engine.attribution import Request, Tiling
 from risk_engine.book import ResolvedBook
-from risk_engine.config import Config, TestingConfig
+from risk_engine.config import TestingConfig
 from risk_engine.engine import fold_group, group_blocks
-from risk_engine.pipeline import Prepared, attribution_tiling
 from risk_engine.simulation import SimulationSpec, smile_of
 from risk_engine.spark import stages
 from risk_engine.tails import TailSummary
@@ -135,22 +134,6 @@ class ReadyBlocks:
             blocks.unpersist()
 
 
-def attribution_sample(cfg: Config, prepared: Prepared) -> stages.SampleRequest | None:
-    """The block-0 sample statistics the run of ``cfg`` will ask its blocks for, if any.
-
-    None when the run has no attribution stage; else the arguments
-    :func:`risk_engine.pipeline.nightly_run` gives the stage: the prepared book, the
-    confidence levels, :func:`risk_engine.pipeline.attribution_tiling`, the plan's smile
-    dynamics. (Were they ever to
-    differ from the stage's, the statistics would not be used, only computed again.)
-    """
-    tiling = attribution_tiling(cfg)
-    if tiling is None:
-        return None
-    return stages.SampleRequest(prepared.book, tuple(cfg.risk.confidence_levels), tiling,
-                                smile_of(prepared.spec.plan))
-
-
 def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
                       partitions: int | None, faults: TestingConfig,
                       levels: Sequence[float],
@@ -167,9 +150,9 @@ def simulate_together(spark: SparkSession, specs: Sequence[SimulationSpec], *,
     own rows.
 
     ``samples`` (one per spec, or None: none at all): the block-0 sample statistics each
-    run's attribution will ask for (:func:`attribution_sample`), computed by the task that
-    simulates the run's block 0, so that they too share the cores instead of running as
-    one serial job per run.
+    run's attribution will ask for (:func:`risk_engine.spark.backfill.attribution_sample`),
+    computed by the task that simulates the run's block 0, so that they too share the
+    cores instead of running as one serial job per run.
 
     Returns
     -------

@@ -331,7 +331,8 @@ def test_block_0_statistics_computed_in_the_fan_out_are_those_of_the_stage_s_own
     from risk_engine.attribution import Tiling, attribution_requests, sample_statistics
     from risk_engine.pipeline import prepare
     from risk_engine.spark import stages
-    from risk_engine.spark.engine import attribution_sample, simulate_together
+    from risk_engine.spark.backfill import attribution_sample
+    from risk_engine.spark.engine import simulate_together
     from risk_engine.spark.snapshot import read_snapshot
 
     cfgs = [fan_out_cfg(demo_days, Path("unused"), day) for day in DAYS[:2]]
