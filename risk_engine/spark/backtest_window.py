@@ -57,8 +57,9 @@ def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
     """``inputs`` with the backtest's reads of what earlier dates published.
 
     ``published_risk`` (:func:`read_published_risk`) and ``backtest_snapshots``
-    (:func:`read_window_snapshots`, from ``window`` if given) when the backtest is on; read
-    when called, so a date's backtest sees every date published before this call.
+    (:func:`read_window_snapshots`, from ``window`` if given, and key ``hypothetical``:
+    :func:`read_published_hypothetical`) when the backtest is on; read when called, so a
+    date's backtest sees every date published before this call.
     ``published``: a backfill's results kept in memory, used instead of reading them.
     """
     if not cfg.backtest.enabled:
@@ -67,7 +68,8 @@ def with_published(spark: SparkSession, cfg: Config, inputs: InputTables,
             else read_published_risk(spark, cfg))
     snapshots = None
     if cfg.backtest.hypothetical:
-        snapshots = _window_tables(spark, cfg, window)
+        snapshots = read_window_snapshots(spark, cfg, window)
+        # days earlier runs already revalued are reused, not revalued again
         snapshots["hypothetical"] = (published.hypothetical(cfg) if published is not None
                                      else read_published_hypothetical(spark, cfg))
     return dataclasses.replace(inputs, published_risk=risk, backtest_snapshots=snapshots)
@@ -130,13 +132,6 @@ class WindowSnapshots:
         return out
 
 
-def _window_tables(spark: SparkSession, cfg: Config, window: WindowSnapshots | None
-                   ) -> dict[str, pd.DataFrame | None]:
-    start = window_start(cfg)
-    cut = window.cut(start, cfg.as_of_date) if window is not None else None
-    return cut if cut is not None else _read_snapshot_range(spark, cfg, start, cfg.as_of_date)
-
-
 def read_window_snapshots(spark: SparkSession, cfg: Config,
                           window: WindowSnapshots | None = None
                           ) -> dict[str, pd.DataFrame | None]:
@@ -144,13 +139,11 @@ def read_window_snapshots(spark: SparkSession, cfg: Config,
 
     From the business day before the window's first day to ``as_of_date`` (for the
     hypothetical P&L of each day); a table without those dates is None or partial. Cut from
-    ``window`` when it covers them, else read. Key ``hypothetical``:
-    :func:`read_published_hypothetical`.
+    ``window`` when it covers them, else read.
     """
-    out = _window_tables(spark, cfg, window)
-    # days earlier runs already revalued are reused, not revalued again
-    out["hypothetical"] = read_published_hypothetical(spark, cfg)
-    return out
+    start = window_start(cfg)
+    cut = window.cut(start, cfg.as_of_date) if window is not None else None
+    return cut if cut is not None else _read_snapshot_range(spark, cfg, start, cfg.as_of_date)
 
 
 # ----------------------------------------------------------------------- published results

@@ -319,7 +319,7 @@ def test_window_snapshots_read_once_give_each_date_its_window_read(spark, demo_d
     rows = 0
     for cfg in cfgs:
         want, got = read_window_snapshots(spark, cfg), read_window_snapshots(spark, cfg, window)
-        assert sorted(got) == sorted(want) == ["hypothetical", "market", "positions", "rates"]
+        assert sorted(got) == sorted(want) == ["market", "positions", "rates"]
         for name in ("positions", "market", "rates"):
             pd.testing.assert_frame_equal(got[name], want[name], check_exact=True, obj=name)
             rows += len(want[name])
